@@ -1,0 +1,10 @@
+//! pose3d core: everything but ROS. The node (`src/bin/lifter.rs`, feature `ros`), the trainer and the
+//! evaluator are thin adapters over these modules.
+
+pub mod camera;
+pub mod distribution;
+pub mod nn;
+pub mod normalize;
+pub mod rootfit;
+pub mod skeleton;
+pub mod vae;

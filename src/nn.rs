@@ -1,0 +1,244 @@
+//! Minimal dense-network training kit: linear layers, leaky-ReLU MLPs with hand-written backward passes,
+//! and Adam. The model is a handful of MLPs, so explicit gradients (checked against finite differences in
+//! the tests) keep the trainer small, fast to build and exactly mirrored by the ONNX export.
+
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+
+pub const LEAKY_SLOPE: f32 = 0.1;
+
+/// y = x W + b, with W stored row-major as [inp][out] (ONNX Gemm's B without transpose).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Linear {
+    pub inp: usize,
+    pub out: usize,
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+}
+
+/// C (m x n) = alpha * A (m x k) B (k x n) + beta * C, with A and B optionally transposed (row-major storage).
+#[allow(clippy::too_many_arguments)]
+fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
+    let (rsa, csa) = if a_t { (1, m as isize) } else { (k as isize, 1) };
+    let (rsb, csb) = if b_t { (1, k as isize) } else { (n as isize, 1) };
+    debug_assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: the asserted lengths cover every index the strides reach.
+    unsafe {
+        matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, beta, c.as_mut_ptr(), n as isize, 1);
+    }
+}
+
+impl Linear {
+    /// He-style initialisation scaled for leaky ReLU.
+    pub fn new(inp: usize, out: usize, rng: &mut impl Rng) -> Self {
+        let std = (2.0 / inp as f32).sqrt();
+        let n = Normal::new(0.0, std).unwrap();
+        Linear { inp, out, w: (0..inp * out).map(|_| n.sample(rng)).collect(), b: vec![0.0; out] }
+    }
+    pub fn zeros_like(&self) -> Self {
+        Linear { inp: self.inp, out: self.out, w: vec![0.0; self.w.len()], b: vec![0.0; self.b.len()] }
+    }
+    pub fn forward(&self, x: &[f32], rows: usize, y: &mut Vec<f32>) {
+        y.clear();
+        for _ in 0..rows {
+            y.extend_from_slice(&self.b);
+        }
+        gemm(rows, self.inp, self.out, x, false, &self.w, false, 1.0, y);
+    }
+    /// Accumulates dW, db into `g` and writes dX (if wanted).
+    pub fn backward(&self, x: &[f32], gy: &[f32], rows: usize, g: &mut Linear, gx: Option<&mut Vec<f32>>) {
+        gemm(self.inp, rows, self.out, x, true, gy, false, 1.0, &mut g.w);
+        for r in 0..rows {
+            for (gb, v) in g.b.iter_mut().zip(&gy[r * self.out..(r + 1) * self.out]) {
+                *gb += v;
+            }
+        }
+        if let Some(gx) = gx {
+            gx.clear();
+            gx.resize(rows * self.inp, 0.0);
+            gemm(rows, self.out, self.inp, gy, false, &self.w, true, 0.0, gx);
+        }
+    }
+}
+
+/// Linear layers with leaky ReLU between them (none after the last).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mlp {
+    pub layers: Vec<Linear>,
+}
+
+/// Activations of one forward pass, kept for the backward pass.
+#[derive(Debug, Default, Clone)]
+pub struct MlpCache {
+    /// acts[0] is the input; acts[i] the output of layer i-1 (after its activation).
+    pub acts: Vec<Vec<f32>>,
+    grad: Vec<f32>,
+    grad2: Vec<f32>,
+}
+
+impl Mlp {
+    pub fn new(sizes: &[usize], rng: &mut impl Rng) -> Self {
+        Mlp { layers: sizes.windows(2).map(|w| Linear::new(w[0], w[1], rng)).collect() }
+    }
+    pub fn zeros_like(&self) -> Self {
+        Mlp { layers: self.layers.iter().map(Linear::zeros_like).collect() }
+    }
+    pub fn inp(&self) -> usize {
+        self.layers[0].inp
+    }
+    pub fn out(&self) -> usize {
+        self.layers.last().unwrap().out
+    }
+    pub fn forward<'c>(&self, x: &[f32], rows: usize, cache: &'c mut MlpCache) -> &'c [f32] {
+        let n = self.layers.len();
+        cache.acts.resize_with(n + 1, Vec::new);
+        cache.acts[0].clear();
+        cache.acts[0].extend_from_slice(&x[..rows * self.inp()]);
+        for (i, l) in self.layers.iter().enumerate() {
+            let (before, after) = cache.acts.split_at_mut(i + 1);
+            l.forward(&before[i], rows, &mut after[0]);
+            if i + 1 < n {
+                for v in after[0].iter_mut() {
+                    if *v < 0.0 {
+                        *v *= LEAKY_SLOPE;
+                    }
+                }
+            }
+        }
+        &cache.acts[n]
+    }
+    /// Backward from dY; accumulates parameter gradients into `g`; returns dX in `gx` if asked.
+    pub fn backward(&self, gy: &[f32], rows: usize, cache: &mut MlpCache, g: &mut Mlp, gx: Option<&mut Vec<f32>>) {
+        let n = self.layers.len();
+        let mut cur = std::mem::take(&mut cache.grad);
+        let mut next = std::mem::take(&mut cache.grad2);
+        cur.clear();
+        cur.extend_from_slice(gy);
+        let mut gx = gx;
+        for i in (0..n).rev() {
+            if i + 1 < n {
+                // Leaky ReLU keeps the sign, so the activation tells where the slope applies.
+                for (d, a) in cur.iter_mut().zip(&cache.acts[i + 1]) {
+                    if *a < 0.0 {
+                        *d *= LEAKY_SLOPE;
+                    }
+                }
+            }
+            if i == 0 {
+                self.layers[0].backward(&cache.acts[0], &cur, rows, &mut g.layers[0], gx.take());
+            } else {
+                self.layers[i].backward(&cache.acts[i], &cur, rows, &mut g.layers[i], Some(&mut next));
+                std::mem::swap(&mut cur, &mut next);
+            }
+        }
+        cache.grad = cur;
+        cache.grad2 = next;
+    }
+    pub fn tensors(&self) -> Vec<&Vec<f32>> {
+        self.layers.iter().flat_map(|l| [&l.w, &l.b]).collect()
+    }
+    pub fn tensors_mut(&mut self) -> Vec<&mut Vec<f32>> {
+        self.layers.iter_mut().flat_map(|l| [&mut l.w, &mut l.b]).collect()
+    }
+}
+
+/// Adam (Kingma & Ba) over a list of parameter tensors.
+#[derive(Debug, Clone)]
+pub struct Adam {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub step: u64,
+    pub m: Vec<Vec<f32>>,
+    pub v: Vec<Vec<f32>>,
+}
+
+impl Adam {
+    pub fn new(lr: f32, shapes: &[usize]) -> Self {
+        Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            step: 0,
+            m: shapes.iter().map(|n| vec![0.0; *n]).collect(),
+            v: shapes.iter().map(|n| vec![0.0; *n]).collect(),
+        }
+    }
+    pub fn update(&mut self, params: Vec<&mut Vec<f32>>, grads: Vec<&Vec<f32>>) {
+        self.step += 1;
+        let bc1 = 1.0 - self.beta1.powi(self.step as i32);
+        let bc2 = 1.0 - self.beta2.powi(self.step as i32);
+        let a = self.lr * bc2.sqrt() / bc1;
+        for (((p, g), m), v) in params.into_iter().zip(grads).zip(&mut self.m).zip(&mut self.v) {
+            for i in 0..p.len() {
+                let gi = g[i];
+                m[i] = self.beta1 * m[i] + (1.0 - self.beta1) * gi;
+                v[i] = self.beta2 * v[i] + (1.0 - self.beta2) * gi * gi;
+                p[i] -= a * m[i] / (v[i].sqrt() + self.eps * bc2.sqrt());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn mlp_gradients_match_finite_differences() {
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(1);
+        let mlp = Mlp::new(&[5, 7, 6, 3], &mut rng);
+        let rows = 4;
+        let x: Vec<f32> = (0..rows * 5).map(|i| ((i * 37 % 11) as f32 - 5.0) / 4.0).collect();
+        let target: Vec<f32> = (0..rows * 3).map(|i| (i % 4) as f32 / 3.0).collect();
+        let loss = |m: &Mlp, x: &[f32]| -> f64 {
+            let mut c = MlpCache::default();
+            let y = m.forward(x, rows, &mut c);
+            y.iter().zip(&target).map(|(a, b)| 0.5 * ((a - b) as f64).powi(2)).sum()
+        };
+        let mut cache = MlpCache::default();
+        let y = mlp.forward(&x, rows, &mut cache).to_vec();
+        let gy: Vec<f32> = y.iter().zip(&target).map(|(a, b)| a - b).collect();
+        let mut g = mlp.zeros_like();
+        let mut gx = Vec::new();
+        mlp.backward(&gy, rows, &mut cache, &mut g, Some(&mut gx));
+        let h = 1e-2f32;
+        for (li, l) in mlp.layers.iter().enumerate() {
+            for idx in [0, l.w.len() / 2, l.w.len() - 1] {
+                let (mut p, mut m) = (mlp.clone(), mlp.clone());
+                p.layers[li].w[idx] += h;
+                m.layers[li].w[idx] -= h;
+                let num = (loss(&p, &x) - loss(&m, &x)) / (2.0 * h as f64);
+                let ana = g.layers[li].w[idx] as f64;
+                assert!((num - ana).abs() < 2e-3 + 2e-2 * ana.abs(), "layer {li} w[{idx}]: {num} vs {ana}");
+            }
+            let mut p = mlp.clone();
+            p.layers[li].b[0] += h;
+            let mut m = mlp.clone();
+            m.layers[li].b[0] -= h;
+            let num = (loss(&p, &x) - loss(&m, &x)) / (2.0 * h as f64);
+            assert!((num - g.layers[li].b[0] as f64).abs() < 2e-3 + 2e-2 * num.abs());
+        }
+        for idx in [0, 7, 19] {
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp[idx] += h;
+            xm[idx] -= h;
+            let num = (loss(&mlp, &xp) - loss(&mlp, &xm)) / (2.0 * h as f64);
+            assert!((num - gx[idx] as f64).abs() < 2e-3 + 2e-2 * num.abs(), "dx[{idx}] {num} vs {}", gx[idx]);
+        }
+    }
+
+    #[test]
+    fn adam_minimises_a_quadratic() {
+        let mut p = vec![vec![3.0f32, -2.0]];
+        let mut opt = Adam::new(0.1, &[2]);
+        for _ in 0..500 {
+            let g = vec![p[0].iter().map(|v| 2.0 * (v - 1.0)).collect::<Vec<f32>>()];
+            opt.update(p.iter_mut().collect(), g.iter().collect());
+        }
+        assert!((p[0][0] - 1.0).abs() < 1e-2 && (p[0][1] - 1.0).abs() < 1e-2, "{:?}", p);
+    }
+}

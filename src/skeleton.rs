@@ -1,0 +1,193 @@
+//! Joint layouts: names, parents, and conversion of detector layouts to the model's H36M-17 layout.
+
+use thiserror::Error;
+
+/// Joints of the H36M-17 layout (3d-pose-baseline / VideoPose3D order); the model's input and output layout.
+pub const H36M17_NAMES: [&str; 17] = [
+    "hip", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "spine", "thorax", "neck_nose",
+    "head", "l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist",
+];
+pub const H36M17_PARENTS: [i32; 17] = [-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15];
+pub const NUM_JOINTS: usize = 17;
+pub const ROOT: usize = 0;
+
+/// Bones (child, parent) of the H36M-17 layout.
+pub fn h36m17_bones() -> impl Iterator<Item = (usize, usize)> {
+    H36M17_PARENTS.iter().enumerate().filter(|(_, p)| **p >= 0).map(|(c, p)| (c, *p as usize))
+}
+
+/// Left/right pairs of the H36M-17 layout (for flip augmentation).
+pub const H36M17_FLIP: [usize; 17] = [0, 4, 5, 6, 1, 2, 3, 7, 8, 9, 10, 14, 15, 16, 11, 12, 13];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Coco17,
+    H36m17,
+    Mpii16,
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum LayoutError {
+    #[error("unknown keypoint layout '{0}' (known: coco17, h36m17, mpii16)")]
+    Unknown(String),
+    #[error("layout {layout} has {expected} joints, got {got}")]
+    WrongCount { layout: &'static str, expected: usize, got: usize },
+}
+
+impl Layout {
+    pub fn parse(s: &str) -> Result<Self, LayoutError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "coco17" | "coco" => Ok(Layout::Coco17),
+            "h36m17" | "h36m" => Ok(Layout::H36m17),
+            "mpii16" | "mpii" => Ok(Layout::Mpii16),
+            _ => Err(LayoutError::Unknown(s.to_string())),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Coco17 => "coco17",
+            Layout::H36m17 => "h36m17",
+            Layout::Mpii16 => "mpii16",
+        }
+    }
+    pub fn num_joints(self) -> usize {
+        match self {
+            Layout::Coco17 | Layout::H36m17 => 17,
+            Layout::Mpii16 => 16,
+        }
+    }
+}
+
+/// A 2D keypoint: position (any 2D unit) and score; score 0 (or a non-finite value) means missing.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Kp {
+    pub x: f64,
+    pub y: f64,
+    pub score: f64,
+}
+
+impl Kp {
+    pub fn new(x: f64, y: f64, score: f64) -> Self {
+        Kp { x, y, score }
+    }
+    pub fn missing() -> Self {
+        Kp { x: 0.0, y: 0.0, score: 0.0 }
+    }
+    /// Present means a positive score and finite coordinates: NaN keypoints count as missing, never as data.
+    pub fn present(&self) -> bool {
+        self.score > 0.0 && self.score.is_finite() && self.x.is_finite() && self.y.is_finite()
+    }
+}
+
+fn mid(a: Kp, b: Kp) -> Kp {
+    if a.present() && b.present() {
+        Kp::new(0.5 * (a.x + b.x), 0.5 * (a.y + b.y), a.score.min(b.score))
+    } else {
+        Kp::missing()
+    }
+}
+
+/// Converts keypoints of `layout` to H36M-17. Joints a layout does not have are returned missing
+/// (score 0), so the model sees them as absent rather than guessed.
+pub fn to_h36m17(layout: Layout, kps: &[Kp]) -> Result<[Kp; 17], LayoutError> {
+    if kps.len() != layout.num_joints() {
+        return Err(LayoutError::WrongCount { layout: layout.name(), expected: layout.num_joints(), got: kps.len() });
+    }
+    let k = |i: usize| if kps[i].present() { kps[i] } else { Kp::missing() };
+    let out = match layout {
+        Layout::H36m17 => std::array::from_fn(k),
+        Layout::Mpii16 => {
+            // MPII: 0 RAnkle 1 RKnee 2 RHip 3 LHip 4 LKnee 5 LAnkle 6 Pelvis 7 Thorax 8 Neck 9 Head
+            // 10 RWrist 11 RElbow 12 RShoulder 13 LShoulder 14 LElbow 15 LWrist
+            let pelvis = k(6);
+            let thorax = k(7);
+            [
+                pelvis, k(2), k(1), k(0), k(3), k(4), k(5), mid(pelvis, thorax), thorax, k(8), k(9), k(13), k(14),
+                k(15), k(12), k(11), k(10),
+            ]
+        }
+        Layout::Coco17 => {
+            // COCO: 0 nose 1 leye 2 reye 3 lear 4 rear 5 lsho 6 rsho 7 lelb 8 relb 9 lwri 10 rwri
+            // 11 lhip 12 rhip 13 lknee 14 rknee 15 lank 16 rank. COCO has no head top: it stays missing.
+            let hip = mid(k(11), k(12));
+            let thorax = mid(k(5), k(6));
+            [
+                hip, k(12), k(14), k(16), k(11), k(13), k(15), mid(hip, thorax), thorax, k(0), Kp::missing(), k(5), k(7),
+                k(9), k(6), k(8), k(10),
+            ]
+        }
+    };
+    Ok(out)
+}
+
+/// MPII-16 indices of each H36M-17 joint (Spine is the pelvis-thorax midpoint), for datasets in MPII order.
+pub fn mpii16_to_h36m17_f32(src: &[[f32; 2]]) -> [[f32; 2]; 17] {
+    let kps: Vec<Kp> = src.iter().map(|p| Kp::new(p[0] as f64, p[1] as f64, 1.0)).collect();
+    let h = to_h36m17(Layout::Mpii16, &kps).expect("16 joints");
+    std::array::from_fn(|j| [h[j].x as f32, h[j].y as f32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_form_a_tree_rooted_at_hip() {
+        for (c, p) in h36m17_bones() {
+            assert!(p < c, "parent {p} of {c} comes first");
+        }
+        assert_eq!(h36m17_bones().count(), 16);
+        for j in 0..17 {
+            assert_eq!(H36M17_FLIP[H36M17_FLIP[j]], j);
+        }
+    }
+
+    #[test]
+    fn parse_and_count_errors() {
+        assert_eq!(Layout::parse("COCO17").unwrap(), Layout::Coco17);
+        assert!(matches!(Layout::parse("openpose25"), Err(LayoutError::Unknown(_))));
+        let e = to_h36m17(Layout::Coco17, &vec![Kp::new(1.0, 1.0, 1.0); 16]).unwrap_err();
+        assert_eq!(e, LayoutError::WrongCount { layout: "coco17", expected: 17, got: 16 });
+        assert!(e.to_string().contains("17 joints, got 16"));
+    }
+
+    #[test]
+    fn coco_conversion_builds_hip_thorax_and_leaves_head_missing() {
+        let mut kps: Vec<Kp> = (0..17).map(|i| Kp::new(i as f64, 10.0 * i as f64, 0.9)).collect();
+        kps[11] = Kp::new(10.0, 100.0, 0.8); // lhip
+        kps[12] = Kp::new(20.0, 100.0, 0.7); // rhip
+        kps[5] = Kp::new(8.0, 0.0, 0.9); // lsho
+        kps[6] = Kp::new(22.0, 0.0, 0.9); // rsho
+        let h = to_h36m17(Layout::Coco17, &kps).unwrap();
+        assert_eq!((h[0].x, h[0].y, h[0].score), (15.0, 100.0, 0.7));
+        assert_eq!((h[8].x, h[8].y), (15.0, 0.0));
+        assert_eq!((h[7].x, h[7].y), (15.0, 50.0));
+        assert!(!h[10].present());
+        assert_eq!(h[1], kps[12]);
+        assert_eq!(h[13], kps[9]);
+        assert_eq!(h[16], kps[10]);
+    }
+
+    #[test]
+    fn nan_and_missing_inputs_propagate_as_missing() {
+        let mut kps = vec![Kp::new(1.0, 2.0, 1.0); 17];
+        kps[11].x = f64::NAN;
+        let h = to_h36m17(Layout::Coco17, &kps).unwrap();
+        assert!(!h[4].present(), "NaN lhip is missing");
+        assert!(!h[0].present(), "hip needs both hips");
+        assert!(!h[7].present(), "spine needs the hip");
+        assert!(h[1].present());
+    }
+
+    #[test]
+    fn mpii_conversion_maps_limbs() {
+        let src: Vec<[f32; 2]> = (0..16).map(|i| [i as f32, 0.0]).collect();
+        let h = mpii16_to_h36m17_f32(&src);
+        assert_eq!(h[0][0], 6.0);
+        assert_eq!(h[3][0], 0.0);
+        assert_eq!(h[7][0], 6.5);
+        assert_eq!(h[10][0], 9.0);
+        assert_eq!(h[13][0], 15.0);
+        assert_eq!(h[16][0], 10.0);
+    }
+}

@@ -1,0 +1,398 @@
+//! The cross-modal VAE: one encoder ("expert") per modality into a shared Gaussian latent, fused as a
+//! product of Gaussian experts with a N(0, I) prior expert, and a 3D pose decoder.
+//!
+//! Why a product of experts (Wu & Goodman 2018) rather than a mixture (Shi et al. 2019): the node must infer
+//! from any subset of modalities in a single pass, and a product does that in closed form: an absent
+//! modality simply contributes zero precision. Its posterior also tightens when modalities agree, which is
+//! the calibrated behaviour we want when an image confirms the keypoints. Presence is an input (one 0/1 flag
+//! per modality and row), so training on random subsets and inference from any subset are the same code.
+
+use crate::nn::{Mlp, MlpCache};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VaeConfig {
+    /// Modality names and input sizes, in expert order (e.g. kp2d: 53, pose3d: 48).
+    pub modalities: Vec<(String, usize)>,
+    pub latent: usize,
+    pub encoder_hidden: Vec<usize>,
+    pub decoder_hidden: Vec<usize>,
+    pub output: usize,
+    /// Expert log-variances are clipped to [-clip, clip] for numerical safety.
+    pub logvar_clip: f32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vae {
+    pub config: VaeConfig,
+    pub experts: Vec<Mlp>,
+    pub decoder: Mlp,
+}
+
+/// Reusable buffers of one training or inference pass.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    expert_cache: Vec<MlpCache>,
+    dec_cache: MlpCache,
+    mu: Vec<f32>,
+    std: Vec<f32>,
+    z: Vec<f32>,
+    gz: Vec<f32>,
+    go: Vec<Vec<f32>>,
+    gy: Vec<f32>,
+    outs: Vec<Vec<f32>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Loss {
+    pub recon: f64,
+    pub kl: f64,
+    pub total: f64,
+    /// Mean per-joint position error of the decoded sample (metres), for the progress bar.
+    pub mpjpe: f64,
+}
+
+impl Vae {
+    pub fn new(config: VaeConfig, rng: &mut impl Rng) -> Self {
+        let experts = config
+            .modalities
+            .iter()
+            .map(|(_, dim)| {
+                let mut sizes = vec![*dim];
+                sizes.extend(&config.encoder_hidden);
+                sizes.push(2 * config.latent);
+                let mut m = Mlp::new(&sizes, rng);
+                // Start experts near "uninformative": small outputs, log-variance ~ 0.
+                for v in m.layers.last_mut().unwrap().w.iter_mut() {
+                    *v *= 0.1;
+                }
+                m
+            })
+            .collect();
+        let mut sizes = vec![config.latent];
+        sizes.extend(&config.decoder_hidden);
+        sizes.push(config.output);
+        let decoder = Mlp::new(&sizes, rng);
+        Vae { config, experts, decoder }
+    }
+
+    pub fn zeros_like(&self) -> Self {
+        Vae { config: self.config.clone(), experts: self.experts.iter().map(Mlp::zeros_like).collect(), decoder: self.decoder.zeros_like() }
+    }
+
+    pub fn tensors(&self) -> Vec<&Vec<f32>> {
+        self.experts.iter().flat_map(|e| e.tensors()).chain(self.decoder.tensors()).collect()
+    }
+    pub fn tensors_mut(&mut self) -> Vec<&mut Vec<f32>> {
+        let mut v: Vec<&mut Vec<f32>> = Vec::new();
+        for e in self.experts.iter_mut() {
+            v.extend(e.tensors_mut());
+        }
+        v.extend(self.decoder.tensors_mut());
+        v
+    }
+    pub fn num_params(&self) -> usize {
+        self.tensors().iter().map(|t| t.len()).sum()
+    }
+
+    pub fn modality_index(&self, name: &str) -> Option<usize> {
+        self.config.modalities.iter().position(|(n, _)| n == name)
+    }
+
+    /// Runs the experts and fuses them: fills ws.mu, ws.std (rows x latent) and keeps expert outputs.
+    fn encode(&self, inputs: &[&[f32]], presence: &[f32], rows: usize, ws: &mut Workspace) {
+        let l = self.config.latent;
+        let m = self.experts.len();
+        ws.expert_cache.resize_with(m, MlpCache::default);
+        ws.outs.resize_with(m, Vec::new);
+        for (i, e) in self.experts.iter().enumerate() {
+            let out = e.forward(inputs[i], rows, &mut ws.expert_cache[i]);
+            ws.outs[i].clear();
+            ws.outs[i].extend_from_slice(out);
+        }
+        ws.mu.resize(rows * l, 0.0);
+        ws.std.resize(rows * l, 0.0);
+        let c = self.config.logvar_clip;
+        for r in 0..rows {
+            for d in 0..l {
+                let (mut p, mut s) = (1.0f32, 0.0f32);
+                for i in 0..m {
+                    let a = presence[r * m + i];
+                    if a > 0.0 {
+                        let o = &ws.outs[i][r * 2 * l..(r + 1) * 2 * l];
+                        let t = a * (-o[l + d].clamp(-c, c)).exp();
+                        p += t;
+                        s += o[d] * t;
+                    }
+                }
+                ws.mu[r * l + d] = s / p;
+                ws.std[r * l + d] = p.powf(-0.5);
+            }
+        }
+    }
+
+    /// One training pass on a batch: ELBO = reconstruction (Gaussian, std `sigma`, metres) + beta * KL.
+    /// Accumulates gradients into `grads` and returns the loss parts (per row).
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_pass(
+        &self,
+        inputs: &[&[f32]],
+        presence: &[f32],
+        target: &[f32],
+        eps: &[f32],
+        rows: usize,
+        beta: f32,
+        sigma: f32,
+        grads: &mut Vae,
+        ws: &mut Workspace,
+    ) -> Loss {
+        let l = self.config.latent;
+        let m = self.experts.len();
+        let out_dim = self.config.output;
+        self.encode(inputs, presence, rows, ws);
+        ws.z.resize(rows * l, 0.0);
+        for i in 0..rows * l {
+            ws.z[i] = ws.mu[i] + ws.std[i] * eps[i];
+        }
+        let y = self.decoder.forward(&ws.z, rows, &mut ws.dec_cache);
+        let inv_s2 = 1.0 / (sigma * sigma);
+        let scale = 1.0 / rows as f32;
+        let mut loss = Loss::default();
+        ws.gy.clear();
+        for r in 0..rows {
+            let mut err = 0.0f64;
+            for j in 0..out_dim / 3 {
+                let mut d2 = 0.0f32;
+                for a in 0..3 {
+                    let i = r * out_dim + 3 * j + a;
+                    let d = y[i] - target[i];
+                    d2 += d * d;
+                    loss.recon += (0.5 * d * d * inv_s2) as f64;
+                    ws.gy.push(d * inv_s2 * scale);
+                }
+                err += d2.sqrt() as f64;
+            }
+            loss.mpjpe += err / (out_dim / 3 + 1) as f64; // the root's error is 0 by construction
+        }
+        self.decoder.backward(&ws.gy.clone(), rows, &mut ws.dec_cache, &mut grads.decoder, Some(&mut ws.gz));
+        let c = self.config.logvar_clip;
+        ws.go.resize_with(m, Vec::new);
+        for g in ws.go.iter_mut() {
+            g.clear();
+            g.resize(rows * 2 * l, 0.0);
+        }
+        for r in 0..rows {
+            for d in 0..l {
+                let k = r * l + d;
+                let (mu, sd) = (ws.mu[k], ws.std[k]);
+                let v = sd * sd;
+                let p = 1.0 / v;
+                loss.kl += (0.5 * (v + mu * mu - 1.0 + p.ln())) as f64;
+                let g_mu = ws.gz[k] + beta * mu * scale;
+                let g_logv = ws.gz[k] * 0.5 * sd * eps[k] + beta * 0.5 * (v - 1.0) * scale;
+                let d_p = -g_logv / p - g_mu * mu / p;
+                let d_s = g_mu / p;
+                for i in 0..m {
+                    let a = presence[r * m + i];
+                    if a > 0.0 {
+                        let o = &ws.outs[i][r * 2 * l..(r + 1) * 2 * l];
+                        let lv = o[l + d];
+                        let t = a * (-lv.clamp(-c, c)).exp();
+                        ws.go[i][r * 2 * l + d] = d_s * t;
+                        if lv > -c && lv < c {
+                            ws.go[i][r * 2 * l + l + d] = (d_s * o[d] + d_p) * (-t);
+                        }
+                    }
+                }
+            }
+        }
+        for i in 0..m {
+            if (0..rows).any(|r| presence[r * m + i] > 0.0) {
+                let go = std::mem::take(&mut ws.go[i]);
+                self.experts[i].backward(&go, rows, &mut ws.expert_cache[i], &mut grads.experts[i], None);
+                ws.go[i] = go;
+            }
+        }
+        loss.recon /= rows as f64;
+        loss.kl /= rows as f64;
+        loss.mpjpe /= rows as f64;
+        loss.total = loss.recon + beta as f64 * loss.kl;
+        loss
+    }
+
+    /// Inference: K samples per row (eps: rows x K x latent) into `samples` (rows x K x output), and the
+    /// decoded posterior mean into `mean` (rows x output). Mirrors the exported ONNX graph exactly.
+    #[allow(clippy::too_many_arguments)]
+    pub fn infer(
+        &self,
+        inputs: &[&[f32]],
+        presence: &[f32],
+        eps: &[f32],
+        rows: usize,
+        k: usize,
+        samples: &mut Vec<f32>,
+        mean: &mut Vec<f32>,
+        ws: &mut Workspace,
+    ) {
+        let l = self.config.latent;
+        self.encode(inputs, presence, rows, ws);
+        mean.clear();
+        mean.extend_from_slice(self.decoder.forward(&ws.mu, rows, &mut ws.dec_cache));
+        ws.z.resize(rows * k * l, 0.0);
+        for r in 0..rows {
+            for s in 0..k {
+                for d in 0..l {
+                    let i = (r * k + s) * l + d;
+                    ws.z[i] = ws.mu[r * l + d] + ws.std[r * l + d] * eps[i];
+                }
+            }
+        }
+        let z = std::mem::take(&mut ws.z);
+        samples.clear();
+        samples.extend_from_slice(self.decoder.forward(&z, rows * k, &mut ws.dec_cache));
+        ws.z = z;
+    }
+
+    /// Raw little-endian weights: magic, tensor count, then each tensor's length and values.
+    pub fn weights_to_bytes(&self) -> Vec<u8> {
+        let mut out = b"P3DW0001".to_vec();
+        let ts = self.tensors();
+        out.extend((ts.len() as u32).to_le_bytes());
+        for t in ts {
+            out.extend((t.len() as u64).to_le_bytes());
+            for v in t {
+                out.extend(v.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    pub fn load_weights(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        use anyhow::{bail, ensure};
+        ensure!(bytes.len() >= 12 && &bytes[..8] == b"P3DW0001", "not a pose3d weights file");
+        let n = u32::from_le_bytes(bytes[8..12].try_into()?) as usize;
+        let mut ts = self.tensors_mut();
+        ensure!(n == ts.len(), "weights hold {n} tensors, the configured model has {}", ts.len());
+        let mut off = 12;
+        for t in ts.iter_mut() {
+            if off + 8 > bytes.len() {
+                bail!("weights file truncated");
+            }
+            let len = u64::from_le_bytes(bytes[off..off + 8].try_into()?) as usize;
+            off += 8;
+            ensure!(len == t.len(), "tensor of {len} values where the model has {}", t.len());
+            ensure!(off + 4 * len <= bytes.len(), "weights file truncated");
+            for (i, v) in t.iter_mut().enumerate() {
+                *v = f32::from_le_bytes(bytes[off + 4 * i..off + 4 * i + 4].try_into()?);
+            }
+            off += 4 * len;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+
+    fn tiny() -> Vae {
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
+        let cfg = VaeConfig {
+            modalities: vec![("a".into(), 4), ("b".into(), 3)],
+            latent: 3,
+            encoder_hidden: vec![6],
+            decoder_hidden: vec![5],
+            output: 6,
+            logvar_clip: 8.0,
+        };
+        let mut v = Vae::new(cfg, &mut rng);
+        // Make the experts' variances matter for the test.
+        for e in v.experts.iter_mut() {
+            for w in e.layers.last_mut().unwrap().w.iter_mut() {
+                *w *= 10.0;
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn elbo_gradients_match_finite_differences() {
+        let vae = tiny();
+        let rows = 3;
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(9);
+        let xa: Vec<f32> = (0..rows * 4).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let xb: Vec<f32> = (0..rows * 3).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let target: Vec<f32> = (0..rows * 6).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let eps: Vec<f32> = (0..rows * 3).map(|_| StandardNormal.sample(&mut rng)).collect();
+        // Row 0 both modalities, row 1 only a, row 2 only b.
+        let presence = [1.0, 1.0, 1.0, 0.0, 0.0, 1.0];
+        let (beta, sigma) = (0.7, 0.9);
+        let f = |v: &Vae| {
+            let mut g = v.zeros_like();
+            v.train_pass(&[&xa, &xb], &presence, &target, &eps, rows, beta, sigma, &mut g, &mut Workspace::default()).total
+        };
+        let mut g = vae.zeros_like();
+        vae.train_pass(&[&xa, &xb], &presence, &target, &eps, rows, beta, sigma, &mut g, &mut Workspace::default());
+        let gt = g.tensors();
+        let n = vae.tensors().len();
+        let h = 1e-3f32;
+        let mut checked = 0;
+        for ti in 0..n {
+            let len = vae.tensors()[ti].len();
+            for idx in [0, len / 2, len - 1] {
+                let mut p = vae.clone();
+                p.tensors_mut()[ti][idx] += h;
+                let mut m = vae.clone();
+                m.tensors_mut()[ti][idx] -= h;
+                let num = (f(&p) - f(&m)) / (2.0 * h as f64);
+                let ana = gt[ti][idx] as f64;
+                assert!((num - ana).abs() < 5e-3 + 3e-2 * ana.abs(), "tensor {ti}[{idx}]: numeric {num} analytic {ana}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 3 * n);
+    }
+
+    #[test]
+    fn absent_modality_changes_nothing_and_presence_narrows_the_posterior() {
+        let vae = tiny();
+        let xa = [0.3f32, -0.2, 0.5, 1.0];
+        let xb1 = [0.1f32, 0.2, 0.3];
+        let xb2 = [-3.0f32, 5.0, 2.0];
+        let eps = [0.5f32, -1.0, 0.2];
+        let run = |xb: &[f32], pres: [f32; 2]| {
+            let (mut s, mut m, mut ws) = (vec![], vec![], Workspace::default());
+            vae.infer(&[&xa, xb], &pres, &eps, 1, 1, &mut s, &mut m, &mut ws);
+            (s, ws.std.clone())
+        };
+        let (s1, sd_a) = run(&xb1, [1.0, 0.0]);
+        let (s2, _) = run(&xb2, [1.0, 0.0]);
+        assert_eq!(s1, s2, "an absent modality's input is ignored");
+        let (_, sd_ab) = run(&xb1, [1.0, 1.0]);
+        for d in 0..3 {
+            assert!(sd_ab[d] < sd_a[d], "adding an expert adds precision");
+            assert!(sd_a[d] < 1.0, "any expert is tighter than the prior");
+        }
+        let (_, sd_none) = run(&xb1, [0.0, 0.0]);
+        assert!(sd_none.iter().all(|s| (*s - 1.0).abs() < 1e-6), "no modality: the prior");
+    }
+
+    #[test]
+    fn weights_round_trip_and_reject_mismatches() {
+        let vae = tiny();
+        let bytes = vae.weights_to_bytes();
+        let mut other = Vae::new(vae.config.clone(), &mut rand_pcg::Pcg64::seed_from_u64(99));
+        assert_ne!(other, vae);
+        other.load_weights(&bytes).unwrap();
+        assert_eq!(other, vae);
+        assert!(other.load_weights(&bytes[..bytes.len() - 3]).unwrap_err().to_string().contains("truncated"));
+        let mut cfg = vae.config.clone();
+        cfg.latent = 4;
+        let mut wrong = Vae::new(cfg, &mut rand_pcg::Pcg64::seed_from_u64(1));
+        assert!(wrong.load_weights(&bytes).is_err());
+        assert!(wrong.load_weights(b"garbage").unwrap_err().to_string().contains("not a pose3d"));
+    }
+}
