@@ -1,0 +1,195 @@
+//! The lifting pipeline shared by the node and the evaluator: 2D keypoints in pixels of a calibrated camera
+//! -> per-person 3D pose distributions in the camera frame (metres).
+//!
+//! Per message: convert layouts, undistort, encode; one batched model call for persons x samples; per
+//! sample, fit the root translation so the 3D pose projects onto the keypoints (so depth uncertainty shows
+//! in the covariance); per joint mean and covariance over the samples.
+
+use crate::camera::Camera;
+use crate::distribution::joint_statistics;
+use crate::normalize::{decode_pose3d, encode, Encoded, INPUT_DIM};
+use crate::rootfit::fit_root;
+use crate::runtime::ModelRuntime;
+use crate::skeleton::{to_h36m17, Kp, Layout, NUM_JOINTS};
+use anyhow::{ensure, Result};
+use nalgebra::{Matrix3, Vector3};
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LifterConfig {
+    /// K: samples drawn per person.
+    pub samples: usize,
+    /// Seed of the sampling noise; with the message stamp it makes every output reproducible.
+    pub seed: u64,
+    /// Keypoints with a lower score are treated as missing.
+    pub min_score: f64,
+    /// Persons with fewer usable joints (of the 17 model joints) are dropped.
+    pub min_joints: usize,
+    /// Keep the samples in the output (the node publishes them only when asked).
+    pub keep_samples: bool,
+}
+
+impl Default for LifterConfig {
+    fn default() -> Self {
+        LifterConfig { samples: 32, seed: 0, min_score: 0.05, min_joints: 8, keep_samples: false }
+    }
+}
+
+/// One person of an input message.
+#[derive(Debug, Clone)]
+pub struct PersonIn<'a> {
+    pub id: &'a str,
+    pub layout: &'a str,
+    /// Pixels, in the layout's joint order.
+    pub keypoints: &'a [Kp],
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoseOut {
+    pub id: String,
+    /// Camera frame, metres, H36M-17 order.
+    pub mean: Vec<Vector3<f64>>,
+    pub covariance: Vec<Matrix3<f64>>,
+    /// K x 17, sample-major; empty unless `keep_samples`.
+    pub samples: Vec<[f64; 3]>,
+    /// Samples whose root fit succeeded (the statistics use these).
+    pub num_samples: usize,
+    pub confidence: f32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dropped {
+    pub id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FrameOut {
+    pub poses: Vec<PoseOut>,
+    pub dropped: Vec<Dropped>,
+}
+
+pub struct Lifter {
+    pub runtime: ModelRuntime,
+    pub config: LifterConfig,
+    kp_index: usize,
+    // Buffers reused across messages so the hot path does not allocate per message once warm.
+    inputs: Vec<Vec<f32>>,
+    presence: Vec<f32>,
+    eps: Vec<f32>,
+    samples: Vec<f32>,
+    mean: Vec<f32>,
+    encoded: Vec<(usize, Encoded)>,
+    abs: Vec<[f64; 3]>,
+    means: Vec<Vector3<f64>>,
+    covs: Vec<Matrix3<f64>>,
+}
+
+impl Lifter {
+    pub fn new(runtime: ModelRuntime, config: LifterConfig) -> Result<Self> {
+        ensure!(config.samples >= 1, "samples must be at least 1");
+        let (kp_index, kp) = runtime.card.modality("kp2d").ok_or_else(|| anyhow::anyhow!("model has no kp2d modality"))?;
+        ensure!(kp.dim == INPUT_DIM, "model's kp2d input has {} values; this build encodes {INPUT_DIM}", kp.dim);
+        ensure!(runtime.output_dim() == 3 * (NUM_JOINTS - 1), "model output has {} values, expected {}", runtime.output_dim(), 3 * (NUM_JOINTS - 1));
+        let m = runtime.card.modalities.len();
+        Ok(Lifter {
+            runtime,
+            config,
+            kp_index,
+            inputs: vec![Vec::new(); m],
+            presence: Vec::new(),
+            eps: Vec::new(),
+            samples: Vec::new(),
+            mean: Vec::new(),
+            encoded: Vec::new(),
+            abs: Vec::new(),
+            means: Vec::new(),
+            covs: Vec::new(),
+        })
+    }
+
+    /// Lifts all persons of one message. Persons that cannot be lifted are listed in `dropped` with the
+    /// reason; an error means the model itself failed.
+    pub fn lift(&mut self, camera: &Camera, persons: &[PersonIn], noise_key: u64) -> Result<FrameOut> {
+        let mut out = FrameOut::default();
+        self.encoded.clear();
+        for (i, p) in persons.iter().enumerate() {
+            match self.prepare(camera, p) {
+                Ok(e) => self.encoded.push((i, e)),
+                Err(reason) => out.dropped.push(Dropped { id: p.id.to_string(), reason }),
+            }
+        }
+        let rows = self.encoded.len();
+        if rows == 0 {
+            return Ok(out);
+        }
+        let (k, l, m) = (self.config.samples, self.runtime.latent(), self.inputs.len());
+        for (mi, buf) in self.inputs.iter_mut().enumerate() {
+            let dim = self.runtime.card.modalities[mi].dim;
+            buf.clear();
+            if mi == self.kp_index {
+                for (_, e) in &self.encoded {
+                    buf.extend_from_slice(&e.input);
+                }
+            } else {
+                buf.resize(rows * dim, 0.0);
+            }
+        }
+        self.presence.clear();
+        for _ in 0..rows {
+            for mi in 0..m {
+                self.presence.push(if mi == self.kp_index { 1.0 } else { 0.0 });
+            }
+        }
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(self.config.seed ^ noise_key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        self.eps.clear();
+        self.eps.extend((0..rows * k * l).map(|_| -> f32 { StandardNormal.sample(&mut rng) }));
+        let inputs: Vec<&[f32]> = self.inputs.iter().map(|v| v.as_slice()).collect();
+        self.runtime.run(&inputs, &self.presence, &self.eps, rows, k, &mut self.samples, &mut self.mean)?;
+
+        let od = self.runtime.output_dim();
+        for (r, (pi, enc)) in self.encoded.iter().enumerate() {
+            let person = &persons[*pi];
+            self.abs.clear();
+            for s in 0..k {
+                let rel = decode_pose3d(&self.samples[(r * k + s) * od..(r * k + s + 1) * od]);
+                if let Some(t) = fit_root(&rel, &enc.uv, &enc.weight) {
+                    self.abs.extend(rel.iter().map(|p| [p[0] + t.x, p[1] + t.y, p[2] + t.z]));
+                }
+            }
+            let n = self.abs.len() / NUM_JOINTS;
+            if n == 0 {
+                out.dropped.push(Dropped { id: person.id.to_string(), reason: "root fit failed for every sample".into() });
+                continue;
+            }
+            joint_statistics(&self.abs, NUM_JOINTS, &mut self.means, &mut self.covs);
+            let conf = enc.weight.iter().sum::<f64>() / NUM_JOINTS as f64;
+            out.poses.push(PoseOut {
+                id: person.id.to_string(),
+                mean: self.means.clone(),
+                covariance: self.covs.clone(),
+                samples: if self.config.keep_samples { self.abs.clone() } else { Vec::new() },
+                num_samples: n,
+                confidence: conf as f32,
+            });
+        }
+        Ok(out)
+    }
+
+    fn prepare(&self, camera: &Camera, p: &PersonIn) -> std::result::Result<Encoded, String> {
+        let layout = Layout::parse(p.layout).map_err(|e| e.to_string())?;
+        let h = to_h36m17(layout, p.keypoints).map_err(|e| e.to_string())?;
+        let kps: [Kp; NUM_JOINTS] = std::array::from_fn(|j| {
+            let k = h[j];
+            if k.present() && k.score >= self.config.min_score {
+                let (x, y) = camera.undistort(k.x, k.y);
+                if x.is_finite() && y.is_finite() {
+                    return Kp::new(x, y, k.score);
+                }
+            }
+            Kp::missing()
+        });
+        encode(&kps, self.config.min_joints).map_err(|e| e.to_string())
+    }
+}

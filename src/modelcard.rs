@@ -1,0 +1,64 @@
+//! The model card: a YAML file beside each ONNX model with everything the node needs to use it (layouts,
+//! input encoding, modalities, sizes) and what a person needs to trust it (data, subjects, numbers).
+
+use anyhow::{ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const CARD_FORMAT: &str = "pose3d-model-card/1";
+/// The input encoding implemented by `normalize::encode`.
+pub const INPUT_ENCODING: &str = "h36m17-normalized-camera-root-centred-rms-v1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Modality {
+    pub name: String,
+    pub dim: usize,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub format: String,
+    pub name: String,
+    pub onnx: String,
+    pub input_layout: String,
+    pub output_layout: String,
+    pub input_encoding: String,
+    pub output_unit: String,
+    pub output_frame: String,
+    pub latent: usize,
+    pub output_dim: usize,
+    pub modalities: Vec<Modality>,
+    pub fusion: String,
+    pub crop_size: Option<usize>,
+    pub training: BTreeMap<String, serde_yaml::Value>,
+    pub validation: BTreeMap<String, serde_yaml::Value>,
+    pub licence: String,
+}
+
+impl ModelCard {
+    /// The card of `model.onnx` is `model.yaml` beside it.
+    pub fn path_for(onnx: &Path) -> PathBuf {
+        onnx.with_extension("yaml")
+    }
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading model card {}", path.display()))?;
+        let card: ModelCard = serde_yaml::from_str(&text).with_context(|| format!("parsing model card {}", path.display()))?;
+        ensure!(card.format == CARD_FORMAT, "model card {} has format '{}', expected '{CARD_FORMAT}'", path.display(), card.format);
+        ensure!(
+            card.input_encoding == INPUT_ENCODING,
+            "model card {} uses input encoding '{}', this build implements '{INPUT_ENCODING}'",
+            path.display(),
+            card.input_encoding
+        );
+        ensure!(card.input_layout == "h36m17" && card.output_layout == "h36m17", "only h36m17 models are supported");
+        Ok(card)
+    }
+    pub fn save(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, serde_yaml::to_string(self)?).with_context(|| format!("writing model card {}", path.display()))
+    }
+    pub fn modality(&self, name: &str) -> Option<(usize, &Modality)> {
+        self.modalities.iter().enumerate().find(|(_, m)| m.name == name)
+    }
+}

@@ -1,0 +1,248 @@
+//! ONNX export of the cross-modal VAE's inference graph, written directly as protobuf (the model uses only
+//! Gemm, LeakyRelu and element-wise ops, so a small writer beats a framework dependency).
+//!
+//! Graph inputs: one `[B, dim]` tensor per modality (named as the modality), `presence` `[B, M]` (0/1 per
+//! modality), `eps` `[B, K, latent]` standard normal noise (drawn by the caller, so sampling is seeded and
+//! reproducible outside the runtime). Outputs: `samples` `[B, K, output]` and `mean` `[B, output]` (the
+//! decoded posterior mean).
+
+use crate::nn::{Mlp, LEAKY_SLOPE};
+use crate::vae::Vae;
+
+const OPSET: i64 = 17;
+const IR_VERSION: i64 = 8;
+const FLOAT: i64 = 1;
+const INT64: i64 = 7;
+
+/// Protobuf wire-format writer for the few ONNX messages we need.
+#[derive(Default)]
+struct Pb(Vec<u8>);
+
+impl Pb {
+    fn varint(&mut self, mut v: u64) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                self.0.push(b);
+                break;
+            }
+            self.0.push(b | 0x80);
+        }
+    }
+    fn key(&mut self, field: u32, wire: u32) {
+        self.varint(((field << 3) | wire) as u64);
+    }
+    fn int(&mut self, field: u32, v: i64) {
+        self.key(field, 0);
+        self.varint(v as u64);
+    }
+    fn float(&mut self, field: u32, v: f32) {
+        self.key(field, 5);
+        self.0.extend(v.to_le_bytes());
+    }
+    fn bytes(&mut self, field: u32, b: &[u8]) {
+        self.key(field, 2);
+        self.varint(b.len() as u64);
+        self.0.extend(b);
+    }
+    fn msg(&mut self, field: u32, m: Pb) {
+        self.bytes(field, &m.0);
+    }
+}
+
+enum Attr {
+    Float(f32),
+    Int(i64),
+}
+
+struct Graph {
+    nodes: Vec<Pb>,
+    inits: Vec<Pb>,
+    counter: usize,
+}
+
+impl Graph {
+    fn fresh(&mut self, hint: &str) -> String {
+        self.counter += 1;
+        format!("{hint}_{}", self.counter)
+    }
+    fn node(&mut self, op: &str, inputs: &[&str], attrs: &[(&str, Attr)], out_name: Option<&str>) -> String {
+        let out = out_name.map(str::to_string).unwrap_or_else(|| self.fresh(&op.to_ascii_lowercase()));
+        let mut n = Pb::default();
+        for i in inputs {
+            n.bytes(1, i.as_bytes());
+        }
+        n.bytes(2, out.as_bytes());
+        n.bytes(3, format!("{op}_{}", self.counter).as_bytes());
+        n.bytes(4, op.as_bytes());
+        for (name, a) in attrs {
+            let mut p = Pb::default();
+            p.bytes(1, name.as_bytes());
+            match a {
+                Attr::Float(f) => {
+                    p.float(2, *f);
+                    p.int(20, 1);
+                }
+                Attr::Int(i) => {
+                    p.int(3, *i);
+                    p.int(20, 2);
+                }
+            }
+            n.msg(5, p);
+        }
+        self.nodes.push(n);
+        out
+    }
+    fn init_f32(&mut self, name: &str, dims: &[i64], data: &[f32]) -> String {
+        let mut t = Pb::default();
+        for d in dims {
+            t.int(1, *d);
+        }
+        t.int(2, FLOAT);
+        t.bytes(8, name.as_bytes());
+        let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        t.bytes(9, &raw);
+        self.inits.push(t);
+        name.to_string()
+    }
+    fn init_i64(&mut self, name: &str, data: &[i64]) -> String {
+        let mut t = Pb::default();
+        t.int(1, data.len() as i64);
+        t.int(2, INT64);
+        t.bytes(8, name.as_bytes());
+        let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        t.bytes(9, &raw);
+        self.inits.push(t);
+        name.to_string()
+    }
+    fn mlp(&mut self, prefix: &str, m: &Mlp, x: &str) -> String {
+        let mut h = x.to_string();
+        for (i, l) in m.layers.iter().enumerate() {
+            let w = self.init_f32(&format!("{prefix}.{i}.w"), &[l.inp as i64, l.out as i64], &l.w);
+            let b = self.init_f32(&format!("{prefix}.{i}.b"), &[l.out as i64], &l.b);
+            h = self.node("Gemm", &[&h, &w, &b], &[], None);
+            if i + 1 < m.layers.len() {
+                h = self.node("LeakyRelu", &[&h], &[("alpha", Attr::Float(LEAKY_SLOPE))], None);
+            }
+        }
+        h
+    }
+    fn slice(&mut self, x: &str, start: i64, end: i64, axis: i64) -> String {
+        let names = [self.fresh_const(), self.fresh_const(), self.fresh_const()];
+        let s = self.init_i64(&names[0], &[start]);
+        let e = self.init_i64(&names[1], &[end]);
+        let a = self.init_i64(&names[2], &[axis]);
+        self.node("Slice", &[x, &s, &e, &a], &[], None)
+    }
+    fn fresh_const(&mut self) -> String {
+        self.fresh("const")
+    }
+}
+
+fn value_info(name: &str, dims: &[Result<i64, &str>]) -> Pb {
+    let mut shape = Pb::default();
+    for d in dims {
+        let mut dim = Pb::default();
+        match d {
+            Ok(v) => dim.int(1, *v),
+            Err(p) => dim.bytes(2, p.as_bytes()),
+        }
+        shape.msg(1, dim);
+    }
+    let mut tt = Pb::default();
+    tt.int(1, FLOAT);
+    tt.msg(2, shape);
+    let mut ty = Pb::default();
+    ty.msg(1, tt);
+    let mut vi = Pb::default();
+    vi.bytes(1, name.as_bytes());
+    vi.msg(2, ty);
+    vi
+}
+
+/// Serialises the VAE's inference graph as an ONNX model.
+pub fn export(vae: &Vae, doc: &str) -> Vec<u8> {
+    let cfg = &vae.config;
+    let l = cfg.latent as i64;
+    let mut g = Graph { nodes: vec![], inits: vec![], counter: 0 };
+    let one = g.init_f32("one", &[1], &[1.0]);
+    let lo = g.init_f32("logvar_min", &[], &[-cfg.logvar_clip]);
+    let hi = g.init_f32("logvar_max", &[], &[cfg.logvar_clip]);
+    // Product of Gaussian experts with the N(0, I) prior: precision P = 1 + sum a_i exp(-lv_i),
+    // mean = sum(a_i m_i exp(-lv_i)) / P.
+    let mut precision = one.clone();
+    let mut weighted: Option<String> = None;
+    for (i, ((name, _), expert)) in cfg.modalities.iter().zip(&vae.experts).enumerate() {
+        let out = g.mlp(&format!("expert.{name}"), expert, name);
+        let m = g.slice(&out, 0, l, 1);
+        let lv = g.slice(&out, l, 2 * l, 1);
+        let lv = g.node("Clip", &[&lv, &lo, &hi], &[], None);
+        let neg = g.node("Neg", &[&lv], &[], None);
+        let t = g.node("Exp", &[&neg], &[], None);
+        let a = g.slice("presence", i as i64, i as i64 + 1, 1);
+        let at = g.node("Mul", &[&t, &a], &[], None);
+        precision = g.node("Add", &[&precision, &at], &[], None);
+        let mt = g.node("Mul", &[&m, &at], &[], None);
+        weighted = Some(match weighted {
+            None => mt,
+            Some(w) => g.node("Add", &[&w, &mt], &[], None),
+        });
+    }
+    let mu = g.node("Div", &[&weighted.expect("at least one modality"), &precision], &[], Some("latent_mean"));
+    let half = g.init_f32("minus_half", &[], &[-0.5]);
+    let std = g.node("Pow", &[&precision, &half], &[], Some("latent_std"));
+    // Samples: z = mu + std * eps, decoded as one [B*K, latent] batch.
+    let ax1 = g.init_i64("axis1", &[1]);
+    let mu3 = g.node("Unsqueeze", &[&mu, &ax1], &[], None);
+    let std3 = g.node("Unsqueeze", &[&std, &ax1], &[], None);
+    let noise = g.node("Mul", &[&std3, "eps"], &[], None);
+    let z = g.node("Add", &[&mu3, &noise], &[], None);
+    let flat_shape = g.init_i64("flat_shape", &[-1, l]);
+    let zf = g.node("Reshape", &[&z, &flat_shape], &[], None);
+    let y = g.mlp("decoder", &vae.decoder, &zf);
+    let eps_shape = g.node("Shape", &["eps"], &[], None);
+    let bk = g.slice(&eps_shape, 0, 2, 0);
+    let out_dim = g.init_i64("out_dim", &[cfg.output as i64]);
+    let out_shape = g.node("Concat", &[&bk, &out_dim], &[("axis", Attr::Int(0))], None);
+    g.node("Reshape", &[&y, &out_shape], &[], Some("samples"));
+    // The decoder's weights are shared initializers; the mean path reuses them by name.
+    let n = vae.decoder.layers.len();
+    let mut h = mu.clone();
+    for i in 0..n {
+        let (w, b) = (format!("decoder.{i}.w"), format!("decoder.{i}.b"));
+        h = g.node("Gemm", &[&h, &w, &b], &[], (i + 1 == n).then_some("mean"));
+        if i + 1 < n {
+            h = g.node("LeakyRelu", &[&h], &[("alpha", Attr::Float(LEAKY_SLOPE))], None);
+        }
+    }
+
+    let mut graph = Pb::default();
+    for n in g.nodes {
+        graph.msg(1, n);
+    }
+    graph.bytes(2, b"pose3d_cross_modal_vae");
+    for t in g.inits {
+        graph.msg(5, t);
+    }
+    for (name, dim) in &cfg.modalities {
+        graph.msg(11, value_info(name, &[Err("batch"), Ok(*dim as i64)]));
+    }
+    graph.msg(11, value_info("presence", &[Err("batch"), Ok(cfg.modalities.len() as i64)]));
+    graph.msg(11, value_info("eps", &[Err("batch"), Err("samples"), Ok(l)]));
+    graph.msg(12, value_info("samples", &[Err("batch"), Err("samples"), Ok(cfg.output as i64)]));
+    graph.msg(12, value_info("mean", &[Err("batch"), Ok(cfg.output as i64)]));
+    graph.msg(12, value_info("latent_std", &[Err("batch"), Ok(l)]));
+
+    let mut model = Pb::default();
+    model.int(1, IR_VERSION);
+    model.bytes(2, b"pose3d");
+    model.bytes(3, env!("CARGO_PKG_VERSION").as_bytes());
+    model.bytes(6, doc.as_bytes());
+    model.msg(7, graph);
+    let mut opset = Pb::default();
+    opset.bytes(1, b"");
+    opset.int(2, OPSET);
+    model.msg(8, opset);
+    model.0
+}

@@ -1,0 +1,500 @@
+//! Training of the cross-modal VAE on a dataset in the H36M layout: sample generation (real and virtual
+//! cameras, real detections, keypoint noise and dropped joints, flips), the training loop with validation,
+//! checkpoints, resume, ONNX export and the model card.
+
+use crate::camera::{Camera, Extrinsics};
+use crate::dataset::{to_camera, Dataset};
+use crate::metrics;
+use crate::modelcard::{Modality, ModelCard, CARD_FORMAT, INPUT_ENCODING};
+use crate::nn::Adam;
+use crate::normalize::{decode_pose3d, encode, encode_pose3d, INPUT_DIM, OUTPUT_DIM};
+use crate::skeleton::{Kp, H36M17_FLIP, NUM_JOINTS};
+use crate::vae::{Vae, VaeConfig, Workspace};
+use anyhow::{ensure, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use nalgebra::Vector3;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Normal, StandardNormal};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub train_subjects: Vec<String>,
+    pub val_subjects: Vec<String>,
+    pub seed: u64,
+    pub epochs: usize,
+    /// Training samples drawn per epoch (each a random frame, camera, augmentation and modality subset).
+    pub samples_per_epoch: usize,
+    pub batch_size: usize,
+    pub learning_rate: f32,
+    /// Multiplied into the learning rate after every epoch.
+    pub lr_decay: f32,
+    pub latent: usize,
+    pub encoder_hidden: Vec<usize>,
+    pub decoder_hidden: Vec<usize>,
+    /// KL weight after warm-up, and the number of steps over which it ramps up linearly from 0.
+    pub beta: f32,
+    pub kl_warmup_steps: usize,
+    /// Std of the Gaussian reconstruction likelihood, metres. Sets how much the latent may spread.
+    pub recon_sigma: f32,
+    /// Probability of a virtual camera (random pose around the subject) instead of a real one.
+    pub p_virtual_camera: f64,
+    /// Probability (real cameras only) of using the dataset's 2D detections instead of projected ground truth.
+    pub p_detections: f64,
+    /// Keypoint noise std, as a fraction of the person's 2D RMS size, drawn uniformly up to this maximum.
+    pub keypoint_noise: f64,
+    /// Probability that some joints are dropped (marked missing), and the most joints dropped.
+    pub p_drop: f64,
+    pub max_dropped: usize,
+    /// Modality subsets: probability of keypoints only, and of keypoints with 3D (else 3D only).
+    pub p_kp_only: f64,
+    pub p_kp_and_3d: f64,
+    /// Every n-th frame of the validation subjects is evaluated (all cameras).
+    pub val_stride: usize,
+    pub min_joints: usize,
+    /// Threads for the matrix products.
+    pub threads: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            train_subjects: ["S1", "S5", "S6", "S7"].map(String::from).to_vec(),
+            val_subjects: vec!["S8".into()],
+            seed: 1,
+            epochs: 20,
+            samples_per_epoch: 400_000,
+            batch_size: 256,
+            learning_rate: 1e-3,
+            lr_decay: 0.9,
+            latent: 32,
+            encoder_hidden: vec![512, 512],
+            decoder_hidden: vec![256, 256],
+            beta: 1.0,
+            kl_warmup_steps: 4000,
+            recon_sigma: 0.05,
+            p_virtual_camera: 0.5,
+            p_detections: 0.3,
+            keypoint_noise: 0.03,
+            p_drop: 0.3,
+            max_dropped: 4,
+            p_kp_only: 0.5,
+            p_kp_and_3d: 0.3,
+            val_stride: 16,
+            min_joints: 8,
+            threads: 2,
+        }
+    }
+}
+
+/// One training example.
+struct Example {
+    kp: [f32; INPUT_DIM],
+    pose: [f32; OUTPUT_DIM],
+}
+
+/// Draws training examples from the dataset.
+pub struct Sampler<'a> {
+    data: &'a Dataset,
+    cfg: &'a TrainConfig,
+    cum: Vec<usize>,
+}
+
+impl<'a> Sampler<'a> {
+    pub fn new(data: &'a Dataset, cfg: &'a TrainConfig) -> Self {
+        let mut cum = Vec::new();
+        let mut acc = 0;
+        for s in &data.sequences {
+            acc += s.poses.len();
+            cum.push(acc);
+        }
+        Sampler { data, cfg, cum }
+    }
+
+    fn draw(&self, rng: &mut impl Rng) -> Example {
+        loop {
+            if let Some(e) = self.try_draw(rng) {
+                return e;
+            }
+        }
+    }
+
+    fn try_draw(&self, rng: &mut impl Rng) -> Option<Example> {
+        let i = rng.random_range(0..*self.cum.last()?);
+        let si = self.cum.partition_point(|c| *c <= i);
+        let seq = &self.data.sequences[si];
+        let f = i - if si == 0 { 0 } else { self.cum[si - 1] };
+        let world = &seq.poses[f];
+        let cams = &self.data.cameras[&seq.subject];
+        let (cam_pose, det): ([[f64; 3]; NUM_JOINTS], Option<(&Camera, [[f32; 2]; NUM_JOINTS])>) = if rng.random_bool(self.cfg.p_virtual_camera) {
+            (to_camera(world, &virtual_camera(world, rng)), None)
+        } else {
+            let c = &cams[rng.random_range(0..cams.len())];
+            let det = if rng.random_bool(self.cfg.p_detections) { seq.detections.get(&c.id).map(|d| (&c.intrinsics, d[f])) } else { None };
+            (to_camera(world, &c.extrinsics), det)
+        };
+        if cam_pose.iter().any(|p| p[2] < 0.5) {
+            return None;
+        }
+        let mut kps: [Kp; NUM_JOINTS] = match det {
+            Some((cam, d)) => std::array::from_fn(|j| {
+                let (x, y) = cam.undistort(d[j][0] as f64, d[j][1] as f64);
+                Kp::new(x, y, 1.0)
+            }),
+            None => std::array::from_fn(|j| Kp::new(cam_pose[j][0] / cam_pose[j][2], cam_pose[j][1] / cam_pose[j][2], 1.0)),
+        };
+        let mut pose = cam_pose;
+        if rng.random_bool(0.5) {
+            // Mirror about the camera's vertical plane: negate x, swap left and right.
+            kps = std::array::from_fn(|j| {
+                let k = kps[H36M17_FLIP[j]];
+                Kp::new(-k.x, k.y, k.score)
+            });
+            pose = std::array::from_fn(|j| {
+                let p = cam_pose[H36M17_FLIP[j]];
+                [-p[0], p[1], p[2]]
+            });
+        }
+        // Keypoint noise relative to the person's image size, so it means the same at any distance.
+        let size = {
+            let r = kps[0];
+            (kps.iter().map(|k| (k.x - r.x).powi(2) + (k.y - r.y).powi(2)).sum::<f64>() / 16.0).sqrt()
+        };
+        let sigma = rng.random_range(0.0..=self.cfg.keypoint_noise) * size;
+        if sigma > 0.0 {
+            let n = Normal::new(0.0, sigma).ok()?;
+            for k in kps.iter_mut() {
+                k.x += n.sample(rng);
+                k.y += n.sample(rng);
+            }
+        }
+        if rng.random_bool(self.cfg.p_drop) {
+            let d = rng.random_range(1..=self.cfg.max_dropped.max(1));
+            for _ in 0..d {
+                kps[rng.random_range(1..NUM_JOINTS)].score = 0.0;
+            }
+        }
+        let enc = encode(&kps, self.cfg.min_joints).ok()?;
+        let root = pose[0];
+        let rel: [[f64; 3]; NUM_JOINTS] = std::array::from_fn(|j| [pose[j][0] - root[0], pose[j][1] - root[1], pose[j][2] - root[2]]);
+        Some(Example { kp: enc.input, pose: encode_pose3d(&rel) })
+    }
+}
+
+/// A random camera looking roughly at the subject from 2.5-7 m, at 0.3-2.5 m height, with the subject
+/// anywhere in a wide field of view.
+fn virtual_camera(world: &[[f32; 3]; NUM_JOINTS], rng: &mut impl Rng) -> Extrinsics {
+    let root = Vector3::new(world[0][0] as f64, world[0][1] as f64, world[0][2] as f64);
+    let d = rng.random_range(2.5..7.0);
+    let az = rng.random_range(0.0..std::f64::consts::TAU);
+    let eye = Vector3::new(root.x + d * az.cos(), root.y + d * az.sin(), rng.random_range(0.3..2.5));
+    let toward = (root - eye).normalize();
+    let side = toward.cross(&Vector3::z()).normalize();
+    let off = rng.random_range(-0.35..0.35) * d;
+    let target = Vector3::new(root.x, root.y, rng.random_range(0.2..1.6)) + side * off;
+    Extrinsics::look_at(eye, target, Vector3::z())
+}
+
+/// Validation numbers in millimetres.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Validation {
+    pub gt2d_mpjpe_mm: f64,
+    pub gt2d_pa_mpjpe_mm: f64,
+    pub detections_mpjpe_mm: f64,
+    pub detections_pa_mpjpe_mm: f64,
+    pub frames: usize,
+}
+
+/// Posterior-mean predictions on every `stride`-th frame of every camera: from ground-truth 2D (projected
+/// through the real camera with its distortion, then undistorted as the node does) and from detections.
+pub fn validate(vae: &Vae, data: &Dataset, stride: usize, min_joints: usize) -> Validation {
+    let kp_idx = vae.modality_index("kp2d").expect("kp2d modality");
+    let m = vae.experts.len();
+    let mut ws = Workspace::default();
+    let (mut sums, mut counts) = ([0.0f64; 4], [0usize; 2]);
+    let mut batch_in = Vec::new();
+    let mut batch_gt = Vec::new();
+    let mut flush = |batch_in: &mut Vec<f32>, batch_gt: &mut Vec<[[f64; 3]; NUM_JOINTS]>, which: usize, sums: &mut [f64; 4], counts: &mut [usize; 2]| {
+        let rows = batch_gt.len();
+        if rows == 0 {
+            return;
+        }
+        let zeros = vec![0f32; rows * OUTPUT_DIM];
+        let mut presence = vec![0f32; rows * m];
+        for r in 0..rows {
+            presence[r * m + kp_idx] = 1.0;
+        }
+        let mut inputs: Vec<&[f32]> = vec![&zeros; m];
+        inputs[kp_idx] = batch_in;
+        let eps = vec![0f32; rows * vae.config.latent];
+        let (mut s, mut mean) = (vec![], vec![]);
+        vae.infer(&inputs, &presence, &eps, rows, 1, &mut s, &mut mean, &mut ws);
+        for (r, gt) in batch_gt.iter().enumerate() {
+            let pred = decode_pose3d(&mean[r * OUTPUT_DIM..(r + 1) * OUTPUT_DIM]);
+            sums[2 * which] += 1000.0 * metrics::mpjpe(&pred, gt, 0);
+            sums[2 * which + 1] += 1000.0 * metrics::pa_mpjpe(&pred, gt);
+            counts[which] += 1;
+        }
+        batch_in.clear();
+        batch_gt.clear();
+    };
+    for which in 0..2 {
+        for seq in &data.sequences {
+            for cam in &data.cameras[&seq.subject] {
+                let dets = seq.detections.get(&cam.id);
+                if which == 1 && dets.is_none() {
+                    continue;
+                }
+                for f in (0..seq.poses.len()).step_by(stride.max(1)) {
+                    let p = to_camera(&seq.poses[f], &cam.extrinsics);
+                    let kps: [Kp; NUM_JOINTS] = std::array::from_fn(|j| {
+                        let (u, v) = if which == 0 {
+                            cam.intrinsics.project(&Vector3::from(p[j])).unwrap_or((f64::NAN, f64::NAN))
+                        } else {
+                            let d = dets.unwrap()[f][j];
+                            (d[0] as f64, d[1] as f64)
+                        };
+                        let (x, y) = cam.intrinsics.undistort(u, v);
+                        Kp::new(x, y, 1.0)
+                    });
+                    if let Ok(e) = encode(&kps, min_joints) {
+                        batch_in.extend_from_slice(&e.input);
+                        let root = p[0];
+                        batch_gt.push(std::array::from_fn(|j| [p[j][0] - root[0], p[j][1] - root[1], p[j][2] - root[2]]));
+                    }
+                    if batch_gt.len() == 1024 {
+                        flush(&mut batch_in, &mut batch_gt, which, &mut sums, &mut counts);
+                    }
+                }
+            }
+        }
+        flush(&mut batch_in, &mut batch_gt, which, &mut sums, &mut counts);
+    }
+    let avg = |s: f64, c: usize| if c > 0 { s / c as f64 } else { f64::NAN };
+    Validation {
+        gt2d_mpjpe_mm: avg(sums[0], counts[0]),
+        gt2d_pa_mpjpe_mm: avg(sums[1], counts[0]),
+        detections_mpjpe_mm: avg(sums[2], counts[1]),
+        detections_pa_mpjpe_mm: avg(sums[3], counts[1]),
+        frames: counts[0],
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub loss: f64,
+    pub recon: f64,
+    pub kl: f64,
+    pub train_mpjpe_mm: f64,
+    pub val: Validation,
+    pub seconds: f64,
+    pub samples_per_s: f64,
+}
+
+/// Checkpoint: weights, optimizer state and the log, so a run resumes where it stopped.
+fn save_checkpoint(dir: &Path, vae: &Vae, opt: &Adam, log: &[EpochLog]) -> Result<()> {
+    let mut bytes = vae.weights_to_bytes();
+    let state = Vae { config: vae.config.clone(), experts: vae.experts.clone(), decoder: vae.decoder.clone() };
+    let mut m = state.clone();
+    for (t, src) in m.tensors_mut().into_iter().zip(&opt.m) {
+        t.copy_from_slice(src);
+    }
+    let mut v = state;
+    for (t, src) in v.tensors_mut().into_iter().zip(&opt.v) {
+        t.copy_from_slice(src);
+    }
+    let tmp = dir.join("checkpoint.tmp");
+    bytes.extend(m.weights_to_bytes());
+    bytes.extend(v.weights_to_bytes());
+    bytes.extend(opt.step.to_le_bytes());
+    bytes.extend(opt.lr.to_le_bytes());
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::rename(&tmp, dir.join("checkpoint.bin"))?;
+    std::fs::write(dir.join("log.json"), serde_json::to_string_pretty(log)?)?;
+    Ok(())
+}
+
+fn load_checkpoint(dir: &Path, vae: &mut Vae, opt: &mut Adam) -> Result<Vec<EpochLog>> {
+    let bytes = std::fs::read(dir.join("checkpoint.bin")).context("reading checkpoint.bin")?;
+    let part = vae.weights_to_bytes().len();
+    ensure!(bytes.len() == 3 * part + 12, "checkpoint does not match the configured model");
+    vae.load_weights(&bytes[..part])?;
+    let mut m = vae.clone();
+    m.load_weights(&bytes[part..2 * part])?;
+    let mut v = vae.clone();
+    v.load_weights(&bytes[2 * part..3 * part])?;
+    opt.m = m.tensors().into_iter().cloned().collect();
+    opt.v = v.tensors().into_iter().cloned().collect();
+    opt.step = u64::from_le_bytes(bytes[3 * part..3 * part + 8].try_into()?);
+    opt.lr = f32::from_le_bytes(bytes[3 * part + 8..].try_into()?);
+    Ok(serde_json::from_str(&std::fs::read_to_string(dir.join("log.json"))?)?)
+}
+
+pub fn vae_config(cfg: &TrainConfig) -> VaeConfig {
+    VaeConfig {
+        modalities: vec![("kp2d".into(), INPUT_DIM), ("pose3d".into(), OUTPUT_DIM)],
+        latent: cfg.latent,
+        encoder_hidden: cfg.encoder_hidden.clone(),
+        decoder_hidden: cfg.decoder_hidden.clone(),
+        output: OUTPUT_DIM,
+        logvar_clip: 8.0,
+    }
+}
+
+pub struct TrainOutcome {
+    pub vae: Vae,
+    pub log: Vec<EpochLog>,
+    pub onnx: PathBuf,
+}
+
+/// Trains (or resumes) into `out`, then exports `out/model.onnx` + `out/model.yaml`.
+pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progress: bool) -> Result<TrainOutcome> {
+    ensure!(cfg.batch_size > 0 && cfg.epochs > 0, "batch_size and epochs must be positive");
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::env::set_var("MATMUL_NUM_THREADS", cfg.threads.max(1).to_string());
+    std::fs::write(out.join("config.yaml"), serde_yaml::to_string(cfg)?)?;
+    let train_data = Dataset::load(data_dir, &cfg.train_subjects).context("loading training subjects")?;
+    let val_data = if cfg.val_subjects.is_empty() { None } else { Some(Dataset::load(data_dir, &cfg.val_subjects).context("loading validation subjects")?) };
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(cfg.seed);
+    let mut vae = Vae::new(vae_config(cfg), &mut rng);
+    let shapes: Vec<usize> = vae.tensors().iter().map(|t| t.len()).collect();
+    let mut opt = Adam::new(cfg.learning_rate, &shapes);
+    let mut log = if resume && out.join("checkpoint.bin").exists() { load_checkpoint(out, &mut vae, &mut opt)? } else { Vec::new() };
+    let sampler = Sampler::new(&train_data, cfg);
+    let steps_per_epoch = cfg.samples_per_epoch.div_ceil(cfg.batch_size);
+    let mut grads = vae.zeros_like();
+    let mut ws = Workspace::default();
+    let m = vae.experts.len();
+    let (b, l) = (cfg.batch_size, cfg.latent);
+    let (mut kp, mut pose, mut presence, mut eps) = (vec![0f32; b * INPUT_DIM], vec![0f32; b * OUTPUT_DIM], vec![0f32; b * m], vec![0f32; b * l]);
+    for epoch in log.len()..cfg.epochs {
+        // Each epoch has its own stream, so a resumed run draws what an uninterrupted one would have.
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(cfg.seed.wrapping_add(1 + epoch as u64));
+        let bar = if progress { ProgressBar::new(steps_per_epoch as u64) } else { ProgressBar::hidden() };
+        bar.set_style(ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}").unwrap().progress_chars("=> "));
+        bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+        let t0 = Instant::now();
+        let (mut sum_loss, mut sum_recon, mut sum_kl, mut sum_err) = (0.0, 0.0, 0.0, 0.0);
+        for step in 0..steps_per_epoch {
+            for r in 0..b {
+                let e = sampler.draw(&mut rng);
+                kp[r * INPUT_DIM..(r + 1) * INPUT_DIM].copy_from_slice(&e.kp);
+                pose[r * OUTPUT_DIM..(r + 1) * OUTPUT_DIM].copy_from_slice(&e.pose);
+                let u: f64 = rng.random();
+                let (a_kp, a_3d) = if u < cfg.p_kp_only { (1.0, 0.0) } else if u < cfg.p_kp_only + cfg.p_kp_and_3d { (1.0, 1.0) } else { (0.0, 1.0) };
+                presence[r * m] = a_kp;
+                presence[r * m + 1] = a_3d;
+            }
+            for e in eps.iter_mut() {
+                *e = StandardNormal.sample(&mut rng);
+            }
+            let global = opt.step as usize;
+            let beta = cfg.beta * ((global + 1) as f32 / cfg.kl_warmup_steps.max(1) as f32).min(1.0);
+            for t in grads.tensors_mut() {
+                t.fill(0.0);
+            }
+            let loss = vae.train_pass(&[&kp, &pose], &presence, &pose, &eps, b, beta, cfg.recon_sigma, &mut grads, &mut ws);
+            ensure!(loss.total.is_finite(), "loss diverged at epoch {} step {step}", epoch + 1);
+            opt.update(vae.tensors_mut(), grads.tensors());
+            sum_loss += loss.total;
+            sum_recon += loss.recon;
+            sum_kl += loss.kl;
+            sum_err += loss.mpjpe;
+            bar.inc(1);
+            if step % 20 == 0 {
+                let done = (step + 1) * b;
+                bar.set_message(format!(
+                    "loss {:.2} mpjpe {:.0} mm {:.0} samples/s",
+                    sum_loss / (step + 1) as f64,
+                    1000.0 * sum_err / (step + 1) as f64,
+                    done as f64 / t0.elapsed().as_secs_f64()
+                ));
+            }
+        }
+        bar.finish_and_clear();
+        let train_secs = t0.elapsed().as_secs_f64();
+        let val = val_data.as_ref().map(|d| validate(&vae, d, cfg.val_stride, cfg.min_joints)).unwrap_or_default();
+        let n = steps_per_epoch as f64;
+        let entry = EpochLog {
+            epoch: epoch + 1,
+            loss: sum_loss / n,
+            recon: sum_recon / n,
+            kl: sum_kl / n,
+            train_mpjpe_mm: 1000.0 * sum_err / n,
+            val,
+            seconds: train_secs,
+            samples_per_s: (steps_per_epoch * b) as f64 / train_secs,
+        };
+        eprintln!(
+            "epoch {}/{}: loss {:.3} (recon {:.3}, kl {:.2}), train sample MPJPE {:.1} mm, val P1 {:.1} / P2 {:.1} mm (gt 2D), {:.1} / {:.1} mm (detections), {:.0} s, {:.0} samples/s",
+            entry.epoch, cfg.epochs, entry.loss, entry.recon, entry.kl, entry.train_mpjpe_mm, entry.val.gt2d_mpjpe_mm, entry.val.gt2d_pa_mpjpe_mm,
+            entry.val.detections_mpjpe_mm, entry.val.detections_pa_mpjpe_mm, entry.seconds, entry.samples_per_s
+        );
+        log.push(entry);
+        opt.lr *= cfg.lr_decay;
+        save_checkpoint(out, &vae, &opt, &log)?;
+    }
+    let onnx = out.join("model.onnx");
+    export_model(&vae, cfg, &log, data_dir, &onnx)?;
+    crate::plot::training_curve(&log, &out.join("curve.png"))?;
+    Ok(TrainOutcome { vae, log, onnx })
+}
+
+/// Writes the ONNX graph and its model card.
+pub fn export_model(vae: &Vae, cfg: &TrainConfig, log: &[EpochLog], data_dir: &Path, onnx: &Path) -> Result<()> {
+    std::fs::write(onnx, crate::onnx::export(vae, "pose3d cross-modal VAE (product of Gaussian experts)"))
+        .with_context(|| format!("writing {}", onnx.display()))?;
+    let mut training = BTreeMap::new();
+    let y = |v: &dyn erased::ToYaml| v.to_yaml();
+    training.insert("data".into(), y(&data_dir.display().to_string()));
+    training.insert("train_subjects".into(), y(&cfg.train_subjects));
+    training.insert("val_subjects".into(), y(&cfg.val_subjects));
+    training.insert("epochs".into(), y(&log.len()));
+    training.insert("seconds".into(), y(&log.iter().map(|e| e.seconds).sum::<f64>().round()));
+    training.insert("samples_per_s".into(), y(&log.last().map(|e| e.samples_per_s.round()).unwrap_or(0.0)));
+    training.insert("config".into(), serde_yaml::to_value(cfg)?);
+    training.insert("parameters".into(), y(&vae.num_params()));
+    let mut validation = BTreeMap::new();
+    if let Some(last) = log.last() {
+        validation = serde_yaml::from_value(serde_yaml::to_value(&last.val)?)?;
+        validation.insert("note".into(), y(&"posterior-mean decode, root-aligned, every val_stride-th frame of every camera of val_subjects".to_string()));
+    }
+    let card = ModelCard {
+        format: CARD_FORMAT.into(),
+        name: onnx.file_stem().unwrap_or_default().to_string_lossy().into(),
+        onnx: onnx.file_name().unwrap_or_default().to_string_lossy().into(),
+        input_layout: "h36m17".into(),
+        output_layout: "h36m17".into(),
+        input_encoding: INPUT_ENCODING.into(),
+        output_unit: "m".into(),
+        output_frame: "root-relative (hip at origin), camera optical frame orientation; joints 1..16 of h36m17".into(),
+        latent: cfg.latent,
+        output_dim: OUTPUT_DIM,
+        modalities: vec![
+            Modality { name: "kp2d".into(), dim: INPUT_DIM, description: "per h36m17 joint: x, y (root-centred, RMS-scaled normalized image coordinates), present flag; then root x, y".into() },
+            Modality { name: "pose3d".into(), dim: OUTPUT_DIM, description: "root-relative 3D joints 1..16, metres, camera orientation".into() },
+        ],
+        fusion: "product of Gaussian experts with a N(0, I) prior expert; absent modalities have zero precision".into(),
+        crop_size: None,
+        training,
+        validation,
+        licence: "Weights trained on Human3.6M (academic, non-commercial licence) or on the data named under training.data; the data itself is not distributed.".into(),
+    };
+    card.save(&ModelCard::path_for(onnx))
+}
+
+mod erased {
+    pub trait ToYaml {
+        fn to_yaml(&self) -> serde_yaml::Value;
+    }
+    impl<T: serde::Serialize> ToYaml for T {
+        fn to_yaml(&self) -> serde_yaml::Value {
+            serde_yaml::to_value(self).unwrap_or(serde_yaml::Value::Null)
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! A seconds-long training run on the committed CMU fixture, exported to ONNX and run by the node's
+//! runtime: the ONNX output must equal the trainer's own forward pass, and bad models must fail clearly.
+
+use pose3d::modelcard::ModelCard;
+use pose3d::runtime::{ModelRuntime, Provider, RuntimeOptions};
+use pose3d::train::{train, TrainConfig};
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cmu")
+}
+
+fn tiny_config() -> TrainConfig {
+    serde_yaml::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_tiny.yaml")).unwrap()).unwrap()
+}
+
+/// One training run shared by the tests of this file.
+fn trained() -> &'static (PathBuf, pose3d::train::TrainOutcome) {
+    static RUN: OnceLock<(PathBuf, pose3d::train::TrainOutcome)> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let out = std::env::temp_dir().join(format!("pose3d-train-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let o = train(&fixture(), &tiny_config(), &out, false, false).expect("training on the fixture");
+        (out, o)
+    })
+}
+
+#[test]
+fn training_learns_and_writes_its_artifacts() {
+    let (out, o) = trained();
+    assert_eq!(o.log.len(), 2);
+    // Learning happened: the loss fell and validation error is far below an untrained network's.
+    assert!(o.log[1].loss < o.log[0].loss, "{:?}", o.log);
+    assert!(o.log[1].val.gt2d_mpjpe_mm < 350.0, "{:?}", o.log[1].val);
+    assert!(o.log[1].val.detections_mpjpe_mm.is_finite());
+    for f in ["config.yaml", "checkpoint.bin", "log.json", "curve.png", "model.onnx", "model.yaml"] {
+        assert!(out.join(f).is_file(), "{f} written");
+    }
+    let card = ModelCard::load(&out.join("model.yaml")).unwrap();
+    assert_eq!(card.latent, 8);
+    assert_eq!(card.modalities.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["kp2d", "pose3d"]);
+    assert!(card.validation.contains_key("gt2d_mpjpe_mm"));
+    // The config written beside the checkpoint reproduces the run's config.
+    let back: TrainConfig = serde_yaml::from_str(&std::fs::read_to_string(out.join("config.yaml")).unwrap()).unwrap();
+    assert_eq!(back, tiny_config());
+}
+
+#[test]
+fn onnx_matches_the_training_forward_pass() {
+    let (_, o) = trained();
+    let mut rt = ModelRuntime::load(&o.onnx, &RuntimeOptions::default()).expect("runtime loads the exported model");
+    assert_eq!(rt.provider_in_use, "CPU");
+    let vae = &o.vae;
+    let (rows, k, l) = (5, 7, vae.config.latent);
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(4);
+    let kp: Vec<f32> = (0..rows * 53).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let pose: Vec<f32> = (0..rows * 48).map(|_| 0.3 * <StandardNormal as Distribution<f32>>::sample(&StandardNormal, &mut rng)).collect();
+    let eps: Vec<f32> = (0..rows * k * l).map(|_| StandardNormal.sample(&mut rng)).collect();
+    // Every subset of modalities, one per row (and row 4 with both).
+    let presence = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0];
+    let (mut s_rt, mut m_rt) = (vec![], vec![]);
+    rt.run(&[&kp, &pose], &presence, &eps, rows, k, &mut s_rt, &mut m_rt).unwrap();
+    let (mut s, mut m, mut ws) = (vec![], vec![], pose3d::vae::Workspace::default());
+    vae.infer(&[&kp, &pose], &presence, &eps, rows, k, &mut s, &mut m, &mut ws);
+    assert_eq!(s.len(), s_rt.len());
+    let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    // Tolerance: float32 sums in a different order (MLAS vs matrixmultiply).
+    assert!(max_diff(&s, &s_rt) < 1e-4, "samples differ by {}", max_diff(&s, &s_rt));
+    assert!(max_diff(&m, &m_rt) < 1e-4, "means differ by {}", max_diff(&m, &m_rt));
+    // The sampled poses differ from each other (the noise reaches the output) ...
+    assert!(max_diff(&s_rt[..48], &s_rt[48..96]) > 1e-4);
+    // ... and bad input sizes are errors, not crashes.
+    assert!(rt.run(&[&kp[..52], &pose], &presence, &eps, rows, k, &mut s_rt, &mut m_rt).is_err());
+}
+
+#[test]
+fn corrupt_or_incomplete_models_fail_with_clear_errors() {
+    let (out, o) = trained();
+    let dir = out.join("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Corrupt ONNX with a valid card.
+    let bad = dir.join("corrupt.onnx");
+    let bytes = std::fs::read(&o.onnx).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 3]).unwrap();
+    std::fs::copy(out.join("model.yaml"), dir.join("corrupt.yaml")).unwrap();
+    let e = ModelRuntime::load(&bad, &RuntimeOptions::default()).err().expect("corrupt model rejected");
+    assert!(format!("{e:#}").contains("loading model"), "{e:#}");
+    // No card.
+    let lonely = dir.join("lonely.onnx");
+    std::fs::copy(&o.onnx, &lonely).unwrap();
+    let e = ModelRuntime::load(&lonely, &RuntimeOptions::default()).err().unwrap();
+    assert!(format!("{e:#}").contains("model card"), "{e:#}");
+    // Missing file.
+    let e = ModelRuntime::load(&dir.join("nope.onnx"), &RuntimeOptions::default()).err().unwrap();
+    assert!(format!("{e:#}").contains("does not exist"));
+}
+
+#[test]
+fn cuda_request_fails_loudly_or_falls_back_visibly() {
+    let (_, o) = trained();
+    let strict = RuntimeOptions { provider: Provider::Cuda, allow_cpu_fallback: false, intra_threads: 1 };
+    let e = ModelRuntime::load(&o.onnx, &strict).err().expect("no GPU here: CUDA must not silently run on CPU");
+    assert!(format!("{e:#}").contains("CUDA"), "{e:#}");
+    let lenient = RuntimeOptions { allow_cpu_fallback: true, ..strict };
+    let rt = ModelRuntime::load(&o.onnx, &lenient).unwrap();
+    assert!(rt.provider_in_use.starts_with("CPU (fallback"), "{}", rt.provider_in_use);
+}
