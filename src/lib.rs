@@ -17,3 +17,4 @@ pub mod onnx;
 pub mod plot;
 pub mod runtime;
 pub mod train;
+pub mod latest;

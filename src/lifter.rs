@@ -7,7 +7,7 @@
 
 use crate::camera::Camera;
 use crate::distribution::joint_statistics;
-use crate::normalize::{decode_pose3d, encode, Encoded, INPUT_DIM};
+use crate::normalize::{decode_pose3d, encode, Encoded, NormalizeError, INPUT_DIM};
 use crate::rootfit::fit_root;
 use crate::runtime::ModelRuntime;
 use crate::skeleton::{to_h36m17, Kp, Layout, NUM_JOINTS};
@@ -61,6 +61,8 @@ pub struct PoseOut {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dropped {
     pub id: String,
+    /// A short fixed label to count drops by.
+    pub category: &'static str,
     pub reason: String,
 }
 
@@ -117,7 +119,7 @@ impl Lifter {
         for (i, p) in persons.iter().enumerate() {
             match self.prepare(camera, p) {
                 Ok(e) => self.encoded.push((i, e)),
-                Err(reason) => out.dropped.push(Dropped { id: p.id.to_string(), reason }),
+                Err((category, reason)) => out.dropped.push(Dropped { id: p.id.to_string(), category, reason }),
             }
         }
         let rows = self.encoded.len();
@@ -160,7 +162,7 @@ impl Lifter {
             }
             let n = self.abs.len() / NUM_JOINTS;
             if n == 0 {
-                out.dropped.push(Dropped { id: person.id.to_string(), reason: "root fit failed for every sample".into() });
+                out.dropped.push(Dropped { id: person.id.to_string(), category: "root fit failed", reason: "root fit failed for every sample".into() });
                 continue;
             }
             joint_statistics(&self.abs, NUM_JOINTS, &mut self.means, &mut self.covs);
@@ -177,9 +179,9 @@ impl Lifter {
         Ok(out)
     }
 
-    fn prepare(&self, camera: &Camera, p: &PersonIn) -> std::result::Result<Encoded, String> {
-        let layout = Layout::parse(p.layout).map_err(|e| e.to_string())?;
-        let h = to_h36m17(layout, p.keypoints).map_err(|e| e.to_string())?;
+    fn prepare(&self, camera: &Camera, p: &PersonIn) -> std::result::Result<Encoded, (&'static str, String)> {
+        let layout = Layout::parse(p.layout).map_err(|e| ("unknown layout", e.to_string()))?;
+        let h = to_h36m17(layout, p.keypoints).map_err(|e| ("wrong joint count", e.to_string()))?;
         let kps: [Kp; NUM_JOINTS] = std::array::from_fn(|j| {
             let k = h[j];
             if k.present() && k.score >= self.config.min_score {
@@ -190,6 +192,13 @@ impl Lifter {
             }
             Kp::missing()
         });
-        encode(&kps, self.config.min_joints).map_err(|e| e.to_string())
+        encode(&kps, self.config.min_joints).map_err(|e| {
+            let category = match e {
+                NormalizeError::RootMissing => "root joint missing",
+                NormalizeError::TooFewJoints { .. } => "too few joints",
+                NormalizeError::Degenerate => "degenerate keypoints",
+            };
+            (category, e.to_string())
+        })
     }
 }

@@ -1,1 +1,378 @@
-fn main() {}
+//! `lifter`: the pose3d ROS 2 node. A thin adapter: ROS messages in, `pose3d::lifter::Lifter` in the middle,
+//! ROS messages out. Parameters are documented in config/lifter.yaml.
+
+use anyhow::{anyhow, Context, Result};
+use futures::StreamExt;
+use pose3d::camera::Camera;
+use pose3d::distribution::ellipsoid;
+use pose3d::latest::{LatestSlot, StampGate, StampVerdict};
+use pose3d::lifter::{Lifter, LifterConfig, PersonIn, PoseOut};
+use pose3d::runtime::{ModelRuntime, RuntimeOptions};
+use pose3d::skeleton::{h36m17_bones, Kp};
+use r2r::builtin_interfaces::msg::{Duration as RosDuration, Time};
+use r2r::geometry_msgs::msg::{Point, Pose, Quaternion, Vector3 as RosVector3};
+use r2r::pose3d_msgs::msg::{JointDistribution, PoseDistribution, PoseDistributionArray, Skeleton2DArray};
+use r2r::sensor_msgs::msg::{CameraInfo, Image};
+use r2r::std_msgs::msg::{ColorRGBA, String as RosString};
+use r2r::visualization_msgs::msg::{Marker, MarkerArray};
+use r2r::QosProfile;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const NODE: &str = "lifter";
+
+/// Node parameters (defaults here; documented in config/lifter.yaml).
+#[derive(Debug, Clone)]
+struct Params {
+    model_path: String,
+    provider: String,
+    allow_cpu_fallback: bool,
+    intra_threads: i64,
+    samples: i64,
+    seed: i64,
+    publish_samples: bool,
+    min_score: f64,
+    min_joints: i64,
+    max_stamp_age: f64,
+    marker_lifetime: f64,
+    ellipsoid_mass: f64,
+    stats_period: f64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            model_path: String::new(),
+            provider: "cpu".into(),
+            allow_cpu_fallback: false,
+            intra_threads: 1,
+            samples: 32,
+            seed: 0,
+            publish_samples: false,
+            min_score: 0.05,
+            min_joints: 8,
+            max_stamp_age: 0.0,
+            marker_lifetime: 0.5,
+            ellipsoid_mass: 0.95,
+            stats_period: 1.0,
+        }
+    }
+}
+
+fn read_params(node: &r2r::Node) -> Result<Params> {
+    let mut p = Params::default();
+    macro_rules! get {
+        ($name:ident, $ty:ty) => {
+            if let Some(v) = node.get_parameter::<Option<$ty>>(stringify!($name)).map_err(|e| anyhow!("parameter {}: {e}", stringify!($name)))? {
+                p.$name = v;
+            }
+        };
+    }
+    get!(model_path, String);
+    get!(provider, String);
+    get!(allow_cpu_fallback, bool);
+    get!(intra_threads, i64);
+    get!(samples, i64);
+    get!(seed, i64);
+    get!(publish_samples, bool);
+    get!(min_score, f64);
+    get!(min_joints, i64);
+    get!(max_stamp_age, f64);
+    get!(marker_lifetime, f64);
+    get!(ellipsoid_mass, f64);
+    get!(stats_period, f64);
+    let known = [
+        "model_path", "provider", "allow_cpu_fallback", "intra_threads", "samples", "seed", "publish_samples", "min_score", "min_joints",
+        "max_stamp_age", "marker_lifetime", "ellipsoid_mass", "stats_period", "use_sim_time",
+    ];
+    for name in node.params.lock().unwrap().keys() {
+        if !known.contains(&name.as_str()) {
+            r2r::log_warn!(NODE, "unknown parameter '{}' ignored (known: {})", name, known.join(", "));
+        }
+    }
+    anyhow::ensure!((1..=4096).contains(&p.samples), "parameter samples must be in 1..=4096, got {}", p.samples);
+    anyhow::ensure!(p.ellipsoid_mass > 0.0 && p.ellipsoid_mass < 1.0, "parameter ellipsoid_mass must be in (0, 1)");
+    Ok(p)
+}
+
+/// The model: the parameter if set; else models/default.onnx of the installed package or the source tree.
+fn resolve_model(p: &Params) -> Result<PathBuf> {
+    if !p.model_path.is_empty() {
+        return Ok(PathBuf::from(&p.model_path));
+    }
+    let mut candidates = Vec::new();
+    if let Ok(prefixes) = std::env::var("AMENT_PREFIX_PATH") {
+        for pre in prefixes.split(':').filter(|s| !s.is_empty()) {
+            candidates.push(PathBuf::from(pre).join("share/pose3d/models/default.onnx"));
+        }
+    }
+    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/default.onnx"));
+    candidates.iter().find(|c| c.is_file()).cloned().ok_or_else(|| anyhow!("no model_path given and no default model found in {candidates:?}"))
+}
+
+#[derive(Default)]
+struct Stats {
+    received: AtomicU64,
+    processed: AtomicU64,
+    persons: AtomicU64,
+    drops: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Stats {
+    fn count_drop(&self, reason: &str) {
+        *self.drops.lock().unwrap().entry(reason.to_string()).or_default() += 1;
+    }
+    fn json(&self, superseded: u64) -> String {
+        let mut drops = self.drops.lock().unwrap().clone();
+        if superseded > 0 {
+            drops.insert("superseded (inference behind)".into(), superseded);
+        }
+        serde_json::json!({
+            "received": self.received.load(Ordering::Relaxed),
+            "processed": self.processed.load(Ordering::Relaxed),
+            "persons": self.persons.load(Ordering::Relaxed),
+            "dropped": drops,
+        })
+        .to_string()
+    }
+}
+
+fn stamp_ns(t: &Time) -> i128 {
+    t.sec as i128 * 1_000_000_000 + t.nanosec as i128
+}
+
+fn point(v: &nalgebra::Vector3<f64>) -> Point {
+    Point { x: v.x, y: v.y, z: v.z }
+}
+
+fn to_msg(p: &PoseOut) -> PoseDistribution {
+    PoseDistribution {
+        id: p.id.clone(),
+        layout: "h36m17".into(),
+        joints: p
+            .mean
+            .iter()
+            .zip(&p.covariance)
+            .map(|(m, c)| JointDistribution { mean: point(m), covariance: (0..9).map(|i| c[(i / 3, i % 3)]).collect() })
+            .collect(),
+        samples: p.samples.iter().map(|s| Point { x: s[0], y: s[1], z: s[2] }).collect(),
+        confidence: p.confidence,
+        num_samples: p.num_samples as u32,
+    }
+}
+
+fn color(r: f32, g: f32, b: f32, a: f32) -> ColorRGBA {
+    ColorRGBA { r, g, b, a }
+}
+
+/// Joints, bones and one uncertainty ellipsoid per joint; namespaces per track id keep ids stable, and the
+/// lifetime makes people who are no longer seen vanish.
+fn markers(header: &r2r::std_msgs::msg::Header, poses: &[PoseOut], params: &Params) -> MarkerArray {
+    let life = RosDuration { sec: params.marker_lifetime.trunc() as i32, nanosec: (params.marker_lifetime.fract() * 1e9) as u32 };
+    let mut out = Vec::new();
+    for (i, p) in poses.iter().enumerate() {
+        let ns = if p.id.is_empty() { format!("pose3d/#{i}") } else { format!("pose3d/{}", p.id) };
+        let base = Marker {
+            header: header.clone(),
+            ns: ns.clone(),
+            action: 0,
+            pose: Pose { orientation: Quaternion { x: 0.0, y: 0.0, z: 0.0, w: 1.0 }, ..Default::default() },
+            lifetime: life.clone(),
+            ..Default::default()
+        };
+        out.push(Marker {
+            id: 0,
+            type_: 7, // SPHERE_LIST
+            scale: RosVector3 { x: 0.05, y: 0.05, z: 0.05 },
+            color: color(1.0, 0.4, 0.1, 1.0),
+            points: p.mean.iter().map(point).collect(),
+            ..base.clone()
+        });
+        out.push(Marker {
+            id: 1,
+            type_: 5, // LINE_LIST
+            scale: RosVector3 { x: 0.02, y: 0.0, z: 0.0 },
+            color: color(0.1, 0.6, 1.0, 1.0),
+            points: h36m17_bones().flat_map(|(c, pa)| [point(&p.mean[c]), point(&p.mean[pa])]).collect(),
+            ..base.clone()
+        });
+        for (j, (m, c)) in p.mean.iter().zip(&p.covariance).enumerate() {
+            let e = ellipsoid(c, params.ellipsoid_mass, 0.005);
+            let q = e.orientation.quaternion();
+            out.push(Marker {
+                id: 100 + j as i32,
+                type_: 2, // SPHERE
+                pose: Pose { position: point(m), orientation: Quaternion { x: q.i, y: q.j, z: q.k, w: q.w } },
+                scale: RosVector3 { x: e.diameters.x, y: e.diameters.y, z: e.diameters.z },
+                color: color(1.0, 0.9, 0.2, 0.25),
+                ..base.clone()
+            });
+        }
+    }
+    MarkerArray { markers: out }
+}
+
+struct Work {
+    msg: Skeleton2DArray,
+    received: Instant,
+}
+
+fn main() -> Result<()> {
+    let ctx = r2r::Context::create().context("initialising ROS")?;
+    let mut node = r2r::Node::create(ctx, NODE, "").context("creating the node")?;
+    let params = read_params(&node)?;
+    let model = resolve_model(&params)?;
+    let opts = RuntimeOptions {
+        provider: params.provider.parse()?,
+        allow_cpu_fallback: params.allow_cpu_fallback,
+        intra_threads: params.intra_threads.max(1) as usize,
+    };
+    let runtime = ModelRuntime::load(&model, &opts).with_context(|| format!("loading model {}", model.display()))?;
+    r2r::log_info!(NODE, "model {} ({}), execution provider: {}", model.display(), runtime.card.name, runtime.provider_in_use);
+    if runtime.provider_in_use.contains("fallback") {
+        r2r::log_warn!(NODE, "CUDA was requested but the model runs on {}", runtime.provider_in_use);
+    }
+    let cfg = LifterConfig {
+        samples: params.samples as usize,
+        seed: params.seed as u64,
+        min_score: params.min_score,
+        min_joints: params.min_joints.max(2) as usize,
+        keep_samples: params.publish_samples,
+    };
+    let mut lifter = Lifter::new(runtime, cfg)?;
+
+    let qos = QosProfile::default().keep_last(10);
+    let kp_sub = node.subscribe::<Skeleton2DArray>("keypoints", qos.clone())?;
+    let info_sub = node.subscribe::<CameraInfo>("camera_info", qos.clone())?;
+    let image_sub = node.subscribe::<Image>("image", QosProfile::sensor_data())?;
+    let pose_pub = node.create_publisher::<PoseDistributionArray>("~/poses", qos.clone())?;
+    let marker_pub = node.create_publisher::<MarkerArray>("~/markers", qos.clone())?;
+    let stats_pub = node.create_publisher::<RosString>("~/stats", qos.clone())?;
+
+    let camera: Arc<Mutex<Option<(Camera, String)>>> = Arc::new(Mutex::new(None));
+    let stats = Arc::new(Stats::default());
+    let slot = Arc::new(LatestSlot::<Work>::default());
+
+    // Inference worker: newest message first; never queues more than one.
+    {
+        let (camera, stats, slot, params) = (camera.clone(), stats.clone(), slot.clone(), params.clone());
+        std::thread::spawn(move || {
+            let mut last_stats = Instant::now();
+            loop {
+                if let Some(work) = slot.take(Duration::from_millis(200)) {
+                    let Work { msg, received } = work;
+                    let cam = camera.lock().unwrap().clone();
+                    let Some((cam, cam_frame)) = cam else {
+                        stats.count_drop("no camera_info yet");
+                        r2r::log_warn!(NODE, "keypoints dropped: no valid camera_info received yet");
+                        continue;
+                    };
+                    if !cam_frame.is_empty() && !msg.header.frame_id.is_empty() && cam_frame != msg.header.frame_id {
+                        stats.count_drop("frame mismatch with camera_info");
+                        r2r::log_warn!(NODE, "keypoints in frame '{}' but camera_info in '{}': dropped", msg.header.frame_id, cam_frame);
+                        continue;
+                    }
+                    let kps: Vec<Vec<Kp>> = msg
+                        .skeletons
+                        .iter()
+                        .map(|s| s.keypoints.iter().map(|k| Kp::new(k.x as f64, k.y as f64, k.score as f64)).collect())
+                        .collect();
+                    let persons: Vec<PersonIn> = msg
+                        .skeletons
+                        .iter()
+                        .zip(&kps)
+                        .map(|(s, k)| PersonIn { id: &s.id, layout: &s.layout, keypoints: k })
+                        .collect();
+                    let key = stamp_ns(&msg.header.stamp) as u64;
+                    match lifter.lift(&cam, &persons, key) {
+                        Ok(out) => {
+                            for d in &out.dropped {
+                                stats.count_drop(&format!("person: {}", d.category));
+                                r2r::log_warn!(NODE, "person '{}' dropped: {}", d.id, d.reason);
+                            }
+                            let arr = PoseDistributionArray { header: msg.header.clone(), poses: out.poses.iter().map(to_msg).collect() };
+                            if let Err(e) = pose_pub.publish(&arr) {
+                                r2r::log_error!(NODE, "publishing poses: {e}");
+                            }
+                            if let Err(e) = marker_pub.publish(&markers(&msg.header, &out.poses, &params)) {
+                                r2r::log_error!(NODE, "publishing markers: {e}");
+                            }
+                            stats.processed.fetch_add(1, Ordering::Relaxed);
+                            stats.persons.fetch_add(out.poses.len() as u64, Ordering::Relaxed);
+                            r2r::log_debug!(NODE, "{} persons in {:.2} ms", out.poses.len(), received.elapsed().as_secs_f64() * 1e3);
+                        }
+                        Err(e) => {
+                            stats.count_drop("inference error");
+                            r2r::log_error!(NODE, "inference failed: {e:#}");
+                        }
+                    }
+                }
+                if last_stats.elapsed().as_secs_f64() >= params.stats_period.max(0.05) {
+                    last_stats = Instant::now();
+                    let _ = stats_pub.publish(&RosString { data: stats.json(slot.superseded()) });
+                }
+            }
+        });
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let clock = node.get_ros_clock();
+    rt.block_on(async move {
+        let info_task = {
+            let camera = camera.clone();
+            let stats = stats.clone();
+            info_sub.for_each(move |info| {
+                let k: [f64; 9] = info.k.as_slice().try_into().unwrap_or([0.0; 9]);
+                match Camera::from_camera_info(&k, &info.distortion_model, &info.d) {
+                    Ok(c) => *camera.lock().unwrap() = Some((c, info.header.frame_id.clone())),
+                    Err(e) => {
+                        stats.count_drop("invalid camera_info");
+                        r2r::log_error!(NODE, "camera_info rejected: {e}");
+                        *camera.lock().unwrap() = None;
+                    }
+                }
+                futures::future::ready(())
+            })
+        };
+        let kp_task = {
+            let stats = stats.clone();
+            let slot = slot.clone();
+            let mut gate = StampGate::default();
+            let max_age = (params.max_stamp_age * 1e9) as i128;
+            kp_sub.for_each(move |msg| {
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                let now = clock.lock().map(|mut c| c.get_now().map(|d| d.as_nanos() as i128).unwrap_or(0)).unwrap_or(0);
+                match gate.check(stamp_ns(&msg.header.stamp), now, max_age) {
+                    StampVerdict::Accept => {
+                        slot.put(Work { msg, received: Instant::now() });
+                    }
+                    StampVerdict::OutOfOrder => {
+                        stats.count_drop("out-of-order stamp");
+                        r2r::log_warn!(NODE, "keypoints with an out-of-order stamp dropped");
+                    }
+                    StampVerdict::Stale => {
+                        stats.count_drop("stale stamp");
+                        r2r::log_warn!(NODE, "stale keypoints dropped (older than max_stamp_age)");
+                    }
+                }
+                futures::future::ready(())
+            })
+        };
+        // Images are received (the image path is the image-modality work); counting them shows the wiring.
+        let image_task = image_sub.for_each(|_img| futures::future::ready(()));
+        let spin = tokio::task::spawn_blocking(move || loop {
+            node.spin_once(Duration::from_millis(5));
+        });
+        tokio::select! {
+            _ = info_task => {},
+            _ = kp_task => {},
+            _ = image_task => {},
+            _ = spin => {},
+            _ = tokio::signal::ctrl_c() => { r2r::log_info!(NODE, "shutting down"); },
+        }
+    });
+    Ok(())
+}

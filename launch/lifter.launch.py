@@ -1,0 +1,42 @@
+"""Starts the pose3d lifter node with config/lifter.yaml (and optionally rviz with config/pose3d.rviz).
+
+    ros2 launch pose3d lifter.launch.py
+    ros2 launch pose3d lifter.launch.py keypoints:=/detector/skeletons camera_info:=/camera/camera_info rviz:=true
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    share = FindPackageShare("pose3d")
+    args = [
+        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "lifter.yaml"]),
+                              description="ROS parameter file of the node"),
+        DeclareLaunchArgument("keypoints", default_value="keypoints", description="pose3d_msgs/Skeleton2DArray input"),
+        DeclareLaunchArgument("camera_info", default_value="camera_info", description="sensor_msgs/CameraInfo input"),
+        DeclareLaunchArgument("image", default_value="image", description="sensor_msgs/Image input"),
+        DeclareLaunchArgument("rviz", default_value="false", description="also start rviz2 with config/pose3d.rviz"),
+    ]
+    lifter = Node(
+        package="pose3d",
+        executable="lifter",
+        name="lifter",
+        output="screen",
+        parameters=[LaunchConfiguration("params_file")],
+        remappings=[
+            ("keypoints", LaunchConfiguration("keypoints")),
+            ("camera_info", LaunchConfiguration("camera_info")),
+            ("image", LaunchConfiguration("image")),
+        ],
+    )
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        arguments=["-d", PathJoinSubstitution([share, "config", "pose3d.rviz"])],
+        condition=IfCondition(LaunchConfiguration("rviz")),
+    )
+    return LaunchDescription(args + [lifter, rviz])

@@ -1,0 +1,156 @@
+//! The node as its own process, driven over DDS by a real rclpy peer on loopback: camera_info + keypoints
+//! from CMU mocap (committed fixture) projected through a plumb_bob camera, in COCO-17 and MPII-16 layouts.
+#![cfg(feature = "ros")]
+
+mod common;
+
+use common::*;
+use nalgebra::{Matrix3, SymmetricEigen, Vector3};
+use pose3d::metrics;
+use serde_json::Value;
+use std::time::Duration;
+
+fn v3(v: &Value) -> [f64; 3] {
+    [v[0].as_f64().unwrap(), v[1].as_f64().unwrap(), v[2].as_f64().unwrap()]
+}
+
+fn run(domain: u32, name: &str, node_args: &[&str], peer_args: &[&str]) -> (Value, String, bool) {
+    let dir = tmp(name);
+    let log = dir.join("node.log");
+    let mut node = spawn_node(domain, node_args, &log);
+    let out = dir.join("peer.json");
+    let fixture = root().join("tests/fixtures/cmu");
+    let peer = root().join("tests/peers/pose_peer.py");
+    let mut args = vec![peer.to_str().unwrap(), "--data", fixture.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend(peer_args);
+    run_peer(domain, &args, Duration::from_secs(90));
+    let alive = node.0.try_wait().unwrap().is_none();
+    drop(node);
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    (json, std::fs::read_to_string(&log).unwrap_or_default(), alive)
+}
+
+#[test]
+fn lifts_coco_and_mpii_people_to_calibrated_camera_frame_distributions() {
+    let (r, log, alive) = run(71, "lift", &["-p", "publish_samples:=true", "-p", "samples:=64"], &["--frames", "45", "--bad"]);
+    assert!(alive, "the node survived bad input\n{log}");
+    assert!(log.contains("execution provider: CPU"), "the log says which provider runs\n{log}");
+    let sent: Vec<&str> = r["sent"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    let answers: Vec<&Value> = r["poses"].as_array().unwrap().iter().filter(|m| sent.contains(&m["stamp"].as_str().unwrap())).collect();
+    let stats = &r["stats"];
+    let superseded = stats["dropped"]["superseded (inference behind)"].as_u64().unwrap_or(0) as usize;
+    // Every message is answered or counted as superseded (newest-first); most are answered at 30 Hz.
+    assert!(answers.len() + superseded >= sent.len(), "{} answered + {superseded} superseded of {}", answers.len(), sent.len());
+    assert!(answers.len() * 10 >= sent.len() * 8, "{} of {} answered\n{log}", answers.len(), sent.len());
+
+    let (mut mpjpe_sum, mut n, mut depth_err) = (0.0, 0usize, Vec::new());
+    let mut per_id = std::collections::BTreeMap::<String, (f64, usize)>::new();
+    for m in &answers {
+        assert_eq!(m["frame_id"], "camera_optical", "published in the input's optical frame");
+        let poses = m["poses"].as_array().unwrap();
+        let ids: Vec<&str> = poses.iter().map(|p| p["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["alice", "bob"], "ids kept, in order");
+        for p in poses {
+            assert_eq!(p["layout"], "h36m17");
+            assert_eq!(p["num_samples"], 64);
+            let mean: Vec<[f64; 3]> = p["mean"].as_array().unwrap().iter().map(v3).collect();
+            assert_eq!(mean.len(), 17);
+            let samples: Vec<[f64; 3]> = p["samples"].as_array().unwrap().iter().map(v3).collect();
+            assert_eq!(samples.len(), 64 * 17, "K x joints samples, sample-major");
+            for (j, c) in p["cov"].as_array().unwrap().iter().enumerate() {
+                let c: Vec<f64> = c.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+                let m3 = Matrix3::from_row_slice(&c);
+                assert!((m3 - m3.transpose()).abs().max() < 1e-12, "covariance symmetric");
+                let eig = SymmetricEigen::new(m3).eigenvalues;
+                assert!(eig.min() > -1e-12, "covariance PSD: {eig:?}");
+                // The published mean is the samples' mean.
+                let sm = (0..64).map(|s| Vector3::from(samples[s * 17 + j])).sum::<Vector3<f64>>() / 64.0;
+                assert!((sm - Vector3::from(mean[j])).norm() < 1e-9, "joint {j}: sample mean {sm:?} vs {:?}", mean[j]);
+            }
+            let truth: Vec<[f64; 3]> = r["truth"][m["stamp"].as_str().unwrap()][p["id"].as_str().unwrap()].as_array().unwrap().iter().map(v3).collect();
+            let e = metrics::mpjpe(&mean, &truth, 0);
+            mpjpe_sum += e;
+            let slot = per_id.entry(p["id"].as_str().unwrap().to_string()).or_default();
+            slot.0 += 1000.0 * e;
+            slot.1 += 1;
+            n += 1;
+            depth_err.push((mean[0][2] - truth[0][2]).abs() / truth[0][2]);
+            // Depth is the most uncertain direction of a monocular estimate.
+            let c0: Vec<f64> = p["cov"][0].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            assert!(c0[8] > c0[0] && c0[8] > c0[4], "root variance largest along the optical axis: {c0:?}");
+        }
+    }
+    let mpjpe_mm = 1000.0 * mpjpe_sum / n as f64;
+    depth_err.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let median_depth = depth_err[depth_err.len() / 2];
+    let per: Vec<String> = per_id.iter().map(|(k, (s, c))| format!("{k} {:.1} mm", s / *c as f64)).collect();
+    eprintln!("node on CMU walking, two people at ~5 m: MPJPE {mpjpe_mm:.1} mm ({}), median relative root depth error {:.1} %", per.join(", "), 100.0 * median_depth);
+    // Stated tolerances: the model is trained on Human3.6M and CMU's skeleton has other proportions and
+    // joint definitions (head, spine, thorax), so 140 mm here (measured ~119 mm with the shipped model);
+    // root depth within 10 % (median) at 5 m from a monocular view (measured ~4 %).
+    assert!(mpjpe_mm < 140.0, "MPJPE {mpjpe_mm:.1} mm");
+    assert!(median_depth < 0.10, "median relative depth error {median_depth}");
+
+    // Markers: per person joints, bones and 17 ellipsoids, in stable per-track namespaces, with a lifetime.
+    let arrays = r["markers"].as_array().unwrap();
+    assert!(arrays.len() >= answers.len());
+    let last = arrays.iter().rev().find(|a| a.as_array().unwrap().iter().any(|m| m["ns"] == "pose3d/alice")).unwrap().as_array().unwrap();
+    for who in ["pose3d/alice", "pose3d/bob"] {
+        let mine: Vec<&Value> = last.iter().filter(|m| m["ns"] == who).collect();
+        assert_eq!(mine.len(), 2 + 17, "{who}");
+        assert!(mine.iter().any(|m| m["type"] == 7 && m["points"] == 17 && m["id"] == 0));
+        assert!(mine.iter().any(|m| m["type"] == 5 && m["points"] == 32 && m["id"] == 1));
+        for e in mine.iter().filter(|m| m["type"] == 2) {
+            let q: Vec<f64> = e["q"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            assert!((q.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-6, "unit quaternion");
+            assert!(e["scale"].as_array().unwrap().iter().all(|s| s.as_f64().unwrap() > 0.0));
+            assert_eq!(e["lifetime"], 0.5);
+            assert_eq!(e["frame_id"], "camera_optical");
+        }
+    }
+
+    // Bad input: logged, counted drops; the valid person of a mixed message is still lifted.
+    let drops = &stats["dropped"];
+    assert!(drops["person: wrong joint count"].as_u64().unwrap_or(0) >= 1, "{stats}");
+    assert!(drops["person: unknown layout"].as_u64().unwrap_or(0) >= 2, "{stats}");
+    assert!(drops["person: root joint missing"].as_u64().unwrap_or(0) >= 1, "NaN keypoints are missing joints: {stats}");
+    assert!(drops["out-of-order stamp"].as_u64().unwrap_or(0) >= 1, "{stats}");
+    let mixed = r["bad"]["mixed"].as_str().unwrap();
+    let m = r["poses"].as_array().unwrap().iter().find(|m| m["stamp"] == mixed).expect("mixed message answered");
+    let ids: Vec<&str> = m["poses"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["good"]);
+    let late = r["bad"]["out_of_order"].as_str().unwrap();
+    assert!(!r["poses"].as_array().unwrap().iter().any(|m| m["stamp"] == late), "out-of-order message not answered");
+    assert!(log.contains("dropped"), "drops are logged\n{log}");
+}
+
+#[test]
+fn keypoints_without_camera_info_are_dropped_and_counted() {
+    let (r, log, alive) = run(72, "noinfo", &[], &["--frames", "10", "--no-camera-info"]);
+    assert!(alive);
+    assert!(r["poses"].as_array().unwrap().is_empty());
+    assert_eq!(r["stats"]["dropped"]["no camera_info yet"].as_u64(), Some(10), "{}", r["stats"]);
+    assert!(log.contains("no valid camera_info"), "{log}");
+}
+
+#[test]
+fn a_corrupt_model_stops_the_node_with_a_clear_error() {
+    let dir = tmp("corrupt");
+    let model = dir.join("broken.onnx");
+    std::fs::write(&model, b"this is not an onnx model").unwrap();
+    std::fs::copy(root().join("models/default.yaml"), dir.join("broken.yaml")).unwrap();
+    let log = dir.join("node.log");
+    let arg = format!("model_path:={}", model.display());
+    let mut node = spawn_node(73, &["-p", &arg], &log);
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = node.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "node kept running with a corrupt model");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("broken.onnx"), "{text}");
+}

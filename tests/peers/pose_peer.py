@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""A real ROS 2 peer (rclpy) for the node tests: publishes camera_info and keypoints made from a dataset in
+the Human3.6M layout (3D ground truth projected through a plumb_bob camera), plus deliberately bad
+messages, and records what the node publishes. Writes everything to a JSON file for the Rust test.
+
+Every wait is bounded in count and time.
+"""
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from pose3d_msgs.msg import Keypoint2D, PoseDistributionArray, Skeleton2D, Skeleton2DArray
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CameraInfo
+from std_msgs.msg import String
+from visualization_msgs.msg import MarkerArray
+
+# H36M-17 index of each MPII-16 joint, and of each COCO-17 joint (-1: COCO joint the H36M layout lacks).
+H36M_FOR_MPII = [3, 2, 1, 4, 5, 6, 0, 8, 9, 10, 16, 15, 14, 11, 12, 13]
+H36M_FOR_COCO = [9, -1, -1, -1, -1, 11, 14, 12, 15, 13, 16, 4, 1, 5, 2, 6, 3]
+
+K = [1000.0, 0.0, 640.0, 0.0, 1000.0, 360.0, 0.0, 0.0, 1.0]
+D = [-0.12, 0.05, 0.0008, -0.0005, 0.0]  # plumb_bob k1 k2 p1 p2 k3
+
+
+def look_at(eye, target):
+    z = target - eye
+    z = z / np.linalg.norm(z)
+    x = np.cross(z, [0.0, 0.0, 1.0])
+    x = x / np.linalg.norm(x)
+    return np.stack([x, np.cross(z, x), z])
+
+
+def project(xc):
+    x = xc[:, :2] / xc[:, 2:3]
+    r2 = (x ** 2).sum(1, keepdims=True)
+    k1, k2, p1, p2, k3 = D
+    radial = 1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3
+    xd = x[:, 0:1] * radial + 2 * p1 * x[:, 0:1] * x[:, 1:2] + p2 * (r2 + 2 * x[:, 0:1] ** 2)
+    yd = x[:, 1:2] * radial + p1 * (r2 + 2 * x[:, 1:2] ** 2) + 2 * p2 * x[:, 0:1] * x[:, 1:2]
+    return np.concatenate([xd * K[0] + K[2], yd * K[4] + K[5]], 1)
+
+
+def skeleton(uv, layout, pid):
+    s = Skeleton2D(id=pid, layout=layout)
+    if layout == "h36m17":
+        idx = list(range(17))
+    elif layout == "mpii16":
+        idx = H36M_FOR_MPII
+    else:
+        idx = H36M_FOR_COCO
+    for i in idx:
+        if i < 0:
+            s.keypoints.append(Keypoint2D(x=0.0, y=0.0, score=0.0))
+        else:
+            s.keypoints.append(Keypoint2D(x=float(uv[i, 0]), y=float(uv[i, 1]), score=0.9))
+    return s
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--sequence", default="S2/walking 1")
+    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--rate", type=float, default=30.0)
+    ap.add_argument("--node", default="lifter")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--bad", action="store_true", help="also send invalid messages")
+    ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--no-camera-info", action="store_true", help="never publish camera_info")
+    a = ap.parse_args()
+
+    poses = np.load(f"{a.data}/poses_3d17_world_mm_25hz.npz")[a.sequence] / 1000.0
+    rclpy.init()
+    node = rclpy.create_node("pose_peer")
+    qos = QoSProfile(depth=10)
+    kp_pub = node.create_publisher(Skeleton2DArray, "keypoints", qos)
+    info_pub = node.create_publisher(CameraInfo, "camera_info", qos)
+    got = {"poses": [], "markers": [], "stats": []}
+    node.create_subscription(PoseDistributionArray, f"/{a.node}/poses", lambda m: got["poses"].append((time.monotonic(), m)), qos)
+    node.create_subscription(MarkerArray, f"/{a.node}/markers", lambda m: got["markers"].append(m), qos)
+    node.create_subscription(String, f"/{a.node}/stats", lambda m: got["stats"].append(json.loads(m.data)), qos)
+
+    # Wait (bounded) until the node subscribes to us and publishes to us.
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < a.timeout:
+        rclpy.spin_once(node, timeout_sec=0.05)
+        if kp_pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and node.count_publishers(f"/{a.node}/poses") > 0:
+            break
+    else:
+        raise SystemExit("node did not match within the timeout")
+    time.sleep(0.3)
+
+    info = CameraInfo(width=1280, height=720, distortion_model="plumb_bob", k=K, d=D)
+    info.header.frame_id = "camera_optical"
+    # Two people 1.6 m apart, 5 m in front of a camera 1.4 m high.
+    eye = np.array([0.0, -5.0, 1.4])
+    r = look_at(eye, np.array([0.0, 0.0, 1.0]))
+    sent, truth = [], {}
+    stamp0 = 1_700_000_000
+    for f in range(a.frames):
+        world = poses[f % len(poses)]
+        people = []
+        for pid, layout, dx in (("alice", "coco17", -0.8), ("bob", "mpii16", 0.8)):
+            w = world + np.array([dx, 0.0, 0.0])
+            xc = (w - eye) @ r.T
+            people.append((pid, layout, xc))
+        st = Time(sec=stamp0 + f // 30, nanosec=int((f % 30) * 1e9 / 30))
+        info.header.stamp = st
+        if not a.no_camera_info:
+            info_pub.publish(info)
+        msg = Skeleton2DArray()
+        msg.header.stamp = st
+        msg.header.frame_id = "camera_optical"
+        for pid, layout, xc in people:
+            msg.skeletons.append(skeleton(project(xc), layout, pid))
+        key = f"{st.sec}.{st.nanosec:09d}"
+        truth[key] = {pid: xc.tolist() for pid, _, xc in people}
+        sent.append((time.monotonic(), key))
+        kp_pub.publish(msg)
+        end = time.monotonic() + 1.0 / a.rate
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=max(0.0, end - time.monotonic()))
+
+    bad_sent = {}
+    if a.bad:
+        last = Time(sec=stamp0 + 1000, nanosec=0)
+        def bad(name, skels, stamp):
+            m = Skeleton2DArray()
+            m.header.stamp = stamp
+            m.header.frame_id = "camera_optical"
+            m.skeletons = skels
+            kp_pub.publish(m)
+            bad_sent[name] = f"{stamp.sec}.{stamp.nanosec:09d}"
+            end = time.monotonic() + 0.15
+            while time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.02)
+        uv = project((poses[0] - eye) @ r.T)
+        nan = skeleton(uv, "h36m17", "nan")
+        for k in nan.keypoints:
+            k.x = math.nan
+        bad("nan", [nan], last)
+        short = skeleton(uv, "h36m17", "short")
+        short.keypoints = short.keypoints[:12]
+        bad("wrong_count", [short], Time(sec=last.sec + 1, nanosec=0))
+        weird0 = skeleton(uv, "h36m17", "weird")
+        weird0.layout = "openpose25"
+        bad("unknown_layout", [weird0], Time(sec=last.sec + 2, nanosec=0))
+        # A valid person beside an invalid one: the valid one is still lifted.
+        good = skeleton(uv, "h36m17", "good")
+        weird = skeleton(uv, "h36m17", "weird")
+        weird.layout = "openpose25"
+        bad("mixed", [good, weird], Time(sec=last.sec + 3, nanosec=0))
+        bad("out_of_order", [skeleton(uv, "h36m17", "late")], Time(sec=last.sec + 2, nanosec=500))
+
+    # Collect until every sent keypoint message is answered or the timeout passes.
+    t0 = time.monotonic()
+    want = {k for _, k in sent}
+    while time.monotonic() - t0 < 5.0:
+        rclpy.spin_once(node, timeout_sec=0.05)
+        seen = {f"{m.header.stamp.sec}.{m.header.stamp.nanosec:09d}" for _, m in got["poses"]}
+        if (want <= seen or a.no_camera_info) and (not a.bad or len(got["stats"]) > 0 and got["stats"][-1]["received"] >= len(sent) + len(bad_sent)):
+            break
+    # One more stats period so the counters include the last messages.
+    t1 = time.monotonic()
+    while time.monotonic() - t1 < 1.5:
+        rclpy.spin_once(node, timeout_sec=0.05)
+
+    sent_at = {k: t for t, k in sent}
+    out = {
+        "sent": [k for _, k in sent],
+        "bad": bad_sent,
+        "truth": truth,
+        "poses": [
+            {
+                "stamp": f"{m.header.stamp.sec}.{m.header.stamp.nanosec:09d}",
+                "frame_id": m.header.frame_id,
+                "latency_ms": (t - sent_at[f"{m.header.stamp.sec}.{m.header.stamp.nanosec:09d}"]) * 1e3
+                if f"{m.header.stamp.sec}.{m.header.stamp.nanosec:09d}" in sent_at else None,
+                "poses": [
+                    {
+                        "id": p.id, "layout": p.layout, "confidence": p.confidence, "num_samples": p.num_samples,
+                        "mean": [[j.mean.x, j.mean.y, j.mean.z] for j in p.joints],
+                        "cov": [list(j.covariance) for j in p.joints],
+                        "samples": [[s.x, s.y, s.z] for s in p.samples],
+                    }
+                    for p in m.poses
+                ],
+            }
+            for t, m in got["poses"]
+        ],
+        "markers": [
+            [{"ns": mk.ns, "id": mk.id, "type": mk.type, "frame_id": mk.header.frame_id, "points": len(mk.points),
+              "lifetime": mk.lifetime.sec + mk.lifetime.nanosec * 1e-9,
+              "scale": [mk.scale.x, mk.scale.y, mk.scale.z],
+              "q": [mk.pose.orientation.x, mk.pose.orientation.y, mk.pose.orientation.z, mk.pose.orientation.w]}
+             for mk in arr.markers]
+            for arr in got["markers"]
+        ],
+        "stats": got["stats"][-1] if got["stats"] else None,
+    }
+    with open(a.out, "w") as f:
+        json.dump(out, f)
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    main()
