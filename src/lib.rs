@@ -18,3 +18,6 @@ pub mod plot;
 pub mod runtime;
 pub mod train;
 pub mod latest;
+pub mod bag;
+pub mod cdr;
+pub mod eval;

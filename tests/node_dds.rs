@@ -154,3 +154,25 @@ fn a_corrupt_model_stops_the_node_with_a_clear_error() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("broken.onnx"), "{text}");
 }
+
+#[test]
+fn replaying_the_bundled_recording_scores_the_running_node() {
+    let dir = tmp("replay");
+    let mut node = spawn_node(74, &["-r", "keypoints:=/detector/keypoints", "-r", "camera_info:=/camera/camera_info"], &dir.join("node.log"));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pose3d-eval"));
+    cmd.args(["replay", "--bag"]).arg(root().join("data/demo/cmu_two_people")).args(["--rate", "2", "--out"]).arg(&dir);
+    ros_env(&mut cmd, 74);
+    let out = cmd.output().expect("running pose3d-eval replay");
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(node.0.try_wait().unwrap().is_none(), "node alive after the replay");
+    drop(node);
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    // 240 frames x 2 people at 60 Hz: nearly all answered, with the accuracy of the offline run.
+    let scored = m["persons_scored"].as_u64().unwrap();
+    assert!(scored >= 400, "{m}");
+    assert!(m["mpjpe_mm"].as_f64().unwrap() < 150.0, "{m}");
+    assert!(m["root_abs_error_mm"].as_f64().unwrap() < 600.0, "{m}");
+    let p99 = m["latency_ms_p99"].as_f64().unwrap();
+    assert!(p99 > 0.0 && p99.is_finite(), "latency measured: {m}");
+    assert!(dir.join("skeletons.png").is_file() && dir.join("report.md").is_file());
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command (README; .ci/run calls it). Installs what it needs, builds, runs the ROS-free core
+# tests, then every test (including the node-over-DDS tests) inside a private network namespace with only
+# loopback up, so no test traffic can leave the machine.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+scripts/bootstrap.sh
+# shellcheck disable=SC1091
+source .embedded/env.sh
+echo "== core without ROS (cargo test --no-default-features --lib)"
+cargo test --release --no-default-features --lib
+echo "== build with ROS"
+cargo build --release --all-targets
+echo "== all tests (DDS on loopback only)"
+if unshare -n true 2>/dev/null; then
+  unshare -n sh -c 'ip link set lo up && exec cargo test --release --offline -- --test-threads=1'
+else
+  echo "unshare -n is not permitted here: running with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST only" >&2
+  ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST cargo test --release --offline -- --test-threads=1
+fi
