@@ -1,1 +1,167 @@
-fn main() {}
+//! Lifter benchmarks: `cargo bench --bench lifter` (with the embedded environment sourced).
+//!
+//! 1. Pipeline throughput (undistort, encode, one ONNX call for persons x samples, root fits, statistics)
+//!    in person-frames/s for 1, 4, 16 persons per message and K = 1, 32, 128.
+//! 2. The node's end-to-end latency over DDS on loopback: keypoints published -> poses received, at 30 Hz,
+//!    4 persons, K = 32, p50/p99 (needs the `ros` feature; runs the real node as its own process).
+//!
+//! Inputs are CMU mocap frames from the committed fixture projected through a plumb_bob camera.
+
+use pose3d::camera::{Camera, Distortion};
+use pose3d::dataset::Dataset;
+use pose3d::lifter::{Lifter, LifterConfig, PersonIn};
+use pose3d::runtime::{ModelRuntime, RuntimeOptions};
+use pose3d::skeleton::Kp;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn camera() -> Camera {
+    Camera::new(1000.0, 1000.0, 640.0, 360.0, Distortion::PlumbBob { k: [-0.12, 0.05, 0.0], p: [0.0008, -0.0005] }).unwrap()
+}
+
+/// Frames of people (H36M-17 pixels), each person shifted sideways, 5 m in front of the camera.
+fn people(n_frames: usize, persons: usize) -> Vec<Vec<Vec<Kp>>> {
+    let data = Dataset::load(&root().join("tests/fixtures/cmu"), &["S2".to_string()]).unwrap();
+    let cam = camera();
+    let seq = &data.sequences[0];
+    (0..n_frames)
+        .map(|f| {
+            (0..persons)
+                .map(|p| {
+                    let pose = &seq.poses[f % seq.poses.len()];
+                    let dx = (p as f64 - (persons as f64 - 1.0) / 2.0) * 0.7;
+                    pose.iter()
+                        .map(|j| {
+                            let c = nalgebra::Vector3::new(j[0] as f64 - pose[0][0] as f64 + dx, 1.0 - j[2] as f64, 5.0 + j[1] as f64 - pose[0][1] as f64);
+                            let (u, v) = cam.project(&c).unwrap();
+                            Kp::new(u, v, 0.9)
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn throughput() {
+    println!("## Lifter throughput (this machine, 1 ONNX Runtime intra-op thread)\n");
+    println!("| persons/msg | K | person-frames/s | ms/msg |");
+    println!("|---|---|---|---|");
+    for &persons in &[1usize, 4, 16] {
+        let frames = people(64, persons);
+        for &k in &[1usize, 32, 128] {
+            let rt = ModelRuntime::load(&root().join("models/default.onnx"), &RuntimeOptions::default()).unwrap();
+            let mut lifter = Lifter::new(rt, LifterConfig { samples: k, ..Default::default() }).unwrap();
+            let cam = camera();
+            let ids: Vec<String> = (0..persons).map(|i| format!("p{i}")).collect();
+            let run = |lifter: &mut Lifter, f: usize| {
+                let persons: Vec<PersonIn> = frames[f % frames.len()].iter().zip(&ids).map(|(k, id)| PersonIn { id, layout: "h36m17", keypoints: k }).collect();
+                let out = lifter.lift(&cam, &persons, f as u64).unwrap();
+                assert_eq!(out.poses.len(), persons.len());
+            };
+            for f in 0..5 {
+                run(&mut lifter, f);
+            }
+            let (t0, mut n) = (Instant::now(), 0usize);
+            while t0.elapsed() < Duration::from_millis(1500) && n < 100_000 {
+                run(&mut lifter, n);
+                n += 1;
+            }
+            let s = t0.elapsed().as_secs_f64();
+            println!("| {persons} | {k} | {:.0} | {:.3} |", (n * persons) as f64 / s, 1e3 * s / n as f64);
+        }
+    }
+}
+
+#[cfg(feature = "ros")]
+fn latency() {
+    use futures::StreamExt;
+    use r2r::pose3d_msgs::msg::{Keypoint2D, PoseDistributionArray, Skeleton2D, Skeleton2DArray};
+    use r2r::sensor_msgs::msg::CameraInfo;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    let domain = "63";
+    std::env::set_var("ROS_DOMAIN_ID", domain);
+    std::env::set_var("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lifter"))
+        .args(["--ros-args", "--params-file"])
+        .arg(root().join("config/lifter.yaml"))
+        .args(["-p", "samples:=32", "-p", "stats_period:=10.0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting lifter");
+    let ctx = r2r::Context::create().unwrap();
+    let mut node = r2r::Node::create(ctx, "bench_peer", "").unwrap();
+    let qos = r2r::QosProfile::default().keep_last(10);
+    let kp_pub = node.create_publisher::<Skeleton2DArray>("/keypoints", qos.clone()).unwrap();
+    let info_pub = node.create_publisher::<CameraInfo>("/camera_info", qos.clone()).unwrap();
+    let sub = node.subscribe::<PoseDistributionArray>("/lifter/poses", qos).unwrap();
+    let got: Arc<Mutex<HashMap<(i32, u32), Instant>>> = Arc::default();
+    let g2 = got.clone();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    std::thread::spawn(move || {
+        rt.block_on(sub.for_each(move |m| {
+            g2.lock().unwrap().insert((m.header.stamp.sec, m.header.stamp.nanosec), Instant::now());
+            futures::future::ready(())
+        }))
+    });
+    let node = Arc::new(Mutex::new(node));
+    let n2 = node.clone();
+    std::thread::spawn(move || loop {
+        n2.lock().unwrap().spin_once(Duration::from_millis(1));
+    });
+    let t0 = Instant::now();
+    while kp_pub.get_inter_process_subscription_count().unwrap_or(0) == 0 || node.lock().unwrap().get_publishers_info_by_topic("/lifter/poses", false).map(|v| v.len()).unwrap_or(0) == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "node did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut info = CameraInfo { distortion_model: "plumb_bob".into(), d: vec![-0.12, 0.05, 0.0008, -0.0005, 0.0], k: vec![1000.0, 0.0, 640.0, 0.0, 1000.0, 360.0, 0.0, 0.0, 1.0], ..Default::default() };
+    info.header.frame_id = "cam".into();
+    info_pub.publish(&info).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let frames = people(300, 4);
+    let mut sent = Vec::new();
+    let period = Duration::from_secs_f64(1.0 / 30.0);
+    let start = Instant::now();
+    for (f, people) in frames.iter().enumerate() {
+        if let Some(d) = (start + period * f as u32).checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+        let mut msg = Skeleton2DArray::default();
+        msg.header.frame_id = "cam".into();
+        msg.header.stamp.sec = 1000 + f as i32;
+        msg.skeletons = people
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Skeleton2D { id: format!("p{i}"), layout: "h36m17".into(), keypoints: p.iter().map(|k| Keypoint2D { x: k.x as f32, y: k.y as f32, score: 0.9 }).collect() })
+            .collect();
+        if f % 30 == 0 {
+            info_pub.publish(&info).unwrap();
+        }
+        sent.push(((msg.header.stamp.sec, 0u32), Instant::now()));
+        kp_pub.publish(&msg).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = child.kill();
+    let _ = child.wait();
+    let got = got.lock().unwrap();
+    // The first second warms the node up (allocations, ORT arena); it is not counted.
+    let mut lat: Vec<f64> = sent.iter().skip(30).filter_map(|(k, t)| got.get(k).map(|r| r.duration_since(*t).as_secs_f64() * 1e3)).collect();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let q = |p: f64| lat[((p * (lat.len() - 1) as f64).round() as usize).min(lat.len() - 1)];
+    println!("\n## Node end-to-end latency over DDS (loopback), 30 Hz, 4 persons, K = 32\n");
+    println!("answered {} of {} messages (after 30 warm-up messages); p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", lat.len(), sent.len() - 30, q(0.5), q(0.99), lat[lat.len() - 1]);
+}
+
+fn main() {
+    throughput();
+    #[cfg(feature = "ros")]
+    latency();
+}

@@ -21,3 +21,4 @@ pub mod latest;
 pub mod bag;
 pub mod cdr;
 pub mod eval;
+pub mod eval_dataset;

@@ -118,3 +118,42 @@ pub fn skeletons(title: &str, poses: &[DrawnPose], path: &std::path::Path) -> Re
     text(&mut img, &format!("grid: {:.2} m per 100 px; ellipses: 2 sigma of projected covariance; grey: ground truth", 100.0 / ppm), 20, h - 20, 0.5, Scalar::all(60.0))?;
     save(&img, path)
 }
+
+/// A horizontal bar chart of labelled values.
+pub fn bar_chart(title: &str, unit: &str, bars: &[(String, f64)], path: &std::path::Path) -> Result<()> {
+    let row = 22;
+    let (w, h) = (900, 80 + row * bars.len().max(1) as i32);
+    let mut img = canvas(w, h)?;
+    text(&mut img, title, 20, 30, 0.7, Scalar::all(0.0))?;
+    let max = bars.iter().map(|b| b.1).filter(|v| v.is_finite()).fold(1e-9f64, f64::max);
+    let (x0, x1) = (230, w - 120);
+    for (i, (label, v)) in bars.iter().enumerate() {
+        let y = 55 + row * i as i32;
+        text(&mut img, label, 20, y + 15, 0.45, Scalar::all(30.0))?;
+        if v.is_finite() {
+            let len = ((x1 - x0) as f64 * v / max) as i32;
+            imgproc::rectangle_points(&mut img, Point::new(x0, y + 3), Point::new(x0 + len.max(1), y + row - 3), Scalar::new(200.0, 120.0, 40.0, 0.0), -1, imgproc::LINE_8, 0)?;
+            text(&mut img, &format!("{v:.1} {unit}"), x0 + len + 6, y + 15, 0.45, Scalar::all(30.0))?;
+        }
+    }
+    save(&img, path)
+}
+
+/// Calibration curve: expected quantile level against the observed fraction, with the diagonal.
+pub fn calibration_curve(title: &str, curve: &[(f64, f64)], path: &std::path::Path) -> Result<()> {
+    let (w, h, m) = (520, 520, 60);
+    let mut img = canvas(w, h)?;
+    text(&mut img, title, 20, 30, 0.6, Scalar::all(0.0))?;
+    let pt = |x: f64, y: f64| Point::new(m + ((w - 2 * m) as f64 * x) as i32, h - m - ((h - 2 * m) as f64 * y) as i32);
+    imgproc::rectangle_points(&mut img, pt(0.0, 0.0), pt(1.0, 1.0), Scalar::all(120.0), 1, imgproc::LINE_8, 0)?;
+    imgproc::line(&mut img, pt(0.0, 0.0), pt(1.0, 1.0), Scalar::all(170.0), 1, imgproc::LINE_AA, 0)?;
+    for win in curve.windows(2) {
+        imgproc::line(&mut img, pt(win[0].0, win[0].1), pt(win[1].0, win[1].1), Scalar::new(0.0, 0.0, 200.0, 0.0), 2, imgproc::LINE_AA, 0)?;
+    }
+    for (x, y) in curve {
+        imgproc::circle(&mut img, pt(*x, *y), 3, Scalar::new(0.0, 0.0, 200.0, 0.0), -1, imgproc::LINE_AA, 0)?;
+    }
+    text(&mut img, "quantile level q", w / 2 - 60, h - 20, 0.5, Scalar::all(0.0))?;
+    text(&mut img, "fraction of truth inside", 5, m - 10, 0.5, Scalar::all(0.0))?;
+    save(&img, path)
+}

@@ -36,6 +36,53 @@ impl TopicArgs {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Evaluate a model on a dataset in the Human3.6M layout (every camera of every sequence).
+    Dataset {
+        /// Dataset directory (poses npz, detections npz, cameras.json).
+        #[arg(long)]
+        data: PathBuf,
+        /// Subjects, comma-separated (e.g. S9,S11).
+        #[arg(long)]
+        subjects: String,
+        /// 2D input: `gt` (ground truth projected through the cameras) or `detections`.
+        #[arg(long, default_value = "gt")]
+        input: String,
+        /// ONNX model (its .yaml card beside it). Default: models/default.onnx.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Samples per person (K).
+        #[arg(long, default_value_t = 32)]
+        samples: usize,
+        /// Every n-th frame (1 = all).
+        #[arg(long, default_value_t = 1)]
+        stride: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Also write the samples, (N, K, 17, 3), under "<key>/samples" in predictions.npz.
+        #[arg(long)]
+        save_samples: bool,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a dataset in the Human3.6M layout as a replayable rosbag2 (MCAP): camera_info, keypoints
+    /// (h36m17, pixels) and ground truth (camera frame), one camera after another, at 25 Hz.
+    MakeBag {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        subjects: String,
+        /// `gt` or `detections`.
+        #[arg(long, default_value = "gt")]
+        input: String,
+        /// At most this many frames per sequence and camera.
+        #[arg(long, default_value_t = 100)]
+        max_frames: usize,
+        /// Output bag directory.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        topics: TopicArgs,
+    },
     /// Run a rosbag2 recording (MCAP or sqlite3) through the node's pipeline offline and score it.
     Bag {
         #[arg(long)]
@@ -100,6 +147,26 @@ fn print_summary(r: &eval::RecordingReport, out: &std::path::Path) {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
+        Cmd::Dataset { data, subjects, input, model, samples, stride, seed, save_samples, out } => {
+            let input: pose3d::eval_dataset::Input = input.parse()?;
+            let data = pose3d::dataset::Dataset::load(&data, &pose3d::dataset::parse_subjects(&subjects))?;
+            let model = model.unwrap_or_else(default_model);
+            let rt = ModelRuntime::load(&model, &RuntimeOptions::default())?;
+            let mut lifter = Lifter::new(rt, LifterConfig { samples, seed, ..Default::default() })?;
+            let r = pose3d::eval_dataset::evaluate(&data, input, &mut lifter, stride, save_samples, &out, true)?;
+            let o = &r.overall;
+            println!(
+                "{} frames: MPJPE {:.1} mm, PA-MPJPE {:.1} mm, N-MPJPE {:.1} mm, best-of-{} {:.1} mm, PCK150 {:.3}, AUC {:.3}, pose ECE {:.3}, root error {:.1} mm",
+                o.frames, o.mpjpe_mm, o.pa_mpjpe_mm, o.n_mpjpe_mm, samples, o.best_of_k_mm, o.pck150, o.auc, o.pose_ece, o.root_abs_error_mm
+            );
+            println!("wrote {}/metrics.json, predictions.npz, report.md", out.display());
+        }
+        Cmd::MakeBag { data, subjects, input, max_frames, out, topics } => {
+            let input: pose3d::eval_dataset::Input = input.parse()?;
+            let data = pose3d::dataset::Dataset::load(&data, &pose3d::dataset::parse_subjects(&subjects))?;
+            let n = pose3d::eval_dataset::make_bag(&data, input, max_frames, &topics.topics(), &out)?;
+            println!("wrote {} ({n} keypoint messages)", out.display());
+        }
         Cmd::Bag { bag, model, samples, seed, out, topics } => {
             let msgs = pose3d::bag::read(&bag).with_context(|| format!("reading {}", bag.display()))?;
             let topics = topics.topics();

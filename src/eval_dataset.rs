@@ -1,0 +1,336 @@
+//! Protocol evaluation on a dataset in the Human3.6M layout: every camera of every sequence of the chosen
+//! subjects, from ground-truth 2D (projected through the camera with its distortion) or from detections,
+//! through exactly the node's pipeline (`Lifter`: undistort, encode, model, root fit, statistics).
+
+use crate::dataset::{action_group, to_camera, Dataset};
+use crate::lifter::{Lifter, PersonIn};
+use crate::metrics;
+use crate::npz;
+use crate::plot;
+use crate::skeleton::{Kp, H36M17_NAMES, NUM_JOINTS};
+use anyhow::{ensure, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use nalgebra::Vector3;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    GroundTruth2d,
+    Detections,
+}
+
+impl std::str::FromStr for Input {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "gt" => Ok(Input::GroundTruth2d),
+            "detections" => Ok(Input::Detections),
+            o => anyhow::bail!("unknown input '{o}' (gt or detections)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub frames: usize,
+    pub dropped: usize,
+    pub mpjpe_mm: f64,
+    pub pa_mpjpe_mm: f64,
+    pub n_mpjpe_mm: f64,
+    pub best_of_k_mm: f64,
+    pub pck150: f64,
+    pub auc: f64,
+    pub pose_ece: f64,
+    pub root_abs_error_mm: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DatasetReport {
+    pub input: String,
+    pub subjects: Vec<String>,
+    pub samples: usize,
+    pub stride: usize,
+    pub overall: Summary,
+    pub per_action: BTreeMap<String, Summary>,
+    pub per_joint_mpjpe_mm: BTreeMap<String, f64>,
+    pub per_joint_pck150: BTreeMap<String, f64>,
+    /// Fraction of true joints (camera frame) inside the 50/90/95 % covariance ellipsoids.
+    pub coverage: BTreeMap<String, f64>,
+    pub calibration_curve: Vec<(f64, f64)>,
+}
+
+#[derive(Default)]
+struct Acc {
+    n: usize,
+    dropped: usize,
+    mpjpe: f64,
+    pa: f64,
+    nm: f64,
+    bok: f64,
+    root: f64,
+    joint_err: Vec<f64>,
+    sample_err: Vec<Vec<f64>>,
+    gt_err: Vec<f64>,
+}
+
+impl Acc {
+    fn summary(&self) -> Summary {
+        let n = self.n.max(1) as f64;
+        let (ece, _) = metrics::pose_ece(&self.sample_err, &self.gt_err, 19);
+        Summary {
+            frames: self.n,
+            dropped: self.dropped,
+            mpjpe_mm: self.mpjpe / n,
+            pa_mpjpe_mm: self.pa / n,
+            n_mpjpe_mm: self.nm / n,
+            best_of_k_mm: self.bok / n,
+            pck150: self.joint_err.iter().filter(|e| **e <= 150.0).count() as f64 / self.joint_err.len().max(1) as f64,
+            auc: metrics::pck_auc(&self.joint_err, 150.0, 30),
+            pose_ece: ece,
+            root_abs_error_mm: self.root / n,
+        }
+    }
+}
+
+fn mm(p: &[[f64; 3]]) -> Vec<[f64; 3]> {
+    p.iter().map(|q| [1000.0 * q[0], 1000.0 * q[1], 1000.0 * q[2]]).collect()
+}
+
+/// Evaluates every `stride`-th frame; writes metrics.json, predictions.npz, report.md and plots into `out`.
+pub fn evaluate(data: &Dataset, input: Input, lifter: &mut Lifter, stride: usize, save_samples: bool, out: &Path, progress: bool) -> Result<DatasetReport> {
+    std::fs::create_dir_all(out)?;
+    let k = lifter.config.samples;
+    lifter.config.keep_samples = true;
+    let total: usize = data.sequences.iter().map(|s| data.cameras[&s.subject].len() * s.poses.len().div_ceil(stride.max(1))).sum();
+    let bar = if progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} frames eta {eta}").unwrap().progress_chars("=> "));
+    let mut all = Acc::default();
+    let mut per_action: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut per_joint = vec![Vec::new(); NUM_JOINTS];
+    let (mut inside, mut nj) = ([0usize; 3], 0usize);
+    let masses = [0.5, 0.9, 0.95];
+    let mut predictions = BTreeMap::new();
+    let ids: Vec<String> = (0..64).map(|i| i.to_string()).collect();
+    for seq in &data.sequences {
+        bar.set_message(format!("{}/{}", seq.subject, seq.action));
+        for cam in &data.cameras[&seq.subject] {
+            let dets = seq.detections.get(&cam.id);
+            if input == Input::Detections && dets.is_none() {
+                continue;
+            }
+            let frames: Vec<usize> = (0..seq.poses.len()).step_by(stride.max(1)).collect();
+            let mut pred_mean = vec![f32::NAN; frames.len() * NUM_JOINTS * 3];
+            let mut pred_samples = if save_samples { vec![f32::NAN; frames.len() * k * NUM_JOINTS * 3] } else { Vec::new() };
+            for (chunk_i, chunk) in frames.chunks(64).enumerate() {
+                let truth: Vec<[[f64; 3]; NUM_JOINTS]> = chunk.iter().map(|f| to_camera(&seq.poses[*f], &cam.extrinsics)).collect();
+                let kps: Vec<Vec<Kp>> = chunk
+                    .iter()
+                    .zip(&truth)
+                    .map(|(f, t)| {
+                        (0..NUM_JOINTS)
+                            .map(|j| match input {
+                                Input::GroundTruth2d => match cam.intrinsics.project(&Vector3::from(t[j])) {
+                                    Some((u, v)) => Kp::new(u, v, 1.0),
+                                    None => Kp::missing(),
+                                },
+                                Input::Detections => {
+                                    let d = dets.unwrap()[*f][j];
+                                    Kp::new(d[0] as f64, d[1] as f64, 1.0)
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let persons: Vec<PersonIn> = kps.iter().enumerate().map(|(i, kp)| PersonIn { id: &ids[i], layout: "h36m17", keypoints: kp }).collect();
+                let res = lifter.lift(&cam.intrinsics, &persons, (chunk_i * 64) as u64 ^ seq.poses.len() as u64)?;
+                all.dropped += res.dropped.len();
+                per_action.entry(action_group(&seq.action).to_string()).or_default().dropped += res.dropped.len();
+                for p in &res.poses {
+                    let i: usize = p.id.parse()?;
+                    let gt_abs = mm(&truth[i]);
+                    let mean_abs: Vec<[f64; 3]> = p.mean.iter().map(|v| [1000.0 * v.x, 1000.0 * v.y, 1000.0 * v.z]).collect();
+                    let samples_abs = mm(&p.samples);
+                    let n = samples_abs.len() / NUM_JOINTS;
+                    // Root-relative samples (each sample around its own root), as the protocol scores poses.
+                    let rel: Vec<[f64; 3]> = samples_abs
+                        .chunks(NUM_JOINTS)
+                        .flat_map(|s| s.iter().map(move |q| [q[0] - s[0][0], q[1] - s[0][1], q[2] - s[0][2]]))
+                        .collect();
+                    let mean_rel: Vec<[f64; 3]> = (0..NUM_JOINTS).map(|j| std::array::from_fn(|a| (0..n).map(|s| rel[s * NUM_JOINTS + j][a]).sum::<f64>() / n as f64)).collect();
+                    let gt_rel: Vec<[f64; 3]> = gt_abs.iter().map(|q| [q[0] - gt_abs[0][0], q[1] - gt_abs[0][1], q[2] - gt_abs[0][2]]).collect();
+                    let e = metrics::mpjpe(&mean_rel, &gt_rel, 0);
+                    let pa = metrics::pa_mpjpe(&mean_rel, &gt_rel);
+                    let nm = metrics::n_mpjpe(&mean_rel, &gt_rel, 0);
+                    let bok = metrics::best_of_k(&rel, &gt_rel, 0);
+                    let root = (Vector3::from(mean_abs[0]) - Vector3::from(gt_abs[0])).norm();
+                    let je = metrics::joint_errors(&mean_rel, &gt_rel, 0);
+                    let acc = per_action.entry(action_group(&seq.action).to_string()).or_default();
+                    for a in [&mut all, acc] {
+                        a.n += 1;
+                        a.mpjpe += e;
+                        a.pa += pa;
+                        a.nm += nm;
+                        a.bok += bok;
+                        a.root += root;
+                        a.joint_err.extend(&je[1..]);
+                        for j in 1..NUM_JOINTS {
+                            let c = Vector3::from(mean_rel[j]);
+                            a.sample_err.push((0..n).map(|s| (Vector3::from(rel[s * NUM_JOINTS + j]) - c).norm()).collect());
+                            a.gt_err.push((Vector3::from(gt_rel[j]) - c).norm());
+                        }
+                    }
+                    for j in 0..NUM_JOINTS {
+                        per_joint[j].push(je[j]);
+                        let cov = p.covariance[j] * 1e6;
+                        for (mi, m) in masses.iter().enumerate() {
+                            if metrics::inside_ellipsoid(&Vector3::from(gt_abs[j]), &Vector3::from(mean_abs[j]), &cov, *m) {
+                                inside[mi] += 1;
+                            }
+                        }
+                        nj += 1;
+                    }
+                    let row = chunk_i * 64 + i;
+                    for j in 0..NUM_JOINTS {
+                        for a in 0..3 {
+                            pred_mean[(row * NUM_JOINTS + j) * 3 + a] = mean_rel[j][a] as f32;
+                        }
+                    }
+                    if save_samples {
+                        for s in 0..n.min(k) {
+                            for j in 0..NUM_JOINTS {
+                                for a in 0..3 {
+                                    pred_samples[((row * k + s) * NUM_JOINTS + j) * 3 + a] = rel[s * NUM_JOINTS + j][a] as f32;
+                                }
+                            }
+                        }
+                    }
+                }
+                bar.inc(chunk.len() as u64);
+            }
+            let key = format!("{}/{}/{}", seq.subject, seq.action, cam.id);
+            predictions.insert(key.clone(), npz::Array { shape: vec![frames.len(), NUM_JOINTS, 3], data: pred_mean });
+            if save_samples {
+                predictions.insert(format!("{key}/samples"), npz::Array { shape: vec![frames.len(), k, NUM_JOINTS, 3], data: pred_samples });
+            }
+        }
+    }
+    bar.finish_and_clear();
+    ensure!(all.n > 0, "no frame could be evaluated");
+    let (_, curve) = metrics::pose_ece(&all.sample_err, &all.gt_err, 19);
+    let report = DatasetReport {
+        input: match input {
+            Input::GroundTruth2d => "gt".into(),
+            Input::Detections => "detections".into(),
+        },
+        subjects: data.cameras.keys().cloned().collect(),
+        samples: k,
+        stride,
+        overall: all.summary(),
+        per_action: per_action.iter().map(|(k, a)| (k.clone(), a.summary())).collect(),
+        per_joint_mpjpe_mm: (1..NUM_JOINTS).map(|j| (H36M17_NAMES[j].to_string(), per_joint[j].iter().sum::<f64>() / per_joint[j].len().max(1) as f64)).collect(),
+        per_joint_pck150: (1..NUM_JOINTS).map(|j| (H36M17_NAMES[j].to_string(), per_joint[j].iter().filter(|e| **e <= 150.0).count() as f64 / per_joint[j].len().max(1) as f64)).collect(),
+        coverage: masses.iter().enumerate().map(|(i, m)| (format!("{:.0}%", m * 100.0), inside[i] as f64 / nj.max(1) as f64)).collect(),
+        calibration_curve: curve,
+    };
+    write(out, &report, &predictions)?;
+    Ok(report)
+}
+
+fn write(out: &Path, r: &DatasetReport, predictions: &BTreeMap<String, npz::Array>) -> Result<()> {
+    std::fs::write(out.join("metrics.json"), serde_json::to_string_pretty(r)?)?;
+    npz::write(&out.join("predictions.npz"), predictions)?;
+    plot::bar_chart("MPJPE per action (mean pose, root-aligned)", "mm", &r.per_action.iter().map(|(k, s)| (k.clone(), s.mpjpe_mm)).collect::<Vec<_>>(), &out.join("per_action.png"))?;
+    plot::bar_chart("MPJPE per joint", "mm", &r.per_joint_mpjpe_mm.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>(), &out.join("per_joint.png"))?;
+    plot::calibration_curve(&format!("pose calibration (ECE {:.3})", r.overall.pose_ece), &r.calibration_curve, &out.join("calibration.png"))?;
+    let o = &r.overall;
+    let mut md = format!(
+        "# Evaluation: subjects {}, input {}, K = {}, every {}th frame of every camera\n\n",
+        r.subjects.join(", "),
+        r.input,
+        r.samples,
+        r.stride
+    );
+    md.push_str("| metric | value |\n|---|---|\n");
+    for (k, v) in [
+        ("frames (dropped)", format!("{} ({})", o.frames, o.dropped)),
+        ("MPJPE, mean pose (P1)", format!("{:.1} mm", o.mpjpe_mm)),
+        ("PA-MPJPE (P2)", format!("{:.1} mm", o.pa_mpjpe_mm)),
+        ("N-MPJPE", format!("{:.1} mm", o.n_mpjpe_mm)),
+        ("best-of-K MPJPE", format!("{:.1} mm", o.best_of_k_mm)),
+        ("3D PCK@150 mm / AUC", format!("{:.3} / {:.3}", o.pck150, o.auc)),
+        ("pose ECE", format!("{:.3}", o.pose_ece)),
+        ("root position error (camera frame)", format!("{:.1} mm", o.root_abs_error_mm)),
+    ] {
+        md.push_str(&format!("| {k} | {v} |\n"));
+    }
+    for (k, v) in &r.coverage {
+        md.push_str(&format!("| true joints inside the {k} covariance ellipsoid | {:.1} % |\n", 100.0 * v));
+    }
+    md.push_str("\n## Per action\n\n| action | frames | P1 | P2 | best-of-K | ECE | root error |\n|---|---|---|---|---|---|---|\n");
+    for (a, s) in &r.per_action {
+        md.push_str(&format!("| {a} | {} | {:.1} | {:.1} | {:.1} | {:.3} | {:.0} |\n", s.frames, s.mpjpe_mm, s.pa_mpjpe_mm, s.best_of_k_mm, s.pose_ece, s.root_abs_error_mm));
+    }
+    md.push_str("\n## Per joint\n\n| joint | MPJPE (mm) | PCK@150 |\n|---|---|---|\n");
+    for (j, v) in &r.per_joint_mpjpe_mm {
+        md.push_str(&format!("| {j} | {v:.1} | {:.3} |\n", r.per_joint_pck150[j]));
+    }
+    md.push_str("\n![per action](per_action.png)\n\n![per joint](per_joint.png)\n\n![calibration](calibration.png)\n");
+    std::fs::write(out.join("report.md"), md)?;
+    Ok(())
+}
+
+/// Writes the dataset as a rosbag2 MCAP: per frame camera_info, keypoints (h36m17 pixels, id "<subject>")
+/// and ground truth (camera frame, metres). Returns the number of keypoint messages.
+pub fn make_bag(data: &Dataset, input: Input, max_frames: usize, topics: &crate::eval::Topics, out: &Path) -> Result<usize> {
+    use crate::bag::Recorded;
+    use crate::cdr::{CameraInfo, Header, PoseDistribution, PoseDistributionArray, Skeleton2D, Skeleton2DArray};
+    use crate::camera::Distortion;
+    let mut msgs = Vec::new();
+    let mut t: u64 = 1_700_000_000_000_000_000;
+    for seq in &data.sequences {
+        for cam in &data.cameras[&seq.subject] {
+            let dets = seq.detections.get(&cam.id);
+            if input == Input::Detections && dets.is_none() {
+                continue;
+            }
+            // CameraInfo carries plumb_bob; H36M's tangential terms differ, so its cameras are written with
+            // their radial terms only and the keypoints are projected with the same model.
+            let c = &cam.intrinsics;
+            let (k, _) = match c.distortion {
+                Distortion::H36m { k, p } | Distortion::PlumbBob { k, p } => (k, p),
+                Distortion::None => ([0.0; 3], [0.0; 2]),
+            };
+            let written = crate::camera::Camera::new(c.fx, c.fy, c.cx, c.cy, Distortion::PlumbBob { k, p: [0.0, 0.0] })?;
+            for f in (0..seq.poses.len()).take(max_frames) {
+                let header = Header { sec: (t / 1_000_000_000) as i32, nanosec: (t % 1_000_000_000) as u32, frame_id: format!("{}_optical", cam.id) };
+                let info = CameraInfo { header: header.clone(), height: 1000, width: 1000, distortion_model: "plumb_bob".into(), d: vec![k[0], k[1], 0.0, 0.0, k[2]], k: [c.fx, 0.0, c.cx, 0.0, c.fy, c.cy, 0.0, 0.0, 1.0] };
+                let truth = to_camera(&seq.poses[f], &cam.extrinsics);
+                let keypoints: Vec<[f32; 3]> = (0..NUM_JOINTS)
+                    .map(|j| match input {
+                        Input::GroundTruth2d => written.project(&Vector3::from(truth[j])).map(|(u, v)| [u as f32, v as f32, 1.0]).unwrap_or([0.0, 0.0, 0.0]),
+                        Input::Detections => {
+                            // Detections live in the real (H36M-distorted) image: re-express them in the written camera.
+                            let d = dets.unwrap()[f][j];
+                            let (x, y) = c.undistort(d[0] as f64, d[1] as f64);
+                            written.project(&Vector3::new(x, y, 1.0)).map(|(u, v)| [u as f32, v as f32, 1.0]).unwrap_or([0.0, 0.0, 0.0])
+                        }
+                    })
+                    .collect();
+                let kp = Skeleton2DArray { header: header.clone(), skeletons: vec![Skeleton2D { id: seq.subject.clone(), layout: "h36m17".into(), keypoints }] };
+                let gt = PoseDistributionArray {
+                    header: header.clone(),
+                    poses: vec![PoseDistribution { id: seq.subject.clone(), layout: "h36m17".into(), means: truth.to_vec(), covariances: vec![[0.0; 9]; NUM_JOINTS], samples: vec![], confidence: 1.0, num_samples: 0 }],
+                };
+                msgs.push(Recorded { topic: topics.camera_info.clone(), msg_type: "sensor_msgs/msg/CameraInfo".into(), log_time: t, data: info.encode() });
+                msgs.push(Recorded { topic: topics.keypoints.clone(), msg_type: "pose3d_msgs/msg/Skeleton2DArray".into(), log_time: t, data: kp.encode() });
+                msgs.push(Recorded { topic: topics.ground_truth.clone(), msg_type: "pose3d_msgs/msg/PoseDistributionArray".into(), log_time: t, data: gt.encode() });
+                t += 40_000_000;
+            }
+        }
+    }
+    let n = msgs.len() / 3;
+    crate::bag::write_mcap(out, &msgs)?;
+    Ok(n)
+}

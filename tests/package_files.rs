@@ -1,0 +1,51 @@
+//! The ROS package files a real install uses: launch file, parameter file, package manifests.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn launch_file_is_a_launch_ros_description_of_the_lifter() {
+    let path = root().join("launch/lifter.launch.py");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // It parses as Python and defines what `ros2 launch` calls.
+    let py = root().join(".embedded/venv/bin/python");
+    let py = if py.is_file() { py } else { PathBuf::from("python3") };
+    let src = format!(
+        "import ast,sys; t=ast.parse(open(r'{}').read()); names=[n.name for n in t.body if isinstance(n, ast.FunctionDef)]; sys.exit(0 if 'generate_launch_description' in names else 3)",
+        path.display()
+    );
+    let st = Command::new(py).args(["-c", &src]).status().unwrap();
+    assert!(st.success(), "launch file parses and defines generate_launch_description");
+    for needle in ["package=\"pose3d\"", "executable=\"lifter\"", "\"config\", \"lifter.yaml\"", "from launch_ros.actions import Node", "FindPackageShare(\"pose3d\")"] {
+        assert!(text.contains(needle), "launch file mentions {needle}");
+    }
+}
+
+#[test]
+fn parameter_file_is_a_ros_params_file_with_the_node_parameters() {
+    let y: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(root().join("config/lifter.yaml")).unwrap()).unwrap();
+    let params = y["/**"]["ros__parameters"].as_mapping().expect("/**: ros__parameters:");
+    let names: Vec<&str> = params.keys().map(|k| k.as_str().unwrap()).collect();
+    for n in ["model_path", "provider", "allow_cpu_fallback", "samples", "seed", "publish_samples", "min_score", "min_joints", "max_stamp_age", "marker_lifetime"] {
+        assert!(names.contains(&n), "{n} documented in config/lifter.yaml");
+    }
+    // The node's source reads every documented parameter.
+    let node = std::fs::read_to_string(root().join("src/bin/lifter.rs")).unwrap();
+    for n in &names {
+        assert!(node.contains(&format!("get!({n},")), "the node reads {n}");
+    }
+}
+
+#[test]
+fn package_manifests() {
+    let p = std::fs::read_to_string(root().join("package.xml")).unwrap();
+    assert!(p.contains("<package format=\"3\">") && p.contains("<name>pose3d</name>") && p.contains("<build_type>ament_cargo</build_type>"));
+    let m = std::fs::read_to_string(root().join("msg/package.xml")).unwrap();
+    assert!(m.contains("<name>pose3d_msgs</name>") && m.contains("rosidl_interface_packages"));
+    let cargo = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    assert!(cargo.contains("install_to_share = [\"launch\", \"config\", \"models\"]"));
+}
