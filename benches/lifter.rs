@@ -55,7 +55,7 @@ fn throughput() {
         let frames = people(64, persons);
         for &k in &[1usize, 32, 128] {
             let rt = ModelRuntime::load(&root().join("models/default.onnx"), &RuntimeOptions::default()).unwrap();
-            let mut lifter = Lifter::new(rt, LifterConfig { samples: k, ..Default::default() }).unwrap();
+            let mut lifter = Lifter::from_runtime(rt, LifterConfig { samples: k, ..Default::default() }).unwrap();
             let cam = camera();
             let ids: Vec<String> = (0..persons).map(|i| format!("p{i}")).collect();
             let run = |lifter: &mut Lifter, f: usize| {

@@ -335,7 +335,8 @@ mod tests {
         let b = kp.encode();
         assert!(Skeleton2DArray::decode(&b[..b.len() - 5]).is_err());
         let mut huge = b.clone();
-        huge[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+        // The skeleton count: after the 4-byte CDR header, stamp (8), frame_id (4 + 1, padded to 16).
+        huge[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(Skeleton2DArray::decode(&huge).is_err());
         assert!(Skeleton2DArray::decode(&[1, 0, 0, 0]).unwrap_err().to_string().contains("little-endian"));
     }

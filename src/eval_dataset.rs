@@ -101,6 +101,13 @@ fn mm(p: &[[f64; 3]]) -> Vec<[f64; 3]> {
 /// Evaluates every `stride`-th frame; writes metrics.json, predictions.npz, report.md and plots into `out`.
 pub fn evaluate(data: &Dataset, input: Input, lifter: &mut Lifter, stride: usize, save_samples: bool, out: &Path, progress: bool) -> Result<DatasetReport> {
     std::fs::create_dir_all(out)?;
+    let (report, predictions) = score_dataset(data, input, lifter, stride, save_samples, progress)?;
+    write(out, &report, &predictions)?;
+    Ok(report)
+}
+
+/// The evaluation itself: the report and the predictions (keyed "<subject>/<action>/<camera>").
+pub fn score_dataset(data: &Dataset, input: Input, lifter: &mut Lifter, stride: usize, save_samples: bool, progress: bool) -> Result<(DatasetReport, BTreeMap<String, npz::Array>)> {
     let k = lifter.config.samples;
     lifter.config.keep_samples = true;
     let total: usize = data.sequences.iter().map(|s| data.cameras[&s.subject].len() * s.poses.len().div_ceil(stride.max(1))).sum();
@@ -234,8 +241,7 @@ pub fn evaluate(data: &Dataset, input: Input, lifter: &mut Lifter, stride: usize
         coverage: masses.iter().enumerate().map(|(i, m)| (format!("{:.0}%", m * 100.0), inside[i] as f64 / nj.max(1) as f64)).collect(),
         calibration_curve: curve,
     };
-    write(out, &report, &predictions)?;
-    Ok(report)
+    Ok((report, predictions))
 }
 
 fn write(out: &Path, r: &DatasetReport, predictions: &BTreeMap<String, npz::Array>) -> Result<()> {

@@ -9,7 +9,6 @@ use crate::camera::Camera;
 use crate::distribution::joint_statistics;
 use crate::normalize::{decode_pose3d, encode, Encoded, NormalizeError, INPUT_DIM};
 use crate::rootfit::fit_root;
-use crate::runtime::ModelRuntime;
 use crate::skeleton::{to_h36m17, Kp, Layout, NUM_JOINTS};
 use anyhow::{ensure, Result};
 use nalgebra::{Matrix3, Vector3};
@@ -28,11 +27,16 @@ pub struct LifterConfig {
     pub min_joints: usize,
     /// Keep the samples in the output (the node publishes them only when asked).
     pub keep_samples: bool,
+    /// Calibration, from the model card: the latent std is multiplied by this ...
+    pub latent_std_scale: f64,
+    /// ... and each sample's pose is scaled by (1 + size_std * N(0, 1)) before its root fit, because a
+    /// monocular view cannot tell a small near person from a large far one.
+    pub size_std: f64,
 }
 
 impl Default for LifterConfig {
     fn default() -> Self {
-        LifterConfig { samples: 32, seed: 0, min_score: 0.05, min_joints: 8, keep_samples: false }
+        LifterConfig { samples: 32, seed: 0, min_score: 0.05, min_joints: 8, keep_samples: false, latent_std_scale: 1.0, size_std: 0.0 }
     }
 }
 
@@ -72,10 +76,58 @@ pub struct FrameOut {
     pub dropped: Vec<Dropped>,
 }
 
-pub struct Lifter {
-    pub runtime: ModelRuntime,
+/// What the lifter needs from a model: the ONNX runtime in the node, the in-memory VAE in the trainer.
+pub trait PoseModel {
+    /// Modality names and input sizes, in the model's order.
+    fn modalities(&self) -> Vec<(String, usize)>;
+    fn latent(&self) -> usize;
+    fn output_dim(&self) -> usize;
+    #[allow(clippy::too_many_arguments)]
+    fn run(&mut self, inputs: &[&[f32]], presence: &[f32], eps: &[f32], rows: usize, k: usize, samples: &mut Vec<f32>, mean: &mut Vec<f32>) -> Result<()>;
+}
+
+impl PoseModel for crate::runtime::ModelRuntime {
+    fn modalities(&self) -> Vec<(String, usize)> {
+        self.card.modalities.iter().map(|m| (m.name.clone(), m.dim)).collect()
+    }
+    fn latent(&self) -> usize {
+        self.card.latent
+    }
+    fn output_dim(&self) -> usize {
+        self.card.output_dim
+    }
+    fn run(&mut self, inputs: &[&[f32]], presence: &[f32], eps: &[f32], rows: usize, k: usize, samples: &mut Vec<f32>, mean: &mut Vec<f32>) -> Result<()> {
+        crate::runtime::ModelRuntime::run(self, inputs, presence, eps, rows, k, samples, mean)
+    }
+}
+
+/// The trainer's model, for calibration and validation through the same pipeline as the node.
+pub struct InMemory<'a> {
+    pub vae: &'a crate::vae::Vae,
+    pub ws: crate::vae::Workspace,
+}
+
+impl PoseModel for InMemory<'_> {
+    fn modalities(&self) -> Vec<(String, usize)> {
+        self.vae.config.modalities.clone()
+    }
+    fn latent(&self) -> usize {
+        self.vae.config.latent
+    }
+    fn output_dim(&self) -> usize {
+        self.vae.config.output
+    }
+    fn run(&mut self, inputs: &[&[f32]], presence: &[f32], eps: &[f32], rows: usize, k: usize, samples: &mut Vec<f32>, mean: &mut Vec<f32>) -> Result<()> {
+        self.vae.infer(inputs, presence, eps, rows, k, samples, mean, &mut self.ws);
+        Ok(())
+    }
+}
+
+pub struct Lifter<'m> {
+    pub model: Box<dyn PoseModel + Send + 'm>,
     pub config: LifterConfig,
     kp_index: usize,
+    dims: Vec<usize>,
     // Buffers reused across messages so the hot path does not allocate per message once warm.
     inputs: Vec<Vec<f32>>,
     presence: Vec<f32>,
@@ -88,15 +140,24 @@ pub struct Lifter {
     covs: Vec<Matrix3<f64>>,
 }
 
-impl Lifter {
-    pub fn new(runtime: ModelRuntime, config: LifterConfig) -> Result<Self> {
+impl<'m> Lifter<'m> {
+    /// A lifter over the node's ONNX runtime, calibrated as its model card says.
+    pub fn from_runtime(runtime: crate::runtime::ModelRuntime, mut config: LifterConfig) -> Result<Lifter<'static>> {
+        config.latent_std_scale = runtime.card.calibration.latent_std_scale;
+        config.size_std = runtime.card.calibration.size_std;
+        Lifter::new(Box::new(runtime), config)
+    }
+
+    pub fn new(model: Box<dyn PoseModel + Send + 'm>, config: LifterConfig) -> Result<Self> {
         ensure!(config.samples >= 1, "samples must be at least 1");
-        let (kp_index, kp) = runtime.card.modality("kp2d").ok_or_else(|| anyhow::anyhow!("model has no kp2d modality"))?;
-        ensure!(kp.dim == INPUT_DIM, "model's kp2d input has {} values; this build encodes {INPUT_DIM}", kp.dim);
-        ensure!(runtime.output_dim() == 3 * (NUM_JOINTS - 1), "model output has {} values, expected {}", runtime.output_dim(), 3 * (NUM_JOINTS - 1));
-        let m = runtime.card.modalities.len();
+        let mods = model.modalities();
+        let kp_index = mods.iter().position(|(n, _)| n == "kp2d").ok_or_else(|| anyhow::anyhow!("model has no kp2d modality"))?;
+        ensure!(mods[kp_index].1 == INPUT_DIM, "model's kp2d input has {} values; this build encodes {INPUT_DIM}", mods[kp_index].1);
+        ensure!(model.output_dim() == 3 * (NUM_JOINTS - 1), "model output has {} values, expected {}", model.output_dim(), 3 * (NUM_JOINTS - 1));
+        let m = mods.len();
         Ok(Lifter {
-            runtime,
+            model,
+            dims: mods.iter().map(|(_, d)| *d).collect(),
             config,
             kp_index,
             inputs: vec![Vec::new(); m],
@@ -126,9 +187,9 @@ impl Lifter {
         if rows == 0 {
             return Ok(out);
         }
-        let (k, l, m) = (self.config.samples, self.runtime.latent(), self.inputs.len());
+        let (k, l, m) = (self.config.samples, self.model.latent(), self.inputs.len());
         for (mi, buf) in self.inputs.iter_mut().enumerate() {
-            let dim = self.runtime.card.modalities[mi].dim;
+            let dim = self.dims[mi];
             buf.clear();
             if mi == self.kp_index {
                 for (_, e) in &self.encoded {
@@ -146,16 +207,25 @@ impl Lifter {
         }
         let mut rng = rand_pcg::Pcg64::seed_from_u64(self.config.seed ^ noise_key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         self.eps.clear();
-        self.eps.extend((0..rows * k * l).map(|_| -> f32 { StandardNormal.sample(&mut rng) }));
+        let tau = self.config.latent_std_scale as f32;
+        self.eps.extend((0..rows * k * l).map(|_| -> f32 { tau * <StandardNormal as Distribution<f32>>::sample(&StandardNormal, &mut rng) }));
         let inputs: Vec<&[f32]> = self.inputs.iter().map(|v| v.as_slice()).collect();
-        self.runtime.run(&inputs, &self.presence, &self.eps, rows, k, &mut self.samples, &mut self.mean)?;
+        self.model.run(&inputs, &self.presence, &self.eps, rows, k, &mut self.samples, &mut self.mean)?;
 
-        let od = self.runtime.output_dim();
+        let od = self.model.output_dim();
         for (r, (pi, enc)) in self.encoded.iter().enumerate() {
             let person = &persons[*pi];
             self.abs.clear();
             for s in 0..k {
-                let rel = decode_pose3d(&self.samples[(r * k + s) * od..(r * k + s + 1) * od]);
+                let mut rel = decode_pose3d(&self.samples[(r * k + s) * od..(r * k + s + 1) * od]);
+                if self.config.size_std > 0.0 {
+                    let f = 1.0 + self.config.size_std * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, &mut rng);
+                    for p in rel.iter_mut() {
+                        for v in p.iter_mut() {
+                            *v *= f.max(0.5);
+                        }
+                    }
+                }
                 if let Some(t) = fit_root(&rel, &enc.uv, &enc.weight) {
                     self.abs.extend(rel.iter().map(|p| [p[0] + t.x, p[1] + t.y, p[2] + t.z]));
                 }

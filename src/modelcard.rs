@@ -32,9 +32,29 @@ pub struct ModelCard {
     pub modalities: Vec<Modality>,
     pub fusion: String,
     pub crop_size: Option<usize>,
+    /// Sampling calibration fitted on validation data (defaults: none).
+    #[serde(default)]
+    pub calibration: Calibration,
     pub training: BTreeMap<String, serde_yaml::Value>,
     pub validation: BTreeMap<String, serde_yaml::Value>,
     pub licence: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Multiplies the latent posterior's standard deviation when sampling.
+    pub latent_std_scale: f64,
+    /// Relative standard deviation of each sample's overall size (drives depth uncertainty).
+    pub size_std: f64,
+    /// How they were fitted.
+    #[serde(default)]
+    pub note: String,
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Calibration { latent_std_scale: 1.0, size_std: 0.0, note: "uncalibrated".into() }
+    }
 }
 
 impl ModelCard {

@@ -241,8 +241,9 @@ fn main() -> Result<()> {
         min_score: params.min_score,
         min_joints: params.min_joints.max(2) as usize,
         keep_samples: params.publish_samples,
+        ..Default::default()
     };
-    let mut lifter = Lifter::new(runtime, cfg)?;
+    let mut lifter = Lifter::from_runtime(runtime, cfg)?;
 
     let qos = QosProfile::default().keep_last(10);
     let kp_sub = node.subscribe::<Skeleton2DArray>("keypoints", qos.clone())?;

@@ -152,7 +152,7 @@ fn main() -> Result<()> {
             let data = pose3d::dataset::Dataset::load(&data, &pose3d::dataset::parse_subjects(&subjects))?;
             let model = model.unwrap_or_else(default_model);
             let rt = ModelRuntime::load(&model, &RuntimeOptions::default())?;
-            let mut lifter = Lifter::new(rt, LifterConfig { samples, seed, ..Default::default() })?;
+            let mut lifter = Lifter::from_runtime(rt, LifterConfig { samples, seed, ..Default::default() })?;
             let r = pose3d::eval_dataset::evaluate(&data, input, &mut lifter, stride, save_samples, &out, true)?;
             let o = &r.overall;
             println!(
@@ -173,7 +173,7 @@ fn main() -> Result<()> {
             let truth = eval::ground_truth(&msgs, &topics.ground_truth)?;
             let model = model.unwrap_or_else(default_model);
             let rt = ModelRuntime::load(&model, &RuntimeOptions::default())?;
-            let mut lifter = Lifter::new(rt, LifterConfig { samples, seed, keep_samples: true, ..Default::default() })?;
+            let mut lifter = Lifter::from_runtime(rt, LifterConfig { samples, seed, keep_samples: true, ..Default::default() })?;
             let (preds, drops) = eval::run_offline(&msgs, &topics, &mut lifter)?;
             let preds: Vec<_> = preds.into_iter().map(|p| (p, None)).collect();
             let report = eval::score(&preds, &truth, drops);

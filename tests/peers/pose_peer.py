@@ -102,6 +102,13 @@ def main():
     r = look_at(eye, np.array([0.0, 0.0, 1.0]))
     sent, truth = [], {}
     stamp0 = 1_700_000_000
+    if not a.no_camera_info:
+        # A camera driver publishes camera_info continuously; give the node one before the first keypoints.
+        info.header.stamp = Time(sec=stamp0 - 1, nanosec=0)
+        info_pub.publish(info)
+        end = time.monotonic() + 0.2
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.02)
     for f in range(a.frames):
         world = poses[f % len(poses)]
         people = []
