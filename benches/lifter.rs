@@ -49,8 +49,8 @@ fn people(n_frames: usize, persons: usize) -> Vec<Vec<Vec<Kp>>> {
 
 fn throughput() {
     println!("## Lifter throughput (this machine, 1 ONNX Runtime intra-op thread)\n");
-    println!("| persons/msg | K | person-frames/s | ms/msg |");
-    println!("|---|---|---|---|");
+    println!("| persons/msg | K | person-frames/s | ms/msg | p99 ms/msg |");
+    println!("|---|---|---|---|---|");
     for &persons in &[1usize, 4, 16] {
         let frames = people(64, persons);
         for &k in &[1usize, 32, 128] {
@@ -67,12 +67,17 @@ fn throughput() {
                 run(&mut lifter, f);
             }
             let (t0, mut n) = (Instant::now(), 0usize);
+            let mut each = Vec::new();
             while t0.elapsed() < Duration::from_millis(1500) && n < 100_000 {
+                let t = Instant::now();
                 run(&mut lifter, n);
+                each.push(t.elapsed().as_secs_f64() * 1e3);
                 n += 1;
             }
             let s = t0.elapsed().as_secs_f64();
-            println!("| {persons} | {k} | {:.0} | {:.3} |", (n * persons) as f64 / s, 1e3 * s / n as f64);
+            each.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let p99 = each[((each.len() - 1) as f64 * 0.99) as usize];
+            println!("| {persons} | {k} | {:.0} | {:.3} | {p99:.3} |", (n * persons) as f64 / s, 1e3 * s / n as f64);
         }
     }
 }
@@ -91,7 +96,7 @@ fn latency() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lifter"))
         .args(["--ros-args", "--params-file"])
         .arg(root().join("config/lifter.yaml"))
-        .args(["-p", "samples:=32", "-p", "stats_period:=10.0"])
+        .args(["-p", "samples:=32", "-p", "stats_period:=1.0"]).args(std::env::var("POSE3D_BENCH_NODE_ARGS").unwrap_or_default().split_whitespace())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -101,20 +106,33 @@ fn latency() {
     let qos = r2r::QosProfile::default().keep_last(10);
     let kp_pub = node.create_publisher::<Skeleton2DArray>("/keypoints", qos.clone()).unwrap();
     let info_pub = node.create_publisher::<CameraInfo>("/camera_info", qos.clone()).unwrap();
-    let sub = node.subscribe::<PoseDistributionArray>("/lifter/poses", qos).unwrap();
+    let sub = node.subscribe::<PoseDistributionArray>("/lifter/poses", qos.clone()).unwrap();
+    let stats_sub = node.subscribe::<r2r::std_msgs::msg::String>("/lifter/stats", qos).unwrap();
+    let last_stats: Arc<Mutex<String>> = Arc::default();
+    let ls = last_stats.clone();
     let got: Arc<Mutex<HashMap<(i32, u32), Instant>>> = Arc::default();
     let g2 = got.clone();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     std::thread::spawn(move || {
-        rt.block_on(sub.for_each(move |m| {
-            g2.lock().unwrap().insert((m.header.stamp.sec, m.header.stamp.nanosec), Instant::now());
-            futures::future::ready(())
-        }))
+        rt.block_on(async move {
+            let a = sub.for_each(move |m| {
+                g2.lock().unwrap().insert((m.header.stamp.sec, m.header.stamp.nanosec), Instant::now());
+                futures::future::ready(())
+            });
+            let b = stats_sub.for_each(move |m| {
+                *ls.lock().unwrap() = m.data;
+                futures::future::ready(())
+            });
+            futures::join!(a, b);
+        })
     });
     let node = Arc::new(Mutex::new(node));
-    let n2 = node.clone();
-    std::thread::spawn(move || loop {
-        n2.lock().unwrap().spin_once(Duration::from_millis(1));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (n2, stop2) = (node.clone(), stop.clone());
+    let spinner = std::thread::spawn(move || {
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            n2.lock().unwrap().spin_once(Duration::from_millis(1));
+        }
     });
     let t0 = Instant::now();
     while kp_pub.get_inter_process_subscription_count().unwrap_or(0) == 0 || node.lock().unwrap().get_publishers_info_by_topic("/lifter/poses", false).map(|v| v.len()).unwrap_or(0) == 0 {
@@ -151,6 +169,9 @@ fn latency() {
     std::thread::sleep(Duration::from_millis(500));
     let _ = child.kill();
     let _ = child.wait();
+    // Stop spinning before the node and its context are torn down.
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spinner.join().unwrap();
     let got = got.lock().unwrap();
     // The first second warms the node up (allocations, ORT arena); it is not counted.
     let mut lat: Vec<f64> = sent.iter().skip(30).filter_map(|(k, t)| got.get(k).map(|r| r.duration_since(*t).as_secs_f64() * 1e3)).collect();
@@ -158,6 +179,7 @@ fn latency() {
     let q = |p: f64| lat[((p * (lat.len() - 1) as f64).round() as usize).min(lat.len() - 1)];
     println!("\n## Node end-to-end latency over DDS (loopback), 30 Hz, 4 persons, K = 32\n");
     println!("answered {} of {} messages (after 30 warm-up messages); p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", lat.len(), sent.len() - 30, q(0.5), q(0.99), lat[lat.len() - 1]);
+    println!("inside the node (keypoints received -> poses published), from ~/stats: {}", last_stats.lock().unwrap());
 }
 
 fn main() {

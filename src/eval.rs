@@ -4,7 +4,7 @@
 use crate::bag::Recorded;
 use crate::camera::Camera;
 use crate::cdr::{self, Decoded, PoseDistributionArray};
-use crate::latest::{StampGate, StampVerdict};
+use crate::stamps::{StampGate, StampVerdict};
 use crate::lifter::{Lifter, PersonIn};
 use crate::metrics;
 use crate::plot::{skeletons, DrawnPose};

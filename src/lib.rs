@@ -17,7 +17,7 @@ pub mod onnx;
 pub mod plot;
 pub mod runtime;
 pub mod train;
-pub mod latest;
+pub mod stamps;
 pub mod bag;
 pub mod cdr;
 pub mod eval;

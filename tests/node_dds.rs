@@ -178,3 +178,21 @@ fn replaying_the_bundled_recording_scores_the_running_node() {
     assert!(p99 > 0.0 && p99.is_finite(), "latency measured: {m}");
     assert!(dir.join("skeletons.png").is_file() && dir.join("report.md").is_file());
 }
+
+#[test]
+fn a_burst_faster_than_inference_is_thinned_newest_first_and_counted() {
+    // 60 messages back to back with 2 people and K = 512: inference (~10 ms each) cannot keep up.
+    let (r, log, alive) = run(75, "burst", &["-p", "samples:=512"], &["--frames", "60", "--burst"]);
+    assert!(alive, "{log}");
+    let s = &r["stats"];
+    let received = s["received"].as_u64().unwrap();
+    let processed = s["processed"].as_u64().unwrap();
+    let superseded = s["dropped"]["superseded (inference behind)"].as_u64().unwrap_or(0);
+    let no_info = s["dropped"]["no camera_info yet"].as_u64().unwrap_or(0);
+    assert!(superseded > 0, "some messages were skipped: {s}");
+    // Every received message is either processed or counted as superseded; nothing is queued or lost.
+    assert_eq!(processed + superseded + no_info, received, "{s}");
+    // The newest message is always processed: the last one sent is answered.
+    let last = r["sent"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
+    assert!(r["poses"].as_array().unwrap().iter().any(|m| m["stamp"] == last.as_str()), "last message answered");
+}

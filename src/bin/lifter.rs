@@ -2,10 +2,10 @@
 //! ROS messages out. Parameters are documented in config/lifter.yaml.
 
 use anyhow::{anyhow, Context, Result};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use pose3d::camera::Camera;
 use pose3d::distribution::ellipsoid;
-use pose3d::latest::{LatestSlot, StampGate, StampVerdict};
+use pose3d::stamps::{StampGate, StampVerdict};
 use pose3d::lifter::{Lifter, LifterConfig, PersonIn, PoseOut};
 use pose3d::runtime::{ModelRuntime, RuntimeOptions};
 use pose3d::skeleton::{h36m17_bones, Kp};
@@ -18,7 +18,7 @@ use r2r::visualization_msgs::msg::{Marker, MarkerArray};
 use r2r::QosProfile;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,13 +119,25 @@ struct Stats {
     processed: AtomicU64,
     persons: AtomicU64,
     drops: Mutex<BTreeMap<String, u64>>,
+    /// Keypoints received -> poses published, ms, of the last messages (a bounded window).
+    processing_ms: Mutex<std::collections::VecDeque<f64>>,
 }
 
 impl Stats {
     fn count_drop(&self, reason: &str) {
         *self.drops.lock().unwrap().entry(reason.to_string()).or_default() += 1;
     }
+    fn record_processing(&self, ms: f64) {
+        let mut w = self.processing_ms.lock().unwrap();
+        if w.len() == 1000 {
+            w.pop_front();
+        }
+        w.push_back(ms);
+    }
     fn json(&self, superseded: u64) -> String {
+        let mut lat: Vec<f64> = self.processing_ms.lock().unwrap().iter().cloned().collect();
+        lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let q = |p: f64| if lat.is_empty() { None } else { Some(lat[((p * (lat.len() - 1) as f64).round() as usize).min(lat.len() - 1)]) };
         let mut drops = self.drops.lock().unwrap().clone();
         if superseded > 0 {
             drops.insert("superseded (inference behind)".into(), superseded);
@@ -135,6 +147,8 @@ impl Stats {
             "processed": self.processed.load(Ordering::Relaxed),
             "persons": self.persons.load(Ordering::Relaxed),
             "dropped": drops,
+            "processing_ms_p50": q(0.5),
+            "processing_ms_p99": q(0.99),
         })
         .to_string()
     }
@@ -215,9 +229,52 @@ fn markers(header: &r2r::std_msgs::msg::Header, poses: &[PoseOut], params: &Para
     MarkerArray { markers: out }
 }
 
-struct Work {
-    msg: Skeleton2DArray,
+
+#[allow(clippy::too_many_arguments)]
+fn process(
+    msg: &Skeleton2DArray,
     received: Instant,
+    camera: Option<&(Camera, String)>,
+    lifter: &mut Lifter,
+    params: &Params,
+    stats: &Stats,
+    pose_pub: &r2r::Publisher<PoseDistributionArray>,
+    marker_pub: &r2r::Publisher<MarkerArray>,
+) {
+    let Some((cam, cam_frame)) = camera else {
+        stats.count_drop("no camera_info yet");
+        r2r::log_warn!(NODE, "keypoints dropped: no valid camera_info received yet");
+        return;
+    };
+    if !cam_frame.is_empty() && !msg.header.frame_id.is_empty() && *cam_frame != msg.header.frame_id {
+        stats.count_drop("frame mismatch with camera_info");
+        r2r::log_warn!(NODE, "keypoints in frame '{}' but camera_info in '{}': dropped", msg.header.frame_id, cam_frame);
+        return;
+    }
+    let kps: Vec<Vec<Kp>> = msg.skeletons.iter().map(|s| s.keypoints.iter().map(|k| Kp::new(k.x as f64, k.y as f64, k.score as f64)).collect()).collect();
+    let persons: Vec<PersonIn> = msg.skeletons.iter().zip(&kps).map(|(s, k)| PersonIn { id: &s.id, layout: &s.layout, keypoints: k }).collect();
+    match lifter.lift(cam, &persons, stamp_ns(&msg.header.stamp) as u64) {
+        Ok(out) => {
+            for d in &out.dropped {
+                stats.count_drop(&format!("person: {}", d.category));
+                r2r::log_warn!(NODE, "person '{}' dropped: {}", d.id, d.reason);
+            }
+            let arr = PoseDistributionArray { header: msg.header.clone(), poses: out.poses.iter().map(to_msg).collect() };
+            if let Err(e) = pose_pub.publish(&arr) {
+                r2r::log_error!(NODE, "publishing poses: {e}");
+            }
+            stats.record_processing(received.elapsed().as_secs_f64() * 1e3);
+            if let Err(e) = marker_pub.publish(&markers(&msg.header, &out.poses, params)) {
+                r2r::log_error!(NODE, "publishing markers: {e}");
+            }
+            stats.processed.fetch_add(1, Ordering::Relaxed);
+            stats.persons.fetch_add(out.poses.len() as u64, Ordering::Relaxed);
+        }
+        Err(e) => {
+            stats.count_drop("inference error");
+            r2r::log_error!(NODE, "inference failed: {e:#}");
+        }
+    }
 }
 
 fn main() -> Result<()> {
@@ -246,134 +303,99 @@ fn main() -> Result<()> {
     let mut lifter = Lifter::from_runtime(runtime, cfg)?;
 
     let qos = QosProfile::default().keep_last(10);
-    let kp_sub = node.subscribe::<Skeleton2DArray>("keypoints", qos.clone())?;
-    let info_sub = node.subscribe::<CameraInfo>("camera_info", qos.clone())?;
-    let image_sub = node.subscribe::<Image>("image", QosProfile::sensor_data())?;
+    // A deep (bounded) keypoints queue: a burst that arrives during inference is fetched and counted as
+    // superseded, rather than overwritten unseen inside DDS.
+    let mut kp_sub = node.subscribe::<Skeleton2DArray>("keypoints", QosProfile::default().keep_last(100))?;
+    let mut info_sub = node.subscribe::<CameraInfo>("camera_info", qos.clone())?;
+    let mut image_sub = node.subscribe::<Image>("image", QosProfile::sensor_data())?;
     let pose_pub = node.create_publisher::<PoseDistributionArray>("~/poses", qos.clone())?;
     let marker_pub = node.create_publisher::<MarkerArray>("~/markers", qos.clone())?;
     let stats_pub = node.create_publisher::<RosString>("~/stats", qos.clone())?;
 
-    let camera: Arc<Mutex<Option<(Camera, String)>>> = Arc::new(Mutex::new(None));
-    let stats = Arc::new(Stats::default());
-    let slot = Arc::new(LatestSlot::<Work>::default());
-
-    // Inference worker: newest message first; never queues more than one.
+    // Ctrl-C / SIGTERM end the loop below.
+    let running = Arc::new(AtomicBool::new(true));
     {
-        let (camera, stats, slot, params) = (camera.clone(), stats.clone(), slot.clone(), params.clone());
+        let running = running.clone();
         std::thread::spawn(move || {
-            let mut last_stats = Instant::now();
-            loop {
-                if let Some(work) = slot.take(Duration::from_millis(200)) {
-                    let Work { msg, received } = work;
-                    let cam = camera.lock().unwrap().clone();
-                    let Some((cam, cam_frame)) = cam else {
-                        stats.count_drop("no camera_info yet");
-                        r2r::log_warn!(NODE, "keypoints dropped: no valid camera_info received yet");
-                        continue;
-                    };
-                    if !cam_frame.is_empty() && !msg.header.frame_id.is_empty() && cam_frame != msg.header.frame_id {
-                        stats.count_drop("frame mismatch with camera_info");
-                        r2r::log_warn!(NODE, "keypoints in frame '{}' but camera_info in '{}': dropped", msg.header.frame_id, cam_frame);
-                        continue;
-                    }
-                    let kps: Vec<Vec<Kp>> = msg
-                        .skeletons
-                        .iter()
-                        .map(|s| s.keypoints.iter().map(|k| Kp::new(k.x as f64, k.y as f64, k.score as f64)).collect())
-                        .collect();
-                    let persons: Vec<PersonIn> = msg
-                        .skeletons
-                        .iter()
-                        .zip(&kps)
-                        .map(|(s, k)| PersonIn { id: &s.id, layout: &s.layout, keypoints: k })
-                        .collect();
-                    let key = stamp_ns(&msg.header.stamp) as u64;
-                    match lifter.lift(&cam, &persons, key) {
-                        Ok(out) => {
-                            for d in &out.dropped {
-                                stats.count_drop(&format!("person: {}", d.category));
-                                r2r::log_warn!(NODE, "person '{}' dropped: {}", d.id, d.reason);
-                            }
-                            let arr = PoseDistributionArray { header: msg.header.clone(), poses: out.poses.iter().map(to_msg).collect() };
-                            if let Err(e) = pose_pub.publish(&arr) {
-                                r2r::log_error!(NODE, "publishing poses: {e}");
-                            }
-                            if let Err(e) = marker_pub.publish(&markers(&msg.header, &out.poses, &params)) {
-                                r2r::log_error!(NODE, "publishing markers: {e}");
-                            }
-                            stats.processed.fetch_add(1, Ordering::Relaxed);
-                            stats.persons.fetch_add(out.poses.len() as u64, Ordering::Relaxed);
-                            r2r::log_debug!(NODE, "{} persons in {:.2} ms", out.poses.len(), received.elapsed().as_secs_f64() * 1e3);
-                        }
-                        Err(e) => {
-                            stats.count_drop("inference error");
-                            r2r::log_error!(NODE, "inference failed: {e:#}");
-                        }
-                    }
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            rt.block_on(async {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
                 }
-                if last_stats.elapsed().as_secs_f64() >= params.stats_period.max(0.05) {
-                    last_stats = Instant::now();
-                    let _ = stats_pub.publish(&RosString { data: stats.json(slot.superseded()) });
-                }
-            }
+            });
+            running.store(false, Ordering::Relaxed);
         });
     }
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    // One thread spins, takes the newest keypoints and runs inference: no hand-over between threads on the
+    // hot path (each costs a wake-up on a busy 2-core machine). Messages that arrive during inference wait
+    // in the subscription queue; of those, only the newest is processed and the rest are counted.
     let clock = node.get_ros_clock();
-    rt.block_on(async move {
-        let info_task = {
-            let camera = camera.clone();
-            let stats = stats.clone();
-            info_sub.for_each(move |info| {
-                let k: [f64; 9] = info.k.as_slice().try_into().unwrap_or([0.0; 9]);
-                match Camera::from_camera_info(&k, &info.distortion_model, &info.d) {
-                    Ok(c) => *camera.lock().unwrap() = Some((c, info.header.frame_id.clone())),
-                    Err(e) => {
-                        stats.count_drop("invalid camera_info");
-                        r2r::log_error!(NODE, "camera_info rejected: {e}");
-                        *camera.lock().unwrap() = None;
-                    }
+    let mut camera: Option<(Camera, String)> = None;
+    let mut gate = StampGate::default();
+    let max_age = (params.max_stamp_age * 1e9) as i128;
+    let stats = Stats::default();
+    let mut superseded = 0u64;
+    let mut last_stats = Instant::now();
+    while running.load(Ordering::Relaxed) {
+        node.spin_once(Duration::from_millis(20));
+        while let Some(Some(info)) = info_sub.next().now_or_never() {
+            let k: [f64; 9] = info.k.as_slice().try_into().unwrap_or([0.0; 9]);
+            match Camera::from_camera_info(&k, &info.distortion_model, &info.d) {
+                Ok(c) => camera = Some((c, info.header.frame_id.clone())),
+                Err(e) => {
+                    stats.count_drop("invalid camera_info");
+                    r2r::log_error!(NODE, "camera_info rejected: {e}");
+                    camera = None;
                 }
-                futures::future::ready(())
-            })
-        };
-        let kp_task = {
-            let stats = stats.clone();
-            let slot = slot.clone();
-            let mut gate = StampGate::default();
-            let max_age = (params.max_stamp_age * 1e9) as i128;
-            kp_sub.for_each(move |msg| {
-                stats.received.fetch_add(1, Ordering::Relaxed);
-                let now = clock.lock().map(|mut c| c.get_now().map(|d| d.as_nanos() as i128).unwrap_or(0)).unwrap_or(0);
-                match gate.check(stamp_ns(&msg.header.stamp), now, max_age) {
-                    StampVerdict::Accept => {
-                        slot.put(Work { msg, received: Instant::now() });
-                    }
-                    StampVerdict::OutOfOrder => {
-                        stats.count_drop("out-of-order stamp");
-                        r2r::log_warn!(NODE, "keypoints with an out-of-order stamp dropped");
-                    }
-                    StampVerdict::Stale => {
-                        stats.count_drop("stale stamp");
-                        r2r::log_warn!(NODE, "stale keypoints dropped (older than max_stamp_age)");
-                    }
-                }
-                futures::future::ready(())
-            })
-        };
-        // Images are received (the image path is the image-modality work); counting them shows the wiring.
-        let image_task = image_sub.for_each(|_img| futures::future::ready(()));
-        let spin = tokio::task::spawn_blocking(move || loop {
-            node.spin_once(Duration::from_millis(5));
-        });
-        tokio::select! {
-            _ = info_task => {},
-            _ = kp_task => {},
-            _ = image_task => {},
-            _ = spin => {},
-            _ = tokio::signal::ctrl_c() => { r2r::log_info!(NODE, "shutting down"); },
+            }
         }
-    });
+        // Images are received (the image path is the image-modality work).
+        while let Some(Some(_img)) = image_sub.next().now_or_never() {}
+        let mut newest: Option<(Skeleton2DArray, Instant)> = None;
+        // r2r hands over one message per subscription and spin: spin without waiting until the keypoints
+        // queue is empty (bounded), so that only the newest is processed.
+        let mut pending = Vec::new();
+        for _ in 0..200 {
+            let before = pending.len();
+            while let Some(Some(msg)) = kp_sub.next().now_or_never() {
+                pending.push(msg);
+            }
+            if pending.len() == before {
+                break;
+            }
+            node.spin_once(Duration::ZERO);
+        }
+        for msg in pending {
+            let received = Instant::now();
+            stats.received.fetch_add(1, Ordering::Relaxed);
+            let now = clock.lock().map(|mut c| c.get_now().map(|d| d.as_nanos() as i128).unwrap_or(0)).unwrap_or(0);
+            match gate.check(stamp_ns(&msg.header.stamp), now, max_age) {
+                StampVerdict::Accept => {
+                    if newest.replace((msg, received)).is_some() {
+                        superseded += 1;
+                    }
+                }
+                StampVerdict::OutOfOrder => {
+                    stats.count_drop("out-of-order stamp");
+                    r2r::log_warn!(NODE, "keypoints with an out-of-order stamp dropped");
+                }
+                StampVerdict::Stale => {
+                    stats.count_drop("stale stamp");
+                    r2r::log_warn!(NODE, "stale keypoints dropped (older than max_stamp_age)");
+                }
+            }
+        }
+        if let Some((msg, received)) = newest {
+            process(&msg, received, camera.as_ref(), &mut lifter, &params, &stats, &pose_pub, &marker_pub);
+        }
+        if last_stats.elapsed().as_secs_f64() >= params.stats_period.max(0.05) {
+            last_stats = Instant::now();
+            let _ = stats_pub.publish(&RosString { data: stats.json(superseded) });
+        }
+    }
+    r2r::log_info!(NODE, "shutting down");
     Ok(())
 }

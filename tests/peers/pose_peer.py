@@ -72,6 +72,7 @@ def main():
     ap.add_argument("--bad", action="store_true", help="also send invalid messages")
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--no-camera-info", action="store_true", help="never publish camera_info")
+    ap.add_argument("--burst", action="store_true", help="publish all keypoint messages back to back")
     a = ap.parse_args()
 
     poses = np.load(f"{a.data}/poses_3d17_world_mm_25hz.npz")[a.sequence] / 1000.0
@@ -129,6 +130,8 @@ def main():
         truth[key] = {pid: xc.tolist() for pid, _, xc in people}
         sent.append((time.monotonic(), key))
         kp_pub.publish(msg)
+        if a.burst:
+            continue
         end = time.monotonic() + 1.0 / a.rate
         while time.monotonic() < end:
             rclpy.spin_once(node, timeout_sec=max(0.0, end - time.monotonic()))
