@@ -84,7 +84,7 @@ fn throughput() {
 
 #[cfg(feature = "ros")]
 fn latency() {
-    use futures::StreamExt;
+    use futures::{FutureExt, StreamExt};
     use r2r::pose3d_msgs::msg::{Keypoint2D, PoseDistributionArray, Skeleton2D, Skeleton2DArray};
     use r2r::sensor_msgs::msg::CameraInfo;
     use std::collections::HashMap;
@@ -106,34 +106,28 @@ fn latency() {
     let qos = r2r::QosProfile::default().keep_last(10);
     let kp_pub = node.create_publisher::<Skeleton2DArray>("/keypoints", qos.clone()).unwrap();
     let info_pub = node.create_publisher::<CameraInfo>("/camera_info", qos.clone()).unwrap();
-    let sub = node.subscribe::<PoseDistributionArray>("/lifter/poses", qos.clone()).unwrap();
-    let stats_sub = node.subscribe::<r2r::std_msgs::msg::String>("/lifter/stats", qos).unwrap();
-    let last_stats: Arc<Mutex<String>> = Arc::default();
-    let ls = last_stats.clone();
+    let mut sub = node.subscribe::<PoseDistributionArray>("/lifter/poses", qos.clone()).unwrap();
+    let mut stats_sub = node.subscribe::<r2r::std_msgs::msg::String>("/lifter/stats", qos).unwrap();
     let got: Arc<Mutex<HashMap<(i32, u32), Instant>>> = Arc::default();
-    let g2 = got.clone();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    std::thread::spawn(move || {
-        rt.block_on(async move {
-            let a = sub.for_each(move |m| {
-                g2.lock().unwrap().insert((m.header.stamp.sec, m.header.stamp.nanosec), Instant::now());
-                futures::future::ready(())
-            });
-            let b = stats_sub.for_each(move |m| {
-                *ls.lock().unwrap() = m.data;
-                futures::future::ready(())
-            });
-            futures::join!(a, b);
-        })
-    });
+    let last_stats: Arc<Mutex<String>> = Arc::default();
+    // The peer's receive side mirrors the node: one thread spins and takes messages, so the receive time
+    // is not delayed by a hand-over to another thread.
     let node = Arc::new(Mutex::new(node));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (n2, stop2) = (node.clone(), stop.clone());
-    let spinner = std::thread::spawn(move || {
-        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-            n2.lock().unwrap().spin_once(Duration::from_millis(1));
-        }
-    });
+    let spinner = {
+        let (node, stop, got, last_stats) = (node.clone(), stop.clone(), got.clone(), last_stats.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                node.lock().unwrap().spin_once(Duration::from_millis(5));
+                while let Some(Some(m)) = sub.next().now_or_never() {
+                    got.lock().unwrap().insert((m.header.stamp.sec, m.header.stamp.nanosec), Instant::now());
+                }
+                while let Some(Some(m)) = stats_sub.next().now_or_never() {
+                    *last_stats.lock().unwrap() = m.data;
+                }
+            }
+        })
+    };
     let t0 = Instant::now();
     while kp_pub.get_inter_process_subscription_count().unwrap_or(0) == 0 || node.lock().unwrap().get_publishers_info_by_topic("/lifter/poses", false).map(|v| v.len()).unwrap_or(0) == 0 {
         assert!(t0.elapsed() < Duration::from_secs(20), "node did not come up");

@@ -14,23 +14,11 @@ import sys
 
 import numpy as np
 
-# CMU-38 index of each H36M-17 joint (chain 2-6 is the right leg, 21-23 the right arm: checked with the
-# toes' direction against up x (right hip - left hip)).
-CMU_TO_H36M = [0, 2, 3, 4, 8, 9, 10, 14, 15, 18, 19, 30, 31, 32, 21, 22, 23]
-# H36M-17 index of each MPII-16 joint.
-H36M_FOR_MPII = [3, 2, 1, 4, 5, 6, 0, 8, 9, 10, 16, 15, 14, 11, 12, 13]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_demo_bag import CMU_TO_H36M, H36M_FOR_MPII, look_at  # noqa: E402
 
 
-def look_at(eye, target):
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, [0.0, 0.0, 1.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    return np.stack([x, y, z])
-
-
-def project(pts_mm, cam):
+def project_h36m(pts_mm, cam):
     r = np.array(cam["R_world_to_cam"])
     xc = (pts_mm - np.array(cam["center_world_mm"])) @ r.T
     x = xc[..., :2] / xc[..., 2:3]
@@ -69,7 +57,7 @@ def main(src, dst):
             name = f"{subject}/{action} {seen[action]}"
             poses[name] = p.astype(np.float32)
             for cid, cam in cams[subject].items():
-                uv = project(p, cam)[:, H36M_FOR_MPII, :] + rng.normal(0.0, 5.0, (len(p), 16, 2))
+                uv = project_h36m(p, cam)[:, H36M_FOR_MPII, :] + rng.normal(0.0, 5.0, (len(p), 16, 2))
                 dets[f"{name}/{cid}"] = uv.astype(np.float32)
     np.savez_compressed(os.path.join(dst, "poses_3d17_world_mm_25hz.npz"), **poses)
     np.savez_compressed(os.path.join(dst, "detections_sh2d16_px_25hz.npz"), **dets)

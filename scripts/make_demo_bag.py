@@ -18,6 +18,9 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore, get_types_from_msg
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# CMU-38 index of each H36M-17 joint (chain 2-6 is the right leg, 21-23 the right arm: checked with the
+# toes' direction against up x (right hip - left hip)); H36M-17 index of each MPII-16 and COCO-17 joint
+# (-1: a COCO joint the H36M layout lacks).
 CMU_TO_H36M = [0, 2, 3, 4, 8, 9, 10, 14, 15, 18, 19, 30, 31, 32, 21, 22, 23]
 H36M_FOR_MPII = [3, 2, 1, 4, 5, 6, 0, 8, 9, 10, 16, 15, 14, 11, 12, 13]
 H36M_FOR_COCO = [9, -1, -1, -1, -1, 11, 14, 12, 15, 13, 16, 4, 1, 5, 2, 6, 3]

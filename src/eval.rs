@@ -107,6 +107,8 @@ pub struct RecordingReport {
     pub latency_ms_p99: Option<f64>,
     pub latency_ms_max: Option<f64>,
     pub dropped: BTreeMap<String, u64>,
+    /// Per answered message (replays): header stamp (ns) and end-to-end latency (ms).
+    pub latencies: Vec<(i64, f64)>,
 }
 
 fn percentile(v: &[f64], q: f64) -> Option<f64> {
@@ -131,6 +133,7 @@ pub fn score(preds: &[(PoseDistributionArray, Option<f64>)], truth: &BTreeMap<i6
         r.messages_answered += 1;
         if let Some(l) = latency {
             lat.push(*l);
+            r.latencies.push((p.header.stamp_ns(), *l));
         }
         for g in &gt.poses {
             let Some(est) = p.poses.iter().find(|e| e.id == g.id) else {
@@ -218,6 +221,26 @@ pub fn write_report(out: &Path, title: &str, report: &RecordingReport, preds: &[
         row(&mut md, &format!("dropped: {k}"), v.to_string());
     }
     md.push_str("\n![skeletons](skeletons.png)\n");
+    let lat: Vec<f64> = preds.iter().filter_map(|(_, l)| *l).collect();
+    if !lat.is_empty() {
+        latency_histogram(&lat, &out.join("latency.png"))?;
+        md.push_str("\n![latency](latency.png)\n");
+    }
     std::fs::write(out.join("report.md"), md)?;
     Ok(())
+}
+
+/// Histogram of end-to-end latencies in 1 ms bins (the last bin collects the tail).
+fn latency_histogram(lat: &[f64], path: &Path) -> Result<()> {
+    let max_bin = 20usize;
+    let mut counts = vec![0usize; max_bin + 1];
+    for l in lat {
+        counts[(l.max(0.0) as usize).min(max_bin)] += 1;
+    }
+    let bars: Vec<(String, f64)> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (if i == max_bin { format!(">= {max_bin} ms") } else { format!("{i}-{} ms", i + 1) }, *c as f64))
+        .collect();
+    crate::plot::bar_chart("end-to-end latency (keypoints published -> poses received)", "messages", &bars, path)
 }

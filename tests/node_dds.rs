@@ -177,6 +177,7 @@ fn replaying_the_bundled_recording_scores_the_running_node() {
     let p99 = m["latency_ms_p99"].as_f64().unwrap();
     assert!(p99 > 0.0 && p99.is_finite(), "latency measured: {m}");
     assert!(dir.join("skeletons.png").is_file() && dir.join("report.md").is_file());
+    assert!(dir.join("latency.png").is_file(), "latency histogram of the replay");
 }
 
 #[test]

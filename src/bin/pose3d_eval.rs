@@ -244,6 +244,8 @@ mod replay {
         }
         std::thread::sleep(Duration::from_millis(500));
         eprintln!("replaying {} messages from {} at {rate}x", msgs.len(), bag.display());
+        let bar = indicatif::ProgressBar::new(msgs.len() as u64);
+        bar.set_style(indicatif::ProgressStyle::with_template("replay [{bar:30}] {pos}/{len} messages eta {eta}").unwrap().progress_chars("=> "));
         let mut sent: BTreeMap<i64, Instant> = BTreeMap::new();
         let first = msgs.first().map(|m| m.log_time).unwrap_or(0);
         let start = Instant::now();
@@ -259,7 +261,9 @@ mod replay {
                 }
             }
             p.publish_raw(&m.data)?;
+            bar.inc(1);
         }
+        bar.finish_and_clear();
         // Bounded wait for the last answers.
         let t_end = Instant::now();
         while t_end.elapsed() < Duration::from_secs(2) {

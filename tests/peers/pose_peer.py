@@ -8,6 +8,8 @@ Every wait is bounded in count and time.
 import argparse
 import json
 import math
+import os
+import sys
 import time
 
 import numpy as np
@@ -19,31 +21,8 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
-# H36M-17 index of each MPII-16 joint, and of each COCO-17 joint (-1: COCO joint the H36M layout lacks).
-H36M_FOR_MPII = [3, 2, 1, 4, 5, 6, 0, 8, 9, 10, 16, 15, 14, 11, 12, 13]
-H36M_FOR_COCO = [9, -1, -1, -1, -1, 11, 14, 12, 15, 13, 16, 4, 1, 5, 2, 6, 3]
-
-K = [1000.0, 0.0, 640.0, 0.0, 1000.0, 360.0, 0.0, 0.0, 1.0]
-D = [-0.12, 0.05, 0.0008, -0.0005, 0.0]  # plumb_bob k1 k2 p1 p2 k3
-
-
-def look_at(eye, target):
-    z = target - eye
-    z = z / np.linalg.norm(z)
-    x = np.cross(z, [0.0, 0.0, 1.0])
-    x = x / np.linalg.norm(x)
-    return np.stack([x, np.cross(z, x), z])
-
-
-def project(xc):
-    x = xc[:, :2] / xc[:, 2:3]
-    r2 = (x ** 2).sum(1, keepdims=True)
-    k1, k2, p1, p2, k3 = D
-    radial = 1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3
-    xd = x[:, 0:1] * radial + 2 * p1 * x[:, 0:1] * x[:, 1:2] + p2 * (r2 + 2 * x[:, 0:1] ** 2)
-    yd = x[:, 1:2] * radial + p1 * (r2 + 2 * x[:, 1:2] ** 2) + 2 * p2 * x[:, 0:1] * x[:, 1:2]
-    return np.concatenate([xd * K[0] + K[2], yd * K[4] + K[5]], 1)
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+from make_demo_bag import D, H36M_FOR_COCO, H36M_FOR_MPII, K, look_at, project  # noqa: E402
 
 def skeleton(uv, layout, pid):
     s = Skeleton2D(id=pid, layout=layout)
