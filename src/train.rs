@@ -356,7 +356,7 @@ pub struct TrainOutcome {
 pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progress: bool) -> Result<TrainOutcome> {
     ensure!(cfg.batch_size > 0 && cfg.epochs > 0, "batch_size and epochs must be positive");
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    std::env::set_var("MATMUL_NUM_THREADS", cfg.threads.max(1).to_string());
+    crate::nn::set_threads(cfg.threads);
     std::fs::write(out.join("config.yaml"), serde_yaml::to_string(cfg)?)?;
     let train_data = Dataset::load(data_dir, &cfg.train_subjects).context("loading training subjects")?;
     let val_data = if cfg.val_subjects.is_empty() { None } else { Some(Dataset::load(data_dir, &cfg.val_subjects).context("loading validation subjects")?) };

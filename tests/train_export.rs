@@ -67,7 +67,7 @@ fn onnx_matches_the_training_forward_pass() {
     vae.infer(&[&kp, &pose], &presence, &eps, rows, k, &mut s, &mut m, &mut ws);
     assert_eq!(s.len(), s_rt.len());
     let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    // Tolerance: float32 sums in a different order (MLAS vs matrixmultiply).
+    // Tolerance: float32 sums in a different order (MLAS vs the gemm crate).
     assert!(max_diff(&s, &s_rt) < 1e-4, "samples differ by {}", max_diff(&s, &s_rt));
     assert!(max_diff(&m, &m_rt) < 1e-4, "means differ by {}", max_diff(&m, &m_rt));
     // The sampled poses differ from each other (the noise reaches the output) ...
