@@ -4,10 +4,9 @@
 
 use crate::camera::{Camera, Extrinsics};
 use crate::dataset::{to_camera, Dataset};
-use crate::metrics;
 use crate::modelcard::{Modality, ModelCard, CARD_FORMAT, INPUT_ENCODING};
 use crate::nn::Adam;
-use crate::normalize::{decode_pose3d, encode, encode_pose3d, INPUT_DIM, OUTPUT_DIM};
+use crate::normalize::{encode, encode_pose3d, INPUT_DIM, OUTPUT_DIM};
 use crate::skeleton::{Kp, H36M17_FLIP, NUM_JOINTS};
 use crate::vae::{Vae, VaeConfig, Workspace};
 use anyhow::{ensure, Context, Result};
@@ -209,79 +208,26 @@ pub struct Validation {
     pub frames: usize,
 }
 
-/// Posterior-mean predictions on every `stride`-th frame of every camera: from ground-truth 2D (projected
+/// Posterior-mean predictions on every `stride`-th frame of every camera, through the node's pipeline
+/// (one sample with zero latent spread is the decoded posterior mean): from ground-truth 2D (projected
 /// through the real camera with its distortion, then undistorted as the node does) and from detections.
-pub fn validate(vae: &Vae, data: &Dataset, stride: usize, min_joints: usize) -> Validation {
-    let kp_idx = vae.modality_index("kp2d").expect("kp2d modality");
-    let m = vae.experts.len();
-    let mut ws = Workspace::default();
-    let (mut sums, mut counts) = ([0.0f64; 4], [0usize; 2]);
-    let mut batch_in = Vec::new();
-    let mut batch_gt = Vec::new();
-    let mut flush = |batch_in: &mut Vec<f32>, batch_gt: &mut Vec<[[f64; 3]; NUM_JOINTS]>, which: usize, sums: &mut [f64; 4], counts: &mut [usize; 2]| {
-        let rows = batch_gt.len();
-        if rows == 0 {
-            return;
-        }
-        let zeros = vec![0f32; rows * OUTPUT_DIM];
-        let mut presence = vec![0f32; rows * m];
-        for r in 0..rows {
-            presence[r * m + kp_idx] = 1.0;
-        }
-        let mut inputs: Vec<&[f32]> = vec![&zeros; m];
-        inputs[kp_idx] = batch_in;
-        let eps = vec![0f32; rows * vae.config.latent];
-        let (mut s, mut mean) = (vec![], vec![]);
-        vae.infer(&inputs, &presence, &eps, rows, 1, &mut s, &mut mean, &mut ws);
-        for (r, gt) in batch_gt.iter().enumerate() {
-            let pred = decode_pose3d(&mean[r * OUTPUT_DIM..(r + 1) * OUTPUT_DIM]);
-            sums[2 * which] += 1000.0 * metrics::mpjpe(&pred, gt, 0);
-            sums[2 * which + 1] += 1000.0 * metrics::pa_mpjpe(&pred, gt);
-            counts[which] += 1;
-        }
-        batch_in.clear();
-        batch_gt.clear();
+pub fn validate(vae: &Vae, data: &Dataset, stride: usize, min_joints: usize) -> Result<Validation> {
+    use crate::eval_dataset::{score_dataset, Input};
+    use crate::lifter::{InMemory, Lifter, LifterConfig};
+    let run = |input| -> Result<crate::eval_dataset::Summary> {
+        let cfg = LifterConfig { samples: 1, min_joints, latent_std_scale: 0.0, ..Default::default() };
+        let mut lifter = Lifter::new(Box::new(InMemory { vae, ws: Workspace::default() }), cfg)?;
+        Ok(score_dataset(data, input, &mut lifter, stride, false, false)?.0.overall)
     };
-    for which in 0..2 {
-        for seq in &data.sequences {
-            for cam in &data.cameras[&seq.subject] {
-                let dets = seq.detections.get(&cam.id);
-                if which == 1 && dets.is_none() {
-                    continue;
-                }
-                for f in (0..seq.poses.len()).step_by(stride.max(1)) {
-                    let p = to_camera(&seq.poses[f], &cam.extrinsics);
-                    let kps: [Kp; NUM_JOINTS] = std::array::from_fn(|j| {
-                        let (u, v) = if which == 0 {
-                            cam.intrinsics.project(&Vector3::from(p[j])).unwrap_or((f64::NAN, f64::NAN))
-                        } else {
-                            let d = dets.unwrap()[f][j];
-                            (d[0] as f64, d[1] as f64)
-                        };
-                        let (x, y) = cam.intrinsics.undistort(u, v);
-                        Kp::new(x, y, 1.0)
-                    });
-                    if let Ok(e) = encode(&kps, min_joints) {
-                        batch_in.extend_from_slice(&e.input);
-                        let root = p[0];
-                        batch_gt.push(std::array::from_fn(|j| [p[j][0] - root[0], p[j][1] - root[1], p[j][2] - root[2]]));
-                    }
-                    if batch_gt.len() == 1024 {
-                        flush(&mut batch_in, &mut batch_gt, which, &mut sums, &mut counts);
-                    }
-                }
-            }
-        }
-        flush(&mut batch_in, &mut batch_gt, which, &mut sums, &mut counts);
-    }
-    let avg = |s: f64, c: usize| if c > 0 { s / c as f64 } else { f64::NAN };
-    Validation {
-        gt2d_mpjpe_mm: avg(sums[0], counts[0]),
-        gt2d_pa_mpjpe_mm: avg(sums[1], counts[0]),
-        detections_mpjpe_mm: avg(sums[2], counts[1]),
-        detections_pa_mpjpe_mm: avg(sums[3], counts[1]),
-        frames: counts[0],
-    }
+    let gt = run(Input::GroundTruth2d)?;
+    let det = if data.sequences.iter().any(|s| !s.detections.is_empty()) { Some(run(Input::Detections)?) } else { None };
+    Ok(Validation {
+        gt2d_mpjpe_mm: gt.mpjpe_mm,
+        gt2d_pa_mpjpe_mm: gt.pa_mpjpe_mm,
+        detections_mpjpe_mm: det.as_ref().map_or(f64::NAN, |d| d.mpjpe_mm),
+        detections_pa_mpjpe_mm: det.as_ref().map_or(f64::NAN, |d| d.pa_mpjpe_mm),
+        frames: gt.frames,
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -418,7 +364,10 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
         }
         bar.finish_and_clear();
         let train_secs = t0.elapsed().as_secs_f64();
-        let val = val_data.as_ref().map(|d| validate(&vae, d, cfg.val_stride, cfg.min_joints)).unwrap_or_default();
+        let val = match &val_data {
+            Some(d) => validate(&vae, d, cfg.val_stride, cfg.min_joints)?,
+            None => Validation::default(),
+        };
         let n = steps_per_epoch as f64;
         let entry = EpochLog {
             epoch: epoch + 1,

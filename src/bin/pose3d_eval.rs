@@ -34,6 +34,28 @@ impl TopicArgs {
     }
 }
 
+#[derive(Args, Debug, Clone)]
+struct ModelArgs {
+    /// ONNX model (its .yaml card beside it). Default: models/default.onnx.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Samples per person (K).
+    #[arg(long, default_value_t = 32)]
+    samples: usize,
+    /// Seed of the sampling noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl ModelArgs {
+    /// The node's pipeline over this model, calibrated as its card says.
+    fn lifter(&self, keep_samples: bool) -> Result<Lifter<'static>> {
+        let model = self.model.clone().unwrap_or_else(default_model);
+        let rt = ModelRuntime::load(&model, &RuntimeOptions::default())?;
+        Lifter::from_runtime(rt, LifterConfig { samples: self.samples, seed: self.seed, keep_samples, ..Default::default() })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Evaluate a model on a dataset in the Human3.6M layout (every camera of every sequence).
@@ -47,17 +69,11 @@ enum Cmd {
         /// 2D input: `gt` (ground truth projected through the cameras) or `detections`.
         #[arg(long, default_value = "gt")]
         input: String,
-        /// ONNX model (its .yaml card beside it). Default: models/default.onnx.
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Samples per person (K).
-        #[arg(long, default_value_t = 32)]
-        samples: usize,
+        #[command(flatten)]
+        model: ModelArgs,
         /// Every n-th frame (1 = all).
         #[arg(long, default_value_t = 1)]
         stride: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
         /// Also write the samples, (N, K, 17, 3), under "<key>/samples" in predictions.npz.
         #[arg(long)]
         save_samples: bool,
@@ -87,14 +103,8 @@ enum Cmd {
     Bag {
         #[arg(long)]
         bag: PathBuf,
-        /// ONNX model (its .yaml card beside it). Default: models/default.onnx.
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Samples per person (K).
-        #[arg(long, default_value_t = 32)]
-        samples: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        model: ModelArgs,
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
@@ -147,12 +157,11 @@ fn print_summary(r: &eval::RecordingReport, out: &std::path::Path) {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Dataset { data, subjects, input, model, samples, stride, seed, save_samples, out } => {
+        Cmd::Dataset { data, subjects, input, model, stride, save_samples, out } => {
             let input: pose3d::eval_dataset::Input = input.parse()?;
             let data = pose3d::dataset::Dataset::load(&data, &pose3d::dataset::parse_subjects(&subjects))?;
-            let model = model.unwrap_or_else(default_model);
-            let rt = ModelRuntime::load(&model, &RuntimeOptions::default())?;
-            let mut lifter = Lifter::from_runtime(rt, LifterConfig { samples, seed, ..Default::default() })?;
+            let mut lifter = model.lifter(false)?;
+            let samples = model.samples;
             let r = pose3d::eval_dataset::evaluate(&data, input, &mut lifter, stride, save_samples, &out, true)?;
             let o = &r.overall;
             println!(
@@ -167,13 +176,11 @@ fn main() -> Result<()> {
             let n = pose3d::eval_dataset::make_bag(&data, input, max_frames, &topics.topics(), &out)?;
             println!("wrote {} ({n} keypoint messages)", out.display());
         }
-        Cmd::Bag { bag, model, samples, seed, out, topics } => {
+        Cmd::Bag { bag, model, out, topics } => {
             let msgs = pose3d::bag::read(&bag).with_context(|| format!("reading {}", bag.display()))?;
             let topics = topics.topics();
             let truth = eval::ground_truth(&msgs, &topics.ground_truth)?;
-            let model = model.unwrap_or_else(default_model);
-            let rt = ModelRuntime::load(&model, &RuntimeOptions::default())?;
-            let mut lifter = Lifter::from_runtime(rt, LifterConfig { samples, seed, keep_samples: true, ..Default::default() })?;
+            let mut lifter = model.lifter(true)?;
             let (preds, drops) = eval::run_offline(&msgs, &topics, &mut lifter)?;
             let preds: Vec<_> = preds.into_iter().map(|p| (p, None)).collect();
             let report = eval::score(&preds, &truth, drops);
