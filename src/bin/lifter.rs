@@ -121,23 +121,29 @@ struct Stats {
     drops: Mutex<BTreeMap<String, u64>>,
     /// Keypoints received -> poses published, ms, of the last messages (a bounded window).
     processing_ms: Mutex<std::collections::VecDeque<f64>>,
+    /// The model and pipeline alone (`Lifter::lift`), ms: separates compute from transport and scheduling.
+    inference_ms: Mutex<std::collections::VecDeque<f64>>,
 }
 
 impl Stats {
     fn count_drop(&self, reason: &str) {
         *self.drops.lock().unwrap().entry(reason.to_string()).or_default() += 1;
     }
-    fn record_processing(&self, ms: f64) {
-        let mut w = self.processing_ms.lock().unwrap();
+    fn record(window: &Mutex<std::collections::VecDeque<f64>>, ms: f64) {
+        let mut w = window.lock().unwrap();
         if w.len() == 1000 {
             w.pop_front();
         }
         w.push_back(ms);
     }
     fn json(&self, superseded: u64) -> String {
-        let mut lat: Vec<f64> = self.processing_ms.lock().unwrap().iter().cloned().collect();
-        lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let q = |p: f64| if lat.is_empty() { None } else { Some(lat[((p * (lat.len() - 1) as f64).round() as usize).min(lat.len() - 1)]) };
+        let sorted = |w: &Mutex<std::collections::VecDeque<f64>>| {
+            let mut v: Vec<f64> = w.lock().unwrap().iter().cloned().collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            v
+        };
+        let q = |v: &[f64], p: f64| if v.is_empty() { None } else { Some(v[((p * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)]) };
+        let (lat, inf) = (sorted(&self.processing_ms), sorted(&self.inference_ms));
         let mut drops = self.drops.lock().unwrap().clone();
         if superseded > 0 {
             drops.insert("superseded (inference behind)".into(), superseded);
@@ -147,8 +153,10 @@ impl Stats {
             "processed": self.processed.load(Ordering::Relaxed),
             "persons": self.persons.load(Ordering::Relaxed),
             "dropped": drops,
-            "processing_ms_p50": q(0.5),
-            "processing_ms_p99": q(0.99),
+            "processing_ms_p50": q(&lat, 0.5),
+            "processing_ms_p99": q(&lat, 0.99),
+            "inference_ms_p50": q(&inf, 0.5),
+            "inference_ms_p99": q(&inf, 0.99),
         })
         .to_string()
     }
@@ -253,7 +261,10 @@ fn process(
     }
     let kps: Vec<Vec<Kp>> = msg.skeletons.iter().map(|s| s.keypoints.iter().map(|k| Kp::new(k.x as f64, k.y as f64, k.score as f64)).collect()).collect();
     let persons: Vec<PersonIn> = msg.skeletons.iter().zip(&kps).map(|(s, k)| PersonIn { id: &s.id, layout: &s.layout, keypoints: k }).collect();
-    match lifter.lift(cam, &persons, stamp_ns(&msg.header.stamp) as u64) {
+    let t_lift = Instant::now();
+    let lifted = lifter.lift(cam, &persons, stamp_ns(&msg.header.stamp) as u64);
+    Stats::record(&stats.inference_ms, t_lift.elapsed().as_secs_f64() * 1e3);
+    match lifted {
         Ok(out) => {
             for d in &out.dropped {
                 stats.count_drop(&format!("person: {}", d.category));
@@ -263,7 +274,7 @@ fn process(
             if let Err(e) = pose_pub.publish(&arr) {
                 r2r::log_error!(NODE, "publishing poses: {e}");
             }
-            stats.record_processing(received.elapsed().as_secs_f64() * 1e3);
+            Stats::record(&stats.processing_ms, received.elapsed().as_secs_f64() * 1e3);
             if let Err(e) = marker_pub.publish(&markers(&msg.header, &out.poses, params)) {
                 r2r::log_error!(NODE, "publishing markers: {e}");
             }
