@@ -2,6 +2,10 @@
 //! evaluator are thin adapters over these modules.
 
 pub mod camera;
+pub mod conv;
+pub mod crop;
+pub mod image;
+pub mod render;
 pub mod distribution;
 pub mod nn;
 pub mod normalize;

@@ -1,11 +1,13 @@
 //! ONNX export of the cross-modal VAE's inference graph, written directly as protobuf (the model uses only
-//! Gemm, LeakyRelu and element-wise ops, so a small writer beats a framework dependency).
+//! Gemm, Conv, LeakyRelu and element-wise and shape ops, so a small writer beats a framework dependency).
 //!
-//! Graph inputs: one `[B, dim]` tensor per modality (named as the modality), `presence` `[B, M]` (0/1 per
+//! Graph inputs: one `[B, dim]` tensor per modality (named as the modality; an image crop is flattened
+//! NHWC), `presence` `[B, M]` (0/1 per
 //! modality), `eps` `[B, K, latent]` standard normal noise (drawn by the caller, so sampling is seeded and
 //! reproducible outside the runtime). Outputs: `samples` `[B, K, output]` and `mean` `[B, output]` (the
 //! decoded posterior mean).
 
+use crate::conv::ConvNet;
 use crate::nn::{Mlp, LEAKY_SLOPE};
 use crate::vae::Vae;
 
@@ -54,6 +56,7 @@ impl Pb {
 enum Attr {
     Float(f32),
     Int(i64),
+    Ints(Vec<i64>),
 }
 
 struct Graph {
@@ -87,6 +90,12 @@ impl Graph {
                 Attr::Int(i) => {
                     p.int(3, *i);
                     p.int(20, 2);
+                }
+                Attr::Ints(v) => {
+                    for i in v {
+                        p.int(8, *i);
+                    }
+                    p.int(20, 7);
                 }
             }
             n.msg(5, p);
@@ -127,6 +136,36 @@ impl Graph {
             }
         }
         h
+    }
+    /// The image trunk: the flat NHWC input to NCHW, Conv + LeakyRelu per layer, back to flat NHWC.
+    fn trunk(&mut self, prefix: &str, t: &ConvNet, x: &str) -> String {
+        let first = &t.layers[0];
+        let shape = self.init_i64(&format!("{prefix}.in_shape"), &[-1, first.h as i64, first.w as i64, first.cin as i64]);
+        let h = self.node("Reshape", &[x, &shape], &[], None);
+        let mut h = self.node("Transpose", &[&h], &[("perm", Attr::Ints(vec![0, 3, 1, 2]))], None);
+        for (i, l) in t.layers.iter().enumerate() {
+            // Our weights are [(ky * 3 + kx) * cin + c][cout]; Conv wants [cout][cin][ky][kx].
+            let mut w = vec![0f32; l.cout * l.cin * 9];
+            for o in 0..l.cout {
+                for c in 0..l.cin {
+                    for k in 0..9 {
+                        w[(o * l.cin + c) * 9 + k] = l.lin.w[(k * l.cin + c) * l.cout + o];
+                    }
+                }
+            }
+            let wn = self.init_f32(&format!("{prefix}.conv{i}.w"), &[l.cout as i64, l.cin as i64, 3, 3], &w);
+            let bn = self.init_f32(&format!("{prefix}.conv{i}.b"), &[l.cout as i64], &l.lin.b);
+            h = self.node(
+                "Conv",
+                &[&h, &wn, &bn],
+                &[("kernel_shape", Attr::Ints(vec![3, 3])), ("strides", Attr::Ints(vec![2, 2])), ("pads", Attr::Ints(vec![1, 1, 1, 1]))],
+                None,
+            );
+            h = self.node("LeakyRelu", &[&h], &[("alpha", Attr::Float(LEAKY_SLOPE))], None);
+        }
+        let h = self.node("Transpose", &[&h], &[("perm", Attr::Ints(vec![0, 2, 3, 1]))], None);
+        let flat = self.init_i64(&format!("{prefix}.out_shape"), &[-1, t.out() as i64]);
+        self.node("Reshape", &[&h, &flat], &[], None)
     }
     fn slice(&mut self, x: &str, start: i64, end: i64, axis: i64) -> String {
         let names = [self.fresh_const(), self.fresh_const(), self.fresh_const()];
@@ -174,7 +213,11 @@ pub fn export(vae: &Vae, doc: &str) -> Vec<u8> {
     let mut precision = one.clone();
     let mut weighted: Option<String> = None;
     for (i, ((name, _), expert)) in cfg.modalities.iter().zip(&vae.experts).enumerate() {
-        let out = g.mlp(&format!("expert.{name}"), expert, name);
+        let input = match (&vae.trunk, vae.image_index() == Some(i)) {
+            (Some(t), true) => g.trunk(&format!("expert.{name}.trunk"), t, name),
+            _ => name.clone(),
+        };
+        let out = g.mlp(&format!("expert.{name}"), expert, &input);
         let m = g.slice(&out, 0, l, 1);
         let lv = g.slice(&out, l, 2 * l, 1);
         let lv = g.node("Clip", &[&lv, &lo, &hi], &[], None);

@@ -245,7 +245,7 @@ pub struct EpochLog {
 /// Checkpoint: weights, optimizer state and the log, so a run resumes where it stopped.
 fn save_checkpoint(dir: &Path, vae: &Vae, opt: &Adam, log: &[EpochLog]) -> Result<()> {
     let mut bytes = vae.weights_to_bytes();
-    let state = Vae { config: vae.config.clone(), experts: vae.experts.clone(), decoder: vae.decoder.clone() };
+    let state = vae.clone();
     let mut m = state.clone();
     for (t, src) in m.tensors_mut().into_iter().zip(&opt.m) {
         t.copy_from_slice(src);
@@ -289,6 +289,7 @@ pub fn vae_config(cfg: &TrainConfig) -> VaeConfig {
         decoder_hidden: cfg.decoder_hidden.clone(),
         output: OUTPUT_DIM,
         logvar_clip: 8.0,
+        image: None,
     }
 }
 

@@ -7,6 +7,7 @@
 //! the calibrated behaviour we want when an image confirms the keypoints. Presence is an input (one 0/1 flag
 //! per modality and row), so training on random subsets and inference from any subset are the same code.
 
+use crate::conv::{ConvCache, ConvNet};
 use crate::nn::{Mlp, MlpCache};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,31 @@ pub struct VaeConfig {
     pub output: usize,
     /// Expert log-variances are clipped to [-clip, clip] for numerical safety.
     pub logvar_clip: f32,
+    /// The image modality, if the model has one: its expert is a convolutional trunk, then the MLP.
+    #[serde(default)]
+    pub image: Option<ImageSpec>,
+}
+
+/// An image-crop modality: a square crop around the person's keypoints, NHWC RGB, normalized.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageSpec {
+    /// Modality name (its entry in `modalities` has dim size * size * channels).
+    pub modality: String,
+    pub size: usize,
+    pub channels: usize,
+    /// Channel widths of the stride-2 3x3 convolutions.
+    pub conv: Vec<usize>,
+    /// Pixel value v in [0, 255] enters the model as (v / 255 - mean) / std.
+    pub mean: f32,
+    pub std: f32,
+    /// The crop is the keypoints' bounding square enlarged by this fraction on each side.
+    pub margin: f32,
+}
+
+impl ImageSpec {
+    pub fn dim(&self) -> usize {
+        self.size * self.size * self.channels
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +54,8 @@ pub struct Vae {
     pub config: VaeConfig,
     pub experts: Vec<Mlp>,
     pub decoder: Mlp,
+    /// The image expert's convolutional trunk (before its MLP), when the config has an image modality.
+    pub trunk: Option<ConvNet>,
 }
 
 /// Reusable buffers of one training or inference pass.
@@ -42,6 +70,8 @@ pub struct Workspace {
     go: Vec<Vec<f32>>,
     gy: Vec<f32>,
     outs: Vec<Vec<f32>>,
+    conv_cache: ConvCache,
+    gfeat: Vec<f32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -55,11 +85,16 @@ pub struct Loss {
 
 impl Vae {
     pub fn new(config: VaeConfig, rng: &mut impl Rng) -> Self {
+        let trunk = config.image.as_ref().map(|s| ConvNet::new(s.size, s.channels, &s.conv, rng));
         let experts = config
             .modalities
             .iter()
-            .map(|(_, dim)| {
-                let mut sizes = vec![*dim];
+            .map(|(name, dim)| {
+                let inp = match (&trunk, &config.image) {
+                    (Some(t), Some(s)) if s.modality == *name => t.out(),
+                    _ => *dim,
+                };
+                let mut sizes = vec![inp];
                 sizes.extend(&config.encoder_hidden);
                 sizes.push(2 * config.latent);
                 let mut m = Mlp::new(&sizes, rng);
@@ -74,15 +109,25 @@ impl Vae {
         sizes.extend(&config.decoder_hidden);
         sizes.push(config.output);
         let decoder = Mlp::new(&sizes, rng);
-        Vae { config, experts, decoder }
+        Vae { config, experts, decoder, trunk }
     }
 
     pub fn zeros_like(&self) -> Self {
-        Vae { config: self.config.clone(), experts: self.experts.iter().map(Mlp::zeros_like).collect(), decoder: self.decoder.zeros_like() }
+        Vae {
+            config: self.config.clone(),
+            experts: self.experts.iter().map(Mlp::zeros_like).collect(),
+            decoder: self.decoder.zeros_like(),
+            trunk: self.trunk.as_ref().map(ConvNet::zeros_like),
+        }
     }
 
+    /// Parameter tensors: experts, decoder, then the image trunk (so models without one keep their layout).
     pub fn tensors(&self) -> Vec<&Vec<f32>> {
-        self.experts.iter().flat_map(|e| e.tensors()).chain(self.decoder.tensors()).collect()
+        let mut v: Vec<&Vec<f32>> = self.experts.iter().flat_map(|e| e.tensors()).chain(self.decoder.tensors()).collect();
+        if let Some(t) = &self.trunk {
+            v.extend(t.tensors());
+        }
+        v
     }
     pub fn tensors_mut(&mut self) -> Vec<&mut Vec<f32>> {
         let mut v: Vec<&mut Vec<f32>> = Vec::new();
@@ -90,7 +135,40 @@ impl Vae {
             v.extend(e.tensors_mut());
         }
         v.extend(self.decoder.tensors_mut());
+        if let Some(t) = &mut self.trunk {
+            v.extend(t.tensors_mut());
+        }
         v
+    }
+
+    /// Index of the image modality, if any.
+    pub fn image_index(&self) -> Option<usize> {
+        self.config.image.as_ref().and_then(|s| self.modality_index(&s.modality))
+    }
+
+    /// Copies every expert (by modality name), the decoder and the trunk whose shapes match from `other`:
+    /// a model with a new modality starts from a trained one. Returns the names of what was copied.
+    pub fn init_from(&mut self, other: &Vae) -> Vec<String> {
+        let mut copied = Vec::new();
+        for (i, (name, _)) in self.config.modalities.iter().enumerate() {
+            if let Some(j) = other.modality_index(name) {
+                if other.experts[j].layers.iter().map(|l| (l.inp, l.out)).eq(self.experts[i].layers.iter().map(|l| (l.inp, l.out))) {
+                    self.experts[i] = other.experts[j].clone();
+                    copied.push(format!("expert {name}"));
+                }
+            }
+        }
+        if other.decoder.layers.iter().map(|l| (l.inp, l.out)).eq(self.decoder.layers.iter().map(|l| (l.inp, l.out))) {
+            self.decoder = other.decoder.clone();
+            copied.push("decoder".into());
+        }
+        if let (Some(t), Some(o)) = (&mut self.trunk, &other.trunk) {
+            if t.layers.iter().map(|l| (l.cin, l.cout, l.h)).eq(o.layers.iter().map(|l| (l.cin, l.cout, l.h))) {
+                *t = o.clone();
+                copied.push("image trunk".into());
+            }
+        }
+        copied
     }
     pub fn num_params(&self) -> usize {
         self.tensors().iter().map(|t| t.len()).sum()
@@ -106,8 +184,15 @@ impl Vae {
         let m = self.experts.len();
         ws.expert_cache.resize_with(m, MlpCache::default);
         ws.outs.resize_with(m, Vec::new);
+        let image = self.image_index();
         for (i, e) in self.experts.iter().enumerate() {
-            let out = e.forward(inputs[i], rows, &mut ws.expert_cache[i]);
+            let out = match (&self.trunk, image == Some(i)) {
+                (Some(t), true) => {
+                    let feat = t.forward(inputs[i], rows, &mut ws.conv_cache);
+                    e.forward(feat, rows, &mut ws.expert_cache[i])
+                }
+                _ => e.forward(inputs[i], rows, &mut ws.expert_cache[i]),
+            };
             ws.outs[i].clear();
             ws.outs[i].extend_from_slice(out);
         }
@@ -207,10 +292,19 @@ impl Vae {
                 }
             }
         }
+        let image = self.image_index();
         for i in 0..m {
             if (0..rows).any(|r| presence[r * m + i] > 0.0) {
                 let go = std::mem::take(&mut ws.go[i]);
-                self.experts[i].backward(&go, rows, &mut ws.expert_cache[i], &mut grads.experts[i], None);
+                match (&self.trunk, &mut grads.trunk, image == Some(i)) {
+                    (Some(t), Some(gt), true) => {
+                        let mut gfeat = std::mem::take(&mut ws.gfeat);
+                        self.experts[i].backward(&go, rows, &mut ws.expert_cache[i], &mut grads.experts[i], Some(&mut gfeat));
+                        t.backward(&gfeat, rows, &mut ws.conv_cache, gt);
+                        ws.gfeat = gfeat;
+                    }
+                    _ => self.experts[i].backward(&go, rows, &mut ws.expert_cache[i], &mut grads.experts[i], None),
+                }
                 ws.go[i] = go;
             }
         }
@@ -307,6 +401,7 @@ mod tests {
             decoder_hidden: vec![5],
             output: 6,
             logvar_clip: 8.0,
+            image: None,
         };
         let mut v = Vae::new(cfg, &mut rng);
         // Make the experts' variances matter for the test.
@@ -354,6 +449,61 @@ mod tests {
             }
         }
         assert_eq!(checked, 3 * n);
+    }
+
+    #[test]
+    fn image_expert_gradients_match_finite_differences() {
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(11);
+        let spec = ImageSpec { modality: "img".into(), size: 6, channels: 2, conv: vec![3, 2], mean: 0.5, std: 0.25, margin: 0.2 };
+        let cfg = VaeConfig {
+            modalities: vec![("a".into(), 4), ("img".into(), spec.dim())],
+            latent: 3,
+            encoder_hidden: vec![5],
+            decoder_hidden: vec![5],
+            output: 6,
+            logvar_clip: 8.0,
+            image: Some(spec),
+        };
+        let vae = Vae::new(cfg, &mut rng);
+        assert_eq!(vae.experts[1].inp(), vae.trunk.as_ref().unwrap().out());
+        let rows = 3;
+        let xa: Vec<f32> = (0..rows * 4).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let xi: Vec<f32> = (0..rows * 72).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let target: Vec<f32> = (0..rows * 6).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let eps: Vec<f32> = (0..rows * 3).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let presence = [1.0, 1.0, 0.0, 1.0, 1.0, 0.0];
+        let f = |v: &Vae| {
+            let mut g = v.zeros_like();
+            v.train_pass(&[&xa, &xi], &presence, &target, &eps, rows, 0.5, 0.8, &mut g, &mut Workspace::default()).total
+        };
+        let mut g = vae.zeros_like();
+        vae.train_pass(&[&xa, &xi], &presence, &target, &eps, rows, 0.5, 0.8, &mut g, &mut Workspace::default());
+        // The trunk's tensors are the last ones.
+        let n = vae.tensors().len();
+        let trunk_tensors = vae.trunk.as_ref().unwrap().tensors().len();
+        let h = 1e-3f32;
+        for ti in n - trunk_tensors..n {
+            let len = vae.tensors()[ti].len();
+            for idx in [0, len / 2, len - 1] {
+                let mut p = vae.clone();
+                p.tensors_mut()[ti][idx] += h;
+                let mut m = vae.clone();
+                m.tensors_mut()[ti][idx] -= h;
+                let num = (f(&p) - f(&m)) / (2.0 * h as f64);
+                let ana = g.tensors()[ti][idx] as f64;
+                assert!((num - ana).abs() < 5e-3 + 3e-2 * ana.abs(), "trunk tensor {ti}[{idx}]: numeric {num} analytic {ana}");
+            }
+        }
+        // A model without the image modality takes the shared parts.
+        let mut plain_cfg = vae.config.clone();
+        plain_cfg.modalities.truncate(1);
+        plain_cfg.image = None;
+        let plain = Vae::new(plain_cfg, &mut rng);
+        let mut fused = vae.clone();
+        let copied = fused.init_from(&plain);
+        assert_eq!(copied, vec!["expert a".to_string(), "decoder".to_string()]);
+        assert_eq!(fused.experts[0], plain.experts[0]);
+        assert_eq!(fused.experts[1], vae.experts[1]);
     }
 
     #[test]
