@@ -59,7 +59,7 @@ fn throughput() {
             let cam = camera();
             let ids: Vec<String> = (0..persons).map(|i| format!("p{i}")).collect();
             let run = |lifter: &mut Lifter, f: usize| {
-                let persons: Vec<PersonIn> = frames[f % frames.len()].iter().zip(&ids).map(|(k, id)| PersonIn { id, layout: "h36m17", keypoints: k }).collect();
+                let persons: Vec<PersonIn> = frames[f % frames.len()].iter().zip(&ids).map(|(k, id)| PersonIn { id, layout: "h36m17", keypoints: k, crop: None }).collect();
                 let out = lifter.lift(&cam, &persons, f as u64).unwrap();
                 assert_eq!(out.poses.len(), persons.len());
             };
@@ -98,7 +98,7 @@ fn paced() {
             std::thread::sleep(d);
         }
         let t = Instant::now();
-        let persons: Vec<PersonIn> = people.iter().zip(&ids).map(|(k, id)| PersonIn { id, layout: "h36m17", keypoints: k }).collect();
+        let persons: Vec<PersonIn> = people.iter().zip(&ids).map(|(k, id)| PersonIn { id, layout: "h36m17", keypoints: k, crop: None }).collect();
         lifter.lift(&cam, &persons, f as u64).unwrap();
         if f >= 30 {
             each.push(t.elapsed().as_secs_f64() * 1e3);

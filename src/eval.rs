@@ -63,7 +63,7 @@ pub fn run_offline(msgs: &[Recorded], topics: &Topics, lifter: &mut Lifter) -> R
                 continue;
             };
             let kps: Vec<Vec<Kp>> = kp.skeletons.iter().map(|s| s.keypoints.iter().map(|k| Kp::new(k[0] as f64, k[1] as f64, k[2] as f64)).collect()).collect();
-            let persons: Vec<PersonIn> = kp.skeletons.iter().zip(&kps).map(|(s, k)| PersonIn { id: &s.id, layout: &s.layout, keypoints: k }).collect();
+            let persons: Vec<PersonIn> = kp.skeletons.iter().zip(&kps).map(|(s, k)| PersonIn { id: &s.id, layout: &s.layout, keypoints: k, crop: None }).collect();
             let res = lifter.lift(&cam, &persons, kp.header.stamp_ns() as u64)?;
             for d in &res.dropped {
                 *drops.entry(format!("person: {}", d.category)).or_default() += 1;

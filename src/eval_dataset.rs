@@ -32,6 +32,27 @@ impl std::str::FromStr for Input {
     }
 }
 
+/// Which of the model's experts see each frame. Image crops are rendered from the ground truth
+/// (`render.rs`, a seeded random appearance per frame), as in training: no real images pair with the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Cues {
+    Keypoints,
+    Image,
+    Fused,
+}
+
+impl std::str::FromStr for Cues {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "keypoints" => Ok(Cues::Keypoints),
+            "image" => Ok(Cues::Image),
+            "fused" => Ok(Cues::Fused),
+            o => anyhow::bail!("unknown cues '{o}' (keypoints, image or fused)"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
     pub frames: usize,
@@ -49,6 +70,7 @@ pub struct Summary {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DatasetReport {
     pub input: String,
+    pub cues: String,
     pub subjects: Vec<String>,
     pub samples: usize,
     pub stride: usize,
@@ -99,17 +121,25 @@ fn mm(p: &[[f64; 3]]) -> Vec<[f64; 3]> {
 }
 
 /// Evaluates every `stride`-th frame; writes metrics.json, predictions.npz, report.md and plots into `out`.
-pub fn evaluate(data: &Dataset, input: Input, lifter: &mut Lifter, stride: usize, save_samples: bool, out: &Path, progress: bool) -> Result<DatasetReport> {
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate(data: &Dataset, input: Input, cues: Cues, lifter: &mut Lifter, stride: usize, save_samples: bool, out: &Path, progress: bool) -> Result<DatasetReport> {
     std::fs::create_dir_all(out)?;
-    let (report, predictions) = score_dataset(data, input, lifter, stride, save_samples, progress)?;
+    let (report, predictions) = score_dataset(data, input, cues, lifter, stride, save_samples, progress)?;
     write(out, &report, &predictions)?;
     Ok(report)
 }
 
 /// The evaluation itself: the report and the predictions (keyed "<subject>/<action>/<camera>").
-pub fn score_dataset(data: &Dataset, input: Input, lifter: &mut Lifter, stride: usize, save_samples: bool, progress: bool) -> Result<(DatasetReport, BTreeMap<String, npz::Array>)> {
+#[allow(clippy::too_many_arguments)]
+pub fn score_dataset(data: &Dataset, input: Input, cues: Cues, lifter: &mut Lifter, stride: usize, save_samples: bool, progress: bool) -> Result<(DatasetReport, BTreeMap<String, npz::Array>)> {
     let k = lifter.config.samples;
     lifter.config.keep_samples = true;
+    let spec = match cues {
+        Cues::Keypoints => None,
+        _ => Some(lifter.image_spec().cloned().ok_or_else(|| anyhow::anyhow!("cues {cues:?} need a model with an image modality"))?),
+    };
+    let use_keypoints = std::mem::replace(&mut lifter.config.use_keypoints, cues != Cues::Image);
+    let mut crops: Vec<Vec<f32>> = Vec::new();
     let total: usize = data.sequences.iter().map(|s| data.cameras[&s.subject].len() * s.poses.len().div_ceil(stride.max(1))).sum();
     let bar = if progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} frames eta {eta}").unwrap().progress_chars("=> "));
@@ -150,7 +180,17 @@ pub fn score_dataset(data: &Dataset, input: Input, lifter: &mut Lifter, stride: 
                             .collect()
                     })
                     .collect();
-                let persons: Vec<PersonIn> = kps.iter().enumerate().map(|(i, kp)| PersonIn { id: &ids[i], layout: "h36m17", keypoints: kp }).collect();
+                if let Some(spec) = &spec {
+                    crops.resize_with(chunk.len(), Vec::new);
+                    for ((f, t), c) in chunk.iter().zip(&truth).zip(crops.iter_mut()) {
+                        render_crop(t, spec, (*f as u64) << 20 ^ (seq.poses.len() as u64) << 8 ^ cam.id.len() as u64, c);
+                    }
+                }
+                let persons: Vec<PersonIn> = kps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, kp)| PersonIn { id: &ids[i], layout: "h36m17", keypoints: kp, crop: crops.get(i).filter(|_| spec.is_some()).map(|c| c.as_slice()) })
+                    .collect();
                 let res = lifter.lift(&cam.intrinsics, &persons, (chunk_i * 64) as u64 ^ seq.poses.len() as u64)?;
                 all.dropped += res.dropped.len();
                 per_action.entry(action_group(&seq.action).to_string()).or_default().dropped += res.dropped.len();
@@ -224,6 +264,7 @@ pub fn score_dataset(data: &Dataset, input: Input, lifter: &mut Lifter, stride: 
         }
     }
     bar.finish_and_clear();
+    lifter.config.use_keypoints = use_keypoints;
     ensure!(all.n > 0, "no frame could be evaluated");
     let (_, curve) = metrics::pose_ece(&all.sample_err, &all.gt_err, 19);
     let report = DatasetReport {
@@ -231,6 +272,7 @@ pub fn score_dataset(data: &Dataset, input: Input, lifter: &mut Lifter, stride: 
             Input::GroundTruth2d => "gt".into(),
             Input::Detections => "detections".into(),
         },
+        cues: format!("{cues:?}").to_lowercase(),
         subjects: data.cameras.keys().cloned().collect(),
         samples: k,
         stride,
@@ -242,6 +284,21 @@ pub fn score_dataset(data: &Dataset, input: Input, lifter: &mut Lifter, stride: 
         calibration_curve: curve,
     };
     Ok((report, predictions))
+}
+
+/// A rendered crop of the camera-frame pose, as the training renders them (seeded appearance).
+pub fn render_crop(pose: &[[f64; 3]; NUM_JOINTS], spec: &crate::vae::ImageSpec, seed: u64, out: &mut Vec<f32>) {
+    use rand::SeedableRng;
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+    out.clear();
+    let Some(bx) = crate::crop::crop_box(pose.iter().map(|p| (p[0] / p[2], p[1] / p[2])), spec.margin as f64) else {
+        return;
+    };
+    let app = crate::render::Appearance::random(&mut rng);
+    crate::render::render(pose, &bx, spec.size, &app, &mut rng, out);
+    for v in out.iter_mut() {
+        *v = crate::crop::normalize(*v, spec);
+    }
 }
 
 fn write(out: &Path, r: &DatasetReport, predictions: &BTreeMap<String, npz::Array>) -> Result<()> {

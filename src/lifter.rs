@@ -32,11 +32,14 @@ pub struct LifterConfig {
     /// ... and each sample's pose is scaled by (1 + size_std * N(0, 1)) before its root fit, because a
     /// monocular view cannot tell a small near person from a large far one.
     pub size_std: f64,
+    /// Feed the keypoint expert (off only to measure what the other experts know alone; the keypoints
+    /// still place the pose in the camera frame).
+    pub use_keypoints: bool,
 }
 
 impl Default for LifterConfig {
     fn default() -> Self {
-        LifterConfig { samples: 32, seed: 0, min_score: 0.05, min_joints: 8, keep_samples: false, latent_std_scale: 1.0, size_std: 0.0 }
+        LifterConfig { samples: 32, seed: 0, min_score: 0.05, min_joints: 8, keep_samples: false, latent_std_scale: 1.0, size_std: 0.0, use_keypoints: true }
     }
 }
 
@@ -47,6 +50,9 @@ pub struct PersonIn<'a> {
     pub layout: &'a str,
     /// Pixels, in the layout's joint order.
     pub keypoints: &'a [Kp],
+    /// The person's image crop, normalized as the model's `ImageSpec` says (see `crop::crop_rgb`); used
+    /// when the model has an image modality.
+    pub crop: Option<&'a [f32]>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +80,8 @@ pub struct Dropped {
 pub struct FrameOut {
     pub poses: Vec<PoseOut>,
     pub dropped: Vec<Dropped>,
+    /// Persons whose image crop went into the model.
+    pub with_image: usize,
 }
 
 /// What the lifter needs from a model: the ONNX runtime in the node, the in-memory VAE in the trainer.
@@ -82,6 +90,8 @@ pub trait PoseModel {
     fn modalities(&self) -> Vec<(String, usize)>;
     fn latent(&self) -> usize;
     fn output_dim(&self) -> usize;
+    /// The image modality's crop specification, if the model has one.
+    fn image(&self) -> Option<crate::vae::ImageSpec>;
     #[allow(clippy::too_many_arguments)]
     fn run(&mut self, inputs: &[&[f32]], presence: &[f32], eps: &[f32], rows: usize, k: usize, samples: &mut Vec<f32>, mean: &mut Vec<f32>) -> Result<()>;
 }
@@ -95,6 +105,9 @@ impl PoseModel for crate::runtime::ModelRuntime {
     }
     fn output_dim(&self) -> usize {
         self.card.output_dim
+    }
+    fn image(&self) -> Option<crate::vae::ImageSpec> {
+        self.card.image.clone()
     }
     fn run(&mut self, inputs: &[&[f32]], presence: &[f32], eps: &[f32], rows: usize, k: usize, samples: &mut Vec<f32>, mean: &mut Vec<f32>) -> Result<()> {
         crate::runtime::ModelRuntime::run(self, inputs, presence, eps, rows, k, samples, mean)
@@ -117,6 +130,9 @@ impl PoseModel for InMemory<'_> {
     fn output_dim(&self) -> usize {
         self.vae.config.output
     }
+    fn image(&self) -> Option<crate::vae::ImageSpec> {
+        self.vae.config.image.clone()
+    }
     fn run(&mut self, inputs: &[&[f32]], presence: &[f32], eps: &[f32], rows: usize, k: usize, samples: &mut Vec<f32>, mean: &mut Vec<f32>) -> Result<()> {
         self.vae.infer(inputs, presence, eps, rows, k, samples, mean, &mut self.ws);
         Ok(())
@@ -127,6 +143,8 @@ pub struct Lifter<'m> {
     pub model: Box<dyn PoseModel + Send + 'm>,
     pub config: LifterConfig,
     kp_index: usize,
+    image_index: Option<usize>,
+    image_spec: Option<crate::vae::ImageSpec>,
     dims: Vec<usize>,
     // Buffers reused across messages so the hot path does not allocate per message once warm.
     inputs: Vec<Vec<f32>>,
@@ -151,6 +169,8 @@ impl<'m> Lifter<'m> {
     pub fn new(model: Box<dyn PoseModel + Send + 'm>, config: LifterConfig) -> Result<Self> {
         ensure!(config.samples >= 1, "samples must be at least 1");
         let mods = model.modalities();
+        let image_spec = model.image();
+        let image_index = image_spec.as_ref().and_then(|s| mods.iter().position(|(n, _)| *n == s.modality));
         let kp_index = mods.iter().position(|(n, _)| n == "kp2d").ok_or_else(|| anyhow::anyhow!("model has no kp2d modality"))?;
         ensure!(mods[kp_index].1 == INPUT_DIM, "model's kp2d input has {} values; this build encodes {INPUT_DIM}", mods[kp_index].1);
         ensure!(model.output_dim() == 3 * (NUM_JOINTS - 1), "model output has {} values, expected {}", model.output_dim(), 3 * (NUM_JOINTS - 1));
@@ -160,6 +180,8 @@ impl<'m> Lifter<'m> {
             dims: mods.iter().map(|(_, d)| *d).collect(),
             config,
             kp_index,
+            image_index,
+            image_spec,
             inputs: vec![Vec::new(); m],
             presence: Vec::new(),
             eps: Vec::new(),
@@ -170,6 +192,11 @@ impl<'m> Lifter<'m> {
             means: Vec::new(),
             covs: Vec::new(),
         })
+    }
+
+    /// The model's image crop rule, when it has an image modality.
+    pub fn image_spec(&self) -> Option<&crate::vae::ImageSpec> {
+        self.image_spec.as_ref().filter(|_| self.image_index.is_some())
     }
 
     /// Lifts all persons of one message. Persons that cannot be lifted are listed in `dropped` with the
@@ -188,6 +215,7 @@ impl<'m> Lifter<'m> {
             return Ok(out);
         }
         let (k, l, m) = (self.config.samples, self.model.latent(), self.inputs.len());
+        let crop_of = |pi: usize, dim: usize| persons[pi].crop.filter(|c| c.len() == dim);
         for (mi, buf) in self.inputs.iter_mut().enumerate() {
             let dim = self.dims[mi];
             buf.clear();
@@ -195,16 +223,29 @@ impl<'m> Lifter<'m> {
                 for (_, e) in &self.encoded {
                     buf.extend_from_slice(&e.input);
                 }
+            } else if Some(mi) == self.image_index {
+                for (pi, _) in &self.encoded {
+                    match crop_of(*pi, dim) {
+                        Some(c) => buf.extend_from_slice(c),
+                        None => buf.resize(buf.len() + dim, 0.0),
+                    }
+                }
             } else {
                 buf.resize(rows * dim, 0.0);
             }
         }
         self.presence.clear();
-        for _ in 0..rows {
+        for (pi, _) in &self.encoded {
             for mi in 0..m {
-                self.presence.push(if mi == self.kp_index { 1.0 } else { 0.0 });
+                let present = if mi == self.kp_index {
+                    self.config.use_keypoints
+                } else {
+                    Some(mi) == self.image_index && crop_of(*pi, self.dims[mi]).is_some()
+                };
+                self.presence.push(if present { 1.0 } else { 0.0 });
             }
         }
+        out.with_image = self.image_index.map_or(0, |ii| (0..rows).filter(|r| self.presence[r * m + ii] > 0.0).count());
         let mut rng = rand_pcg::Pcg64::seed_from_u64(self.config.seed ^ noise_key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         self.eps.clear();
         let tau = self.config.latent_std_scale as f32;

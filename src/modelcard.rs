@@ -32,6 +32,9 @@ pub struct ModelCard {
     pub modalities: Vec<Modality>,
     pub fusion: String,
     pub crop_size: Option<usize>,
+    /// The image modality's crop rule and normalization (absent: keypoints-only model).
+    #[serde(default)]
+    pub image: Option<crate::vae::ImageSpec>,
     /// Sampling calibration fitted on validation data (defaults: none).
     #[serde(default)]
     pub calibration: Calibration,

@@ -57,6 +57,54 @@ pub struct TrainConfig {
     pub min_joints: usize,
     /// Threads for the matrix products.
     pub threads: usize,
+    /// The image modality (absent: a keypoints + 3D model).
+    pub image: Option<ImageTrainConfig>,
+    /// Start from the weights of an earlier run (its output directory: config.yaml + checkpoint.bin);
+    /// experts, decoder and trunk whose shapes match are copied (e.g. add the image expert to a trained
+    /// keypoint model).
+    pub init_from: Option<String>,
+}
+
+/// The image expert and how its crops are made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageTrainConfig {
+    pub size: usize,
+    pub conv: Vec<usize>,
+    pub margin: f32,
+    pub mean: f32,
+    pub std: f32,
+    /// Crop jitter: centre shift (fraction of the side) and log-scale std.
+    pub crop_jitter: f64,
+    /// Modality subsets with the image: image alone, and keypoints with the image (taken from the
+    /// keypoints-only share first, then the 3D-only share).
+    pub p_image_only: f64,
+    pub p_kp_and_image: f64,
+    /// Real frames aligned with the dataset, used instead of rendering where present (real cameras only):
+    /// `<image_dir>/<subject>/<action>.<camera id>/<frame index, 6 digits, from 0>.jpg`.
+    pub image_dir: Option<String>,
+}
+
+impl Default for ImageTrainConfig {
+    fn default() -> Self {
+        ImageTrainConfig {
+            size: 48,
+            conv: vec![16, 32, 64, 64],
+            margin: 0.15,
+            mean: 0.5,
+            std: 0.25,
+            crop_jitter: 0.05,
+            p_image_only: 0.2,
+            p_kp_and_image: 0.4,
+            image_dir: None,
+        }
+    }
+}
+
+impl ImageTrainConfig {
+    pub fn spec(&self) -> crate::vae::ImageSpec {
+        crate::vae::ImageSpec { modality: "image".into(), size: self.size, channels: 3, conv: self.conv.clone(), mean: self.mean, std: self.std, margin: self.margin }
+    }
 }
 
 impl Default for TrainConfig {
@@ -86,6 +134,8 @@ impl Default for TrainConfig {
             val_stride: 16,
             min_joints: 8,
             threads: 2,
+            image: None,
+            init_from: None,
         }
     }
 }
@@ -94,6 +144,8 @@ impl Default for TrainConfig {
 struct Example {
     kp: [f32; INPUT_DIM],
     pose: [f32; OUTPUT_DIM],
+    /// The crop (normalized NHWC) when the model has an image modality.
+    image: Vec<f32>,
 }
 
 /// Draws training examples from the dataset.
@@ -101,6 +153,8 @@ pub struct Sampler<'a> {
     data: &'a Dataset,
     cfg: &'a TrainConfig,
     cum: Vec<usize>,
+    /// Crops read from real frames (the rest are rendered).
+    pub real_images: std::cell::Cell<usize>,
 }
 
 impl<'a> Sampler<'a> {
@@ -111,7 +165,7 @@ impl<'a> Sampler<'a> {
             acc += s.poses.len();
             cum.push(acc);
         }
-        Sampler { data, cfg, cum }
+        Sampler { data, cfg, cum, real_images: Default::default() }
     }
 
     fn draw(&self, rng: &mut impl Rng) -> Example {
@@ -129,10 +183,12 @@ impl<'a> Sampler<'a> {
         let f = i - if si == 0 { 0 } else { self.cum[si - 1] };
         let world = &seq.poses[f];
         let cams = &self.data.cameras[&seq.subject];
+        let mut real_cam = None;
         let (cam_pose, det): ([[f64; 3]; NUM_JOINTS], Option<(&Camera, [[f32; 2]; NUM_JOINTS])>) = if rng.random_bool(self.cfg.p_virtual_camera) {
             (to_camera(world, &virtual_camera(world, rng)), None)
         } else {
             let c = &cams[rng.random_range(0..cams.len())];
+            real_cam = Some(c);
             let det = if rng.random_bool(self.cfg.p_detections) { seq.detections.get(&c.id).map(|d| (&c.intrinsics, d[f])) } else { None };
             (to_camera(world, &c.extrinsics), det)
         };
@@ -147,7 +203,8 @@ impl<'a> Sampler<'a> {
             None => std::array::from_fn(|j| Kp::new(cam_pose[j][0] / cam_pose[j][2], cam_pose[j][1] / cam_pose[j][2], 1.0)),
         };
         let mut pose = cam_pose;
-        if rng.random_bool(0.5) {
+        let flipped = rng.random_bool(0.5);
+        if flipped {
             // Mirror about the camera's vertical plane: negate x, swap left and right.
             kps = std::array::from_fn(|j| {
                 let k = kps[H36M17_FLIP[j]];
@@ -180,7 +237,64 @@ impl<'a> Sampler<'a> {
         let enc = encode(&kps, self.cfg.min_joints).ok()?;
         let root = pose[0];
         let rel: [[f64; 3]; NUM_JOINTS] = std::array::from_fn(|j| [pose[j][0] - root[0], pose[j][1] - root[1], pose[j][2] - root[2]]);
-        Some(Example { kp: enc.input, pose: encode_pose3d(&rel) })
+        let mut image = Vec::new();
+        if let Some(ic) = &self.cfg.image {
+            let real = real_cam.and_then(|c| self.real_crop(ic, &seq.subject, &seq.action, c, f, &cam_pose, flipped, rng));
+            match real {
+                Some(crop) => {
+                    image = crop;
+                    self.real_images.set(self.real_images.get() + 1);
+                }
+                None => {
+                    let spec = ic.spec();
+                    let mut bx = crate::crop::crop_box(pose.iter().map(|p| (p[0] / p[2], p[1] / p[2])), ic.margin as f64)?;
+                    jitter(&mut bx, ic.crop_jitter, rng);
+                    let app = crate::render::Appearance::random(rng);
+                    crate::render::render(&pose, &bx, ic.size, &app, rng, &mut image);
+                    for v in image.iter_mut() {
+                        *v = crate::crop::normalize(*v, &spec);
+                    }
+                }
+            }
+        }
+        Some(Example { kp: enc.input, pose: encode_pose3d(&rel), image })
+    }
+
+    /// The crop from a real frame under `image_dir`, if that frame exists (mirrored when the example is).
+    #[allow(clippy::too_many_arguments)]
+    fn real_crop(&self, ic: &ImageTrainConfig, subject: &str, action: &str, cam: &crate::dataset::DatasetCamera, frame: usize, cam_pose: &[[f64; 3]; NUM_JOINTS], flipped: bool, rng: &mut impl Rng) -> Option<Vec<f32>> {
+        let dir = ic.image_dir.as_ref()?;
+        let path = Path::new(dir).join(subject).join(format!("{action}.{}", cam.id)).join(format!("{frame:06}.jpg"));
+        let img = opencv::imgcodecs::imread(path.to_str()?, opencv::imgcodecs::IMREAD_COLOR).ok().filter(|m| !opencv::prelude::MatTraitConst::empty(m))?;
+        let mut rgb = opencv::core::Mat::default();
+        opencv::imgproc::cvt_color_def(&img, &mut rgb, opencv::imgproc::COLOR_BGR2RGB).ok()?;
+        let px: Vec<(f64, f64)> = cam_pose.iter().filter_map(|p| cam.intrinsics.project(&Vector3::from(*p))).collect();
+        let mut bx = crate::crop::crop_box(px.into_iter(), ic.margin as f64)?;
+        jitter(&mut bx, ic.crop_jitter, rng);
+        let spec = ic.spec();
+        let mut crop = Vec::with_capacity(spec.dim());
+        crate::crop::crop_rgb(&rgb, &bx, &spec, &mut crop).ok()?;
+        if flipped {
+            let (s, c) = (spec.size, spec.channels);
+            for row in crop.chunks_mut(s * c) {
+                for x in 0..s / 2 {
+                    for k in 0..c {
+                        row.swap(x * c + k, (s - 1 - x) * c + k);
+                    }
+                }
+            }
+        }
+        Some(crop)
+    }
+}
+
+fn jitter(bx: &mut crate::crop::CropBox, amount: f64, rng: &mut impl Rng) {
+    if amount > 0.0 {
+        let n: f64 = StandardNormal.sample(rng);
+        let (dx, dy): (f64, f64) = (StandardNormal.sample(rng), StandardNormal.sample(rng));
+        bx.cx += dx * amount * bx.side;
+        bx.cy += dy * amount * bx.side;
+        bx.side *= (n * amount).exp();
     }
 }
 
@@ -206,27 +320,37 @@ pub struct Validation {
     pub detections_mpjpe_mm: f64,
     pub detections_pa_mpjpe_mm: f64,
     pub frames: usize,
+    /// With an image modality (rendered crops, ground-truth 2D): image alone, and image + keypoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_mpjpe_mm: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fused_mpjpe_mm: Option<f64>,
 }
 
 /// Posterior-mean predictions on every `stride`-th frame of every camera, through the node's pipeline
 /// (one sample with zero latent spread is the decoded posterior mean): from ground-truth 2D (projected
 /// through the real camera with its distortion, then undistorted as the node does) and from detections.
 pub fn validate(vae: &Vae, data: &Dataset, stride: usize, min_joints: usize) -> Result<Validation> {
-    use crate::eval_dataset::{score_dataset, Input};
+    use crate::eval_dataset::{score_dataset, Cues, Input};
     use crate::lifter::{InMemory, Lifter, LifterConfig};
-    let run = |input| -> Result<crate::eval_dataset::Summary> {
+    let run = |input, cues| -> Result<crate::eval_dataset::Summary> {
         let cfg = LifterConfig { samples: 1, min_joints, latent_std_scale: 0.0, ..Default::default() };
         let mut lifter = Lifter::new(Box::new(InMemory { vae, ws: Workspace::default() }), cfg)?;
-        Ok(score_dataset(data, input, &mut lifter, stride, false, false)?.0.overall)
+        Ok(score_dataset(data, input, cues, &mut lifter, stride, false, false)?.0.overall)
     };
-    let gt = run(Input::GroundTruth2d)?;
-    let det = if data.sequences.iter().any(|s| !s.detections.is_empty()) { Some(run(Input::Detections)?) } else { None };
+    let gt = run(Input::GroundTruth2d, Cues::Keypoints)?;
+    let det = if data.sequences.iter().any(|s| !s.detections.is_empty()) { Some(run(Input::Detections, Cues::Keypoints)?) } else { None };
+    let has_image = vae.config.image.is_some();
+    let image = if has_image { Some(run(Input::GroundTruth2d, Cues::Image)?.mpjpe_mm) } else { None };
+    let fused = if has_image { Some(run(Input::GroundTruth2d, Cues::Fused)?.mpjpe_mm) } else { None };
     Ok(Validation {
         gt2d_mpjpe_mm: gt.mpjpe_mm,
         gt2d_pa_mpjpe_mm: gt.pa_mpjpe_mm,
         detections_mpjpe_mm: det.as_ref().map_or(f64::NAN, |d| d.mpjpe_mm),
         detections_pa_mpjpe_mm: det.as_ref().map_or(f64::NAN, |d| d.pa_mpjpe_mm),
         frames: gt.frames,
+        image_mpjpe_mm: image,
+        fused_mpjpe_mm: fused,
     })
 }
 
@@ -281,15 +405,31 @@ fn load_checkpoint(dir: &Path, vae: &mut Vae, opt: &mut Adam) -> Result<Vec<Epoc
     Ok(serde_json::from_str(&std::fs::read_to_string(dir.join("log.json"))?)?)
 }
 
+/// The weights of a finished or checkpointed run (its directory: config.yaml + checkpoint.bin).
+pub fn load_trained(dir: &Path) -> Result<Vae> {
+    let cfg: TrainConfig = serde_yaml::from_str(&std::fs::read_to_string(dir.join("config.yaml")).context("reading config.yaml")?)?;
+    let mut vae = Vae::new(vae_config(&cfg), &mut rand_pcg::Pcg64::seed_from_u64(0));
+    let bytes = std::fs::read(dir.join("checkpoint.bin")).context("reading checkpoint.bin")?;
+    let part = vae.weights_to_bytes().len();
+    ensure!(bytes.len() >= part, "checkpoint.bin is shorter than the configured model");
+    vae.load_weights(&bytes[..part])?;
+    Ok(vae)
+}
+
 pub fn vae_config(cfg: &TrainConfig) -> VaeConfig {
+    let image = cfg.image.as_ref().map(ImageTrainConfig::spec);
+    let mut modalities = vec![("kp2d".to_string(), INPUT_DIM), ("pose3d".to_string(), OUTPUT_DIM)];
+    if let Some(s) = &image {
+        modalities.push((s.modality.clone(), s.dim()));
+    }
     VaeConfig {
-        modalities: vec![("kp2d".into(), INPUT_DIM), ("pose3d".into(), OUTPUT_DIM)],
+        modalities,
         latent: cfg.latent,
         encoder_hidden: cfg.encoder_hidden.clone(),
         decoder_hidden: cfg.decoder_hidden.clone(),
         output: OUTPUT_DIM,
         logvar_clip: 8.0,
-        image: None,
+        image,
     }
 }
 
@@ -309,6 +449,11 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
     let val_data = if cfg.val_subjects.is_empty() { None } else { Some(Dataset::load(data_dir, &cfg.val_subjects).context("loading validation subjects")?) };
     let mut rng = rand_pcg::Pcg64::seed_from_u64(cfg.seed);
     let mut vae = Vae::new(vae_config(cfg), &mut rng);
+    if let Some(dir) = &cfg.init_from {
+        let prev = load_trained(Path::new(dir)).with_context(|| format!("init_from {dir}"))?;
+        let copied = vae.init_from(&prev);
+        eprintln!("initialised from {dir}: {}", copied.join(", "));
+    }
     let shapes: Vec<usize> = vae.tensors().iter().map(|t| t.len()).collect();
     let mut opt = Adam::new(cfg.learning_rate, &shapes);
     let mut log = if resume && out.join("checkpoint.bin").exists() { load_checkpoint(out, &mut vae, &mut opt)? } else { Vec::new() };
@@ -319,6 +464,9 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
     let m = vae.experts.len();
     let (b, l) = (cfg.batch_size, cfg.latent);
     let (mut kp, mut pose, mut presence, mut eps) = (vec![0f32; b * INPUT_DIM], vec![0f32; b * OUTPUT_DIM], vec![0f32; b * m], vec![0f32; b * l]);
+    let image_dim = vae.config.image.as_ref().map_or(0, |s| s.dim());
+    let mut img = vec![0f32; b * image_dim];
+    let (p_img_only, p_kp_img) = cfg.image.as_ref().map_or((0.0, 0.0), |i| (i.p_image_only, i.p_kp_and_image));
     for epoch in log.len()..cfg.epochs {
         // Each epoch has its own stream, so a resumed run draws what an uninterrupted one would have.
         let mut rng = rand_pcg::Pcg64::seed_from_u64(cfg.seed.wrapping_add(1 + epoch as u64));
@@ -332,10 +480,27 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
                 let e = sampler.draw(&mut rng);
                 kp[r * INPUT_DIM..(r + 1) * INPUT_DIM].copy_from_slice(&e.kp);
                 pose[r * OUTPUT_DIM..(r + 1) * OUTPUT_DIM].copy_from_slice(&e.pose);
+                if image_dim > 0 {
+                    img[r * image_dim..(r + 1) * image_dim].copy_from_slice(&e.image);
+                }
+                // Modality subsets: every expert learns to explain the pose alone and together.
                 let u: f64 = rng.random();
-                let (a_kp, a_3d) = if u < cfg.p_kp_only { (1.0, 0.0) } else if u < cfg.p_kp_only + cfg.p_kp_and_3d { (1.0, 1.0) } else { (0.0, 1.0) };
+                let (a_kp, a_3d, a_img) = if u < p_img_only {
+                    (0.0, 0.0, 1.0)
+                } else if u < p_img_only + p_kp_img {
+                    (1.0, 0.0, 1.0)
+                } else if u < p_img_only + p_kp_img + cfg.p_kp_only {
+                    (1.0, 0.0, 0.0)
+                } else if u < p_img_only + p_kp_img + cfg.p_kp_only + cfg.p_kp_and_3d {
+                    (1.0, 1.0, 0.0)
+                } else {
+                    (0.0, 1.0, 0.0)
+                };
                 presence[r * m] = a_kp;
                 presence[r * m + 1] = a_3d;
+                if image_dim > 0 {
+                    presence[r * m + 2] = a_img;
+                }
             }
             for e in eps.iter_mut() {
                 *e = StandardNormal.sample(&mut rng);
@@ -345,7 +510,8 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
             for t in grads.tensors_mut() {
                 t.fill(0.0);
             }
-            let loss = vae.train_pass(&[&kp, &pose], &presence, &pose, &eps, b, beta, cfg.recon_sigma, &mut grads, &mut ws);
+            let inputs: Vec<&[f32]> = if image_dim > 0 { vec![&kp, &pose, &img] } else { vec![&kp, &pose] };
+            let loss = vae.train_pass(&inputs, &presence, &pose, &eps, b, beta, cfg.recon_sigma, &mut grads, &mut ws);
             ensure!(loss.total.is_finite(), "loss diverged at epoch {} step {step}", epoch + 1);
             opt.update(vae.tensors_mut(), grads.tensors());
             sum_loss += loss.total;
@@ -385,6 +551,9 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
             entry.epoch, cfg.epochs, entry.loss, entry.recon, entry.kl, entry.train_mpjpe_mm, entry.val.gt2d_mpjpe_mm, entry.val.gt2d_pa_mpjpe_mm,
             entry.val.detections_mpjpe_mm, entry.val.detections_pa_mpjpe_mm, entry.seconds, entry.samples_per_s
         );
+        if let (Some(i), Some(f)) = (entry.val.image_mpjpe_mm, entry.val.fused_mpjpe_mm) {
+            eprintln!("  rendered crops: image alone P1 {i:.1} mm, image + keypoints P1 {f:.1} mm");
+        }
         log.push(entry);
         opt.lr *= cfg.lr_decay;
         save_checkpoint(out, &vae, &opt, &log)?;
@@ -409,7 +578,7 @@ pub fn calibrate(vae: &Vae, val: &Dataset, stride: usize, min_joints: usize) -> 
     let run = |tau: f64, size: f64| -> Result<(f64, f64)> {
         let cfg = LifterConfig { samples: 32, seed: 7, min_joints, keep_samples: true, latent_std_scale: tau, size_std: size, ..Default::default() };
         let mut lifter = Lifter::new(Box::new(InMemory { vae, ws: Workspace::default() }), cfg)?;
-        let (r, _) = score_dataset(val, Input::GroundTruth2d, &mut lifter, stride, false, false)?;
+        let (r, _) = score_dataset(val, Input::GroundTruth2d, crate::eval_dataset::Cues::Keypoints, &mut lifter, stride, false, false)?;
         let cov_err = [("50%", 0.5), ("90%", 0.9), ("95%", 0.95)].iter().map(|(k, m)| (r.coverage[*k] - m).abs()).sum::<f64>() / 3.0;
         Ok((r.overall.pose_ece, cov_err))
     };
@@ -469,12 +638,26 @@ pub fn export_model(vae: &Vae, cfg: &TrainConfig, log: &[EpochLog], data_dir: &P
         output_frame: "root-relative (hip at origin), camera optical frame orientation; joints 1..16 of h36m17".into(),
         latent: cfg.latent,
         output_dim: OUTPUT_DIM,
-        modalities: vec![
-            Modality { name: "kp2d".into(), dim: INPUT_DIM, description: "per h36m17 joint: x, y (root-centred, RMS-scaled normalized image coordinates), present flag; then root x, y".into() },
-            Modality { name: "pose3d".into(), dim: OUTPUT_DIM, description: "root-relative 3D joints 1..16, metres, camera orientation".into() },
-        ],
+        modalities: {
+            let mut m = vec![
+                Modality { name: "kp2d".into(), dim: INPUT_DIM, description: "per h36m17 joint: x, y (root-centred, RMS-scaled normalized image coordinates), present flag; then root x, y".into() },
+                Modality { name: "pose3d".into(), dim: OUTPUT_DIM, description: "root-relative 3D joints 1..16, metres, camera orientation".into() },
+            ];
+            if let Some(s) = &vae.config.image {
+                m.push(Modality {
+                    name: s.modality.clone(),
+                    dim: s.dim(),
+                    description: format!(
+                        "{0}x{0} RGB crop, NHWC flattened, (v / 255 - {1}) / {2}: the keypoints' bounding square enlarged by {3} of its side on each side",
+                        s.size, s.mean, s.std, s.margin
+                    ),
+                });
+            }
+            m
+        },
         fusion: "product of Gaussian experts with a N(0, I) prior expert; absent modalities have zero precision".into(),
-        crop_size: None,
+        crop_size: vae.config.image.as_ref().map(|s| s.size),
+        image: vae.config.image.clone(),
         calibration: calibration.clone(),
         training,
         validation,

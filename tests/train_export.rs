@@ -108,3 +108,38 @@ fn cuda_request_fails_loudly_or_falls_back_visibly() {
     let rt = ModelRuntime::load(&o.onnx, &lenient).unwrap();
     assert!(rt.provider_in_use.starts_with("CPU (fallback"), "{}", rt.provider_in_use);
 }
+
+/// A seconds-long run with the image expert (rendered crops): exported Conv graph == trainer's forward.
+#[test]
+fn image_model_trains_exports_and_matches_in_onnx() {
+    let cfg: TrainConfig = serde_yaml::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_tiny_image.yaml")).unwrap()).unwrap();
+    let out = std::env::temp_dir().join(format!("pose3d-train-image-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = train(&fixture(), &cfg, &out, false, false).expect("training with images");
+    let val = &o.log.last().unwrap().val;
+    assert!(val.image_mpjpe_mm.is_some_and(f64::is_finite) && val.fused_mpjpe_mm.is_some_and(f64::is_finite), "{val:?}");
+    let card = ModelCard::load(&out.join("model.yaml")).unwrap();
+    let spec = card.image.clone().expect("card describes the crops");
+    assert_eq!((card.crop_size, spec.size, spec.channels), (Some(16), 16, 3));
+    assert_eq!(card.modalities.iter().map(|m| (m.name.as_str(), m.dim)).collect::<Vec<_>>(), [("kp2d", 53), ("pose3d", 48), ("image", 768)]);
+
+    let mut rt = ModelRuntime::load(&o.onnx, &RuntimeOptions::default()).expect("runtime loads the Conv graph");
+    let vae = &o.vae;
+    let (rows, k, l) = (4, 3, vae.config.latent);
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(8);
+    let kp: Vec<f32> = (0..rows * 53).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let pose = vec![0f32; rows * 48];
+    let img: Vec<f32> = (0..rows * 768).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let eps: Vec<f32> = (0..rows * k * l).map(|_| StandardNormal.sample(&mut rng)).collect();
+    // Rows: keypoints only, image only, both, none.
+    let presence = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0];
+    let (mut s_rt, mut m_rt) = (vec![], vec![]);
+    rt.run(&[&kp, &pose, &img], &presence, &eps, rows, k, &mut s_rt, &mut m_rt).unwrap();
+    let (mut s, mut m, mut ws) = (vec![], vec![], pose3d::vae::Workspace::default());
+    vae.infer(&[&kp, &pose, &img], &presence, &eps, rows, k, &mut s, &mut m, &mut ws);
+    let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(max_diff(&s, &s_rt) < 1e-4, "samples differ by {}", max_diff(&s, &s_rt));
+    assert!(max_diff(&m, &m_rt) < 1e-4, "means differ by {}", max_diff(&m, &m_rt));
+    // The image reaches the output: the image-only row differs from the no-modality row.
+    assert!(max_diff(&m_rt[48..96], &m_rt[144..192]) > 1e-4);
+}

@@ -260,7 +260,7 @@ fn process(
         return;
     }
     let kps: Vec<Vec<Kp>> = msg.skeletons.iter().map(|s| s.keypoints.iter().map(|k| Kp::new(k.x as f64, k.y as f64, k.score as f64)).collect()).collect();
-    let persons: Vec<PersonIn> = msg.skeletons.iter().zip(&kps).map(|(s, k)| PersonIn { id: &s.id, layout: &s.layout, keypoints: k }).collect();
+    let persons: Vec<PersonIn> = msg.skeletons.iter().zip(&kps).map(|(s, k)| PersonIn { id: &s.id, layout: &s.layout, keypoints: k, crop: None }).collect();
     let t_lift = Instant::now();
     let lifted = lifter.lift(cam, &persons, stamp_ns(&msg.header.stamp) as u64);
     Stats::record(&stats.inference_ms, t_lift.elapsed().as_secs_f64() * 1e3);

@@ -69,6 +69,10 @@ enum Cmd {
         /// 2D input: `gt` (ground truth projected through the cameras) or `detections`.
         #[arg(long, default_value = "gt")]
         input: String,
+        /// What the model sees: `keypoints`, `image` (rendered crops alone; the keypoints only place the
+        /// pose) or `fused` (both). `image` and `fused` need a model with an image modality.
+        #[arg(long, default_value = "keypoints")]
+        cues: String,
         #[command(flatten)]
         model: ModelArgs,
         /// Every n-th frame (1 = all).
@@ -157,12 +161,13 @@ fn print_summary(r: &eval::RecordingReport, out: &std::path::Path) {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Dataset { data, subjects, input, model, stride, save_samples, out } => {
+        Cmd::Dataset { data, subjects, input, cues, model, stride, save_samples, out } => {
             let input: pose3d::eval_dataset::Input = input.parse()?;
+            let cues: pose3d::eval_dataset::Cues = cues.parse()?;
             let data = pose3d::dataset::Dataset::load(&data, &pose3d::dataset::parse_subjects(&subjects))?;
             let mut lifter = model.lifter(false)?;
             let samples = model.samples;
-            let r = pose3d::eval_dataset::evaluate(&data, input, &mut lifter, stride, save_samples, &out, true)?;
+            let r = pose3d::eval_dataset::evaluate(&data, input, cues, &mut lifter, stride, save_samples, &out, true)?;
             let o = &r.overall;
             println!(
                 "{} frames: MPJPE {:.1} mm, PA-MPJPE {:.1} mm, N-MPJPE {:.1} mm, best-of-{} {:.1} mm, PCK150 {:.3}, AUC {:.3}, pose ECE {:.3}, root error {:.1} mm",
