@@ -5,6 +5,8 @@ pub mod camera;
 pub mod conv;
 pub mod crop;
 pub mod image;
+pub mod overlay;
+pub mod pairing;
 pub mod render;
 pub mod distribution;
 pub mod nn;

@@ -5,6 +5,7 @@ use anyhow::{anyhow, Context, Result};
 use futures::{FutureExt, StreamExt};
 use pose3d::camera::Camera;
 use pose3d::distribution::ellipsoid;
+use pose3d::pairing::Pairing;
 use pose3d::stamps::{StampGate, StampVerdict};
 use pose3d::lifter::{Lifter, LifterConfig, PersonIn, PoseOut};
 use pose3d::runtime::{ModelRuntime, RuntimeOptions};
@@ -12,7 +13,7 @@ use pose3d::skeleton::{h36m17_bones, Kp};
 use r2r::builtin_interfaces::msg::{Duration as RosDuration, Time};
 use r2r::geometry_msgs::msg::{Point, Pose, Quaternion, Vector3 as RosVector3};
 use r2r::pose3d_msgs::msg::{JointDistribution, PoseDistribution, PoseDistributionArray, Skeleton2DArray};
-use r2r::sensor_msgs::msg::{CameraInfo, Image};
+use r2r::sensor_msgs::msg::{CameraInfo, CompressedImage, Image};
 use r2r::std_msgs::msg::{ColorRGBA, String as RosString};
 use r2r::visualization_msgs::msg::{Marker, MarkerArray};
 use r2r::QosProfile;
@@ -40,6 +41,12 @@ struct Params {
     marker_lifetime: f64,
     ellipsoid_mass: f64,
     stats_period: f64,
+    use_image: bool,
+    image_transport: String,
+    image_slop: f64,
+    image_queue: i64,
+    debug_image: bool,
+    image_reliable: bool,
 }
 
 impl Default for Params {
@@ -58,6 +65,12 @@ impl Default for Params {
             marker_lifetime: 0.5,
             ellipsoid_mass: 0.95,
             stats_period: 1.0,
+            use_image: true,
+            image_transport: "raw".into(),
+            image_slop: 0.02,
+            image_queue: 5,
+            debug_image: false,
+            image_reliable: false,
         }
     }
 }
@@ -84,9 +97,16 @@ fn read_params(node: &r2r::Node) -> Result<Params> {
     get!(marker_lifetime, f64);
     get!(ellipsoid_mass, f64);
     get!(stats_period, f64);
+    get!(use_image, bool);
+    get!(image_transport, String);
+    get!(image_slop, f64);
+    get!(image_queue, i64);
+    get!(debug_image, bool);
+    get!(image_reliable, bool);
     let known = [
         "model_path", "provider", "allow_cpu_fallback", "intra_threads", "samples", "seed", "publish_samples", "min_score", "min_joints",
-        "max_stamp_age", "marker_lifetime", "ellipsoid_mass", "stats_period", "use_sim_time",
+        "max_stamp_age", "marker_lifetime", "ellipsoid_mass", "stats_period", "use_image", "image_transport", "image_slop", "image_queue", "debug_image", "image_reliable",
+        "use_sim_time",
     ];
     for name in node.params.lock().unwrap().keys() {
         if !known.contains(&name.as_str()) {
@@ -94,6 +114,9 @@ fn read_params(node: &r2r::Node) -> Result<Params> {
         }
     }
     anyhow::ensure!((1..=4096).contains(&p.samples), "parameter samples must be in 1..=4096, got {}", p.samples);
+    anyhow::ensure!(["raw", "compressed"].contains(&p.image_transport.as_str()), "parameter image_transport must be \"raw\" or \"compressed\", got \"{}\"", p.image_transport);
+    anyhow::ensure!(p.image_slop >= 0.0 && p.image_slop.is_finite(), "parameter image_slop must be >= 0 seconds");
+    anyhow::ensure!((1..=100).contains(&p.image_queue), "parameter image_queue must be in 1..=100, got {}", p.image_queue);
     anyhow::ensure!(p.ellipsoid_mass > 0.0 && p.ellipsoid_mass < 1.0, "parameter ellipsoid_mass must be in (0, 1)");
     Ok(p)
 }
@@ -123,6 +146,11 @@ struct Stats {
     processing_ms: Mutex<std::collections::VecDeque<f64>>,
     /// The model and pipeline alone (`Lifter::lift`), ms: separates compute from transport and scheduling.
     inference_ms: Mutex<std::collections::VecDeque<f64>>,
+    images_received: AtomicU64,
+    /// Keypoints messages lifted with their image, and without one (none within the slop, or no usable image).
+    frames_with_image: AtomicU64,
+    frames_keypoints_only: AtomicU64,
+    images_unmatched: AtomicU64,
 }
 
 impl Stats {
@@ -153,6 +181,10 @@ impl Stats {
             "processed": self.processed.load(Ordering::Relaxed),
             "persons": self.persons.load(Ordering::Relaxed),
             "dropped": drops,
+            "images_received": self.images_received.load(Ordering::Relaxed),
+            "frames_with_image": self.frames_with_image.load(Ordering::Relaxed),
+            "frames_keypoints_only": self.frames_keypoints_only.load(Ordering::Relaxed),
+            "images_unmatched": self.images_unmatched.load(Ordering::Relaxed),
             "processing_ms_p50": q(&lat, 0.5),
             "processing_ms_p99": q(&lat, 0.99),
             "inference_ms_p50": q(&inf, 0.5),
@@ -238,16 +270,66 @@ fn markers(header: &r2r::std_msgs::msg::Header, poses: &[PoseOut], params: &Para
 }
 
 
+/// A camera image as received, decoded only when a keypoints message pairs with it.
+enum Frame {
+    Raw(Image),
+    Compressed(CompressedImage),
+}
+
+impl Frame {
+    fn rgb(&self) -> Result<opencv::core::Mat, pose3d::image::ImageError> {
+        match self {
+            Frame::Raw(m) => pose3d::image::rgb_from_raw(&m.encoding, m.width, m.height, m.step, m.is_bigendian != 0, &m.data),
+            Frame::Compressed(m) => pose3d::image::rgb_from_compressed(&m.format, &m.data),
+        }
+    }
+}
+
+/// Per-person crops of a paired image (empty crop: that person's keypoints give no box).
+fn crops(rgb: &opencv::core::Mat, kps: &[Vec<Kp>], spec: &pose3d::vae::ImageSpec, min_score: f64) -> Vec<Vec<f32>> {
+    kps.iter()
+        .map(|k| {
+            let mut c = Vec::with_capacity(spec.dim());
+            let pts = k.iter().filter(|p| p.present() && p.score >= min_score).map(|p| (p.x, p.y));
+            if let Some(bx) = pose3d::crop::crop_box(pts, spec.margin as f64) {
+                if pose3d::crop::crop_rgb(rgb, &bx, spec, &mut c).is_err() {
+                    c.clear();
+                }
+            }
+            c
+        })
+        .collect()
+}
+
+fn image_msg(header: &r2r::std_msgs::msg::Header, rgb: &opencv::core::Mat) -> Result<Image> {
+    use opencv::prelude::*;
+    Ok(Image {
+        header: header.clone(),
+        height: rgb.rows() as u32,
+        width: rgb.cols() as u32,
+        encoding: "rgb8".into(),
+        is_bigendian: 0,
+        step: rgb.cols() as u32 * 3,
+        data: rgb.data_bytes()?.to_vec(),
+    })
+}
+
+struct Outputs<'a> {
+    poses: &'a r2r::Publisher<PoseDistributionArray>,
+    markers: &'a r2r::Publisher<MarkerArray>,
+    debug: Option<&'a r2r::Publisher<Image>>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn process(
     msg: &Skeleton2DArray,
     received: Instant,
     camera: Option<&(Camera, String)>,
+    image: Option<&Frame>,
     lifter: &mut Lifter,
     params: &Params,
     stats: &Stats,
-    pose_pub: &r2r::Publisher<PoseDistributionArray>,
-    marker_pub: &r2r::Publisher<MarkerArray>,
+    out_pubs: &Outputs,
 ) {
     let Some((cam, cam_frame)) = camera else {
         stats.count_drop("no camera_info yet");
@@ -260,7 +342,24 @@ fn process(
         return;
     }
     let kps: Vec<Vec<Kp>> = msg.skeletons.iter().map(|s| s.keypoints.iter().map(|k| Kp::new(k.x as f64, k.y as f64, k.score as f64)).collect()).collect();
-    let persons: Vec<PersonIn> = msg.skeletons.iter().zip(&kps).map(|(s, k)| PersonIn { id: &s.id, layout: &s.layout, keypoints: k, crop: None }).collect();
+    // The image path: decode the paired image, crop each person around its keypoints.
+    let mut rgb = None;
+    if let (Some(frame), Some(spec)) = (image, lifter.image_spec().cloned()) {
+        match frame.rgb() {
+            Ok(m) => rgb = Some((crops(&m, &kps, &spec, params.min_score), m)),
+            Err(e) => {
+                stats.count_drop(&format!("image: {}", e.category()));
+                r2r::log_warn!(NODE, "image not used: {e}");
+            }
+        }
+    }
+    let persons: Vec<PersonIn> = msg
+        .skeletons
+        .iter()
+        .zip(&kps)
+        .enumerate()
+        .map(|(i, (s, k))| PersonIn { id: &s.id, layout: &s.layout, keypoints: k, crop: rgb.as_ref().map(|(c, _)| c[i].as_slice()) })
+        .collect();
     let t_lift = Instant::now();
     let lifted = lifter.lift(cam, &persons, stamp_ns(&msg.header.stamp) as u64);
     Stats::record(&stats.inference_ms, t_lift.elapsed().as_secs_f64() * 1e3);
@@ -270,13 +369,26 @@ fn process(
                 stats.count_drop(&format!("person: {}", d.category));
                 r2r::log_warn!(NODE, "person '{}' dropped: {}", d.id, d.reason);
             }
+            let counter = if out.with_image > 0 { &stats.frames_with_image } else { &stats.frames_keypoints_only };
+            counter.fetch_add(1, Ordering::Relaxed);
             let arr = PoseDistributionArray { header: msg.header.clone(), poses: out.poses.iter().map(to_msg).collect() };
-            if let Err(e) = pose_pub.publish(&arr) {
+            if let Err(e) = out_pubs.poses.publish(&arr) {
                 r2r::log_error!(NODE, "publishing poses: {e}");
             }
             Stats::record(&stats.processing_ms, received.elapsed().as_secs_f64() * 1e3);
-            if let Err(e) = marker_pub.publish(&markers(&msg.header, &out.poses, params)) {
+            if let Err(e) = out_pubs.markers.publish(&markers(&msg.header, &out.poses, params)) {
                 r2r::log_error!(NODE, "publishing markers: {e}");
+            }
+            if let (Some(debug), Some((_, mut m))) = (out_pubs.debug, rgb) {
+                let drawn = pose3d::overlay::draw(&mut m, cam, &kps, &out.poses, params.ellipsoid_mass).and_then(|_| image_msg(&msg.header, &m));
+                match drawn {
+                    Ok(img) => {
+                        if let Err(e) = debug.publish(&img) {
+                            r2r::log_error!(NODE, "publishing the debug image: {e}");
+                        }
+                    }
+                    Err(e) => r2r::log_error!(NODE, "drawing the debug image: {e:#}"),
+                }
             }
             stats.processed.fetch_add(1, Ordering::Relaxed);
             stats.persons.fetch_add(out.poses.len() as u64, Ordering::Relaxed);
@@ -318,10 +430,28 @@ fn main() -> Result<()> {
     // superseded, rather than overwritten unseen inside DDS.
     let mut kp_sub = node.subscribe::<Skeleton2DArray>("keypoints", QosProfile::default().keep_last(100))?;
     let mut info_sub = node.subscribe::<CameraInfo>("camera_info", qos.clone())?;
-    let mut image_sub = node.subscribe::<Image>("image", QosProfile::sensor_data())?;
+    // The image path runs when the model has an image modality and use_image is set; otherwise images are
+    // not subscribed to at all.
+    let image_path = params.use_image && lifter.image_spec().is_some();
+    let compressed = params.image_transport == "compressed";
+    // Best effort matches every publisher; reliable only reliable ones, but does not lose large frames.
+    let image_qos = if params.image_reliable { QosProfile::default().keep_last(params.image_queue as usize) } else { QosProfile::sensor_data() };
+    let mut image_sub = if image_path && !compressed { Some(node.subscribe::<Image>("image", image_qos.clone())?) } else { None };
+    let mut cimage_sub = if image_path && compressed { Some(node.subscribe::<CompressedImage>("image/compressed", image_qos)?) } else { None };
+    let debug_pub = if params.debug_image { Some(node.create_publisher::<Image>("~/debug_image", qos.clone())?) } else { None };
+    if params.debug_image && !image_path {
+        r2r::log_warn!(NODE, "debug_image is set but the image path is off (use_image false or a keypoints-only model): nothing will be drawn");
+    }
+    r2r::log_info!(
+        NODE,
+        "image path: {}",
+        if image_path { format!("on ({} transport, slop {} s, queue {})", params.image_transport, params.image_slop, params.image_queue) } else { "off".into() }
+    );
+    let mut images: Pairing<Frame> = Pairing::new(params.image_queue as usize, (params.image_slop * 1e9) as i128);
     let pose_pub = node.create_publisher::<PoseDistributionArray>("~/poses", qos.clone())?;
     let marker_pub = node.create_publisher::<MarkerArray>("~/markers", qos.clone())?;
     let stats_pub = node.create_publisher::<RosString>("~/stats", qos.clone())?;
+    let outputs = Outputs { poses: &pose_pub, markers: &marker_pub, debug: debug_pub.as_ref() };
 
     // Ctrl-C / SIGTERM end the loop below.
     let running = Arc::new(AtomicBool::new(true));
@@ -363,8 +493,19 @@ fn main() -> Result<()> {
                 }
             }
         }
-        // Images are received (the image path is the image-modality work).
-        while let Some(Some(_img)) = image_sub.next().now_or_never() {}
+        if let Some(sub) = image_sub.as_mut() {
+            while let Some(Some(m)) = sub.next().now_or_never() {
+                stats.images_received.fetch_add(1, Ordering::Relaxed);
+                images.push(stamp_ns(&m.header.stamp), Frame::Raw(m));
+            }
+        }
+        if let Some(sub) = cimage_sub.as_mut() {
+            while let Some(Some(m)) = sub.next().now_or_never() {
+                stats.images_received.fetch_add(1, Ordering::Relaxed);
+                images.push(stamp_ns(&m.header.stamp), Frame::Compressed(m));
+            }
+        }
+        stats.images_unmatched.store(images.unmatched(), Ordering::Relaxed);
         let mut newest: Option<(Skeleton2DArray, Instant)> = None;
         // r2r hands over one message per subscription and spin: spin without waiting until the keypoints
         // queue is empty (bounded), so that only the newest is processed.
@@ -400,7 +541,8 @@ fn main() -> Result<()> {
             }
         }
         if let Some((msg, received)) = newest {
-            process(&msg, received, camera.as_ref(), &mut lifter, &params, &stats, &pose_pub, &marker_pub);
+            let image = if image_path { images.take_match(stamp_ns(&msg.header.stamp)) } else { None };
+            process(&msg, received, camera.as_ref(), image, &mut lifter, &params, &stats, &outputs);
         }
         if last_stats.elapsed().as_secs_f64() >= params.stats_period.max(0.05) {
             last_stats = Instant::now();
