@@ -82,6 +82,65 @@ fn throughput() {
     }
 }
 
+/// The image path with the fused model: per-person crop (OpenCV, from a real 1280x720 frame) and the
+/// image expert's extra cost in the model call, against the keypoints-only path.
+fn image_path() {
+    use opencv::prelude::*;
+    let model = root().join("models/fused.onnx");
+    if !model.is_file() {
+        println!("\n(no models/fused.onnx: image path not measured)");
+        return;
+    }
+    let jpg = root().join("../shared/data/samples/h36m/S8/S8_WalkDog_1.55011271/S8_WalkDog_1.55011271_000026.jpg");
+    let bgr = opencv::imgcodecs::imread(jpg.to_str().unwrap(), opencv::imgcodecs::IMREAD_COLOR).unwrap();
+    let mut frame = Mat::default();
+    opencv::imgproc::resize(&bgr, &mut frame, opencv::core::Size::new(1280, 720), 0.0, 0.0, opencv::imgproc::INTER_LINEAR).unwrap();
+    let mut rgb = Mat::default();
+    opencv::imgproc::cvt_color_def(&frame, &mut rgb, opencv::imgproc::COLOR_BGR2RGB).unwrap();
+    println!("\n## Image path (models/fused.onnx, K = 32, crops from a real frame resized to 1280x720)\n");
+    println!("| persons/msg | crop us/person | keypoints-only ms/msg | fused ms/msg | image expert us/person |");
+    println!("|---|---|---|---|---|");
+    for &persons in &[1usize, 4] {
+        let frames = people(64, persons);
+        let rt = ModelRuntime::load(&model, &RuntimeOptions::default()).unwrap();
+        let mut lifter = Lifter::from_runtime(rt, LifterConfig { samples: 32, ..Default::default() }).unwrap();
+        let spec = lifter.image_spec().cloned().expect("the fused model has an image modality");
+        let cam = camera();
+        let ids: Vec<String> = (0..persons).map(|i| format!("p{i}")).collect();
+        let mut crops: Vec<Vec<f32>> = vec![Vec::new(); persons];
+        let (mut t_crop, mut t_kp, mut t_fused, mut n) = (0.0, 0.0, 0.0, 0usize);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(2000) && n < 10_000 {
+            let f = &frames[n % frames.len()];
+            let t = Instant::now();
+            for (c, k) in crops.iter_mut().zip(f) {
+                c.clear();
+                let bx = pose3d::crop::crop_box(k.iter().map(|p| (p.x, p.y)), spec.margin as f64).unwrap();
+                pose3d::crop::crop_rgb(&rgb, &bx, &spec, c).unwrap();
+            }
+            t_crop += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let plain: Vec<PersonIn> = f.iter().zip(&ids).map(|(k, id)| PersonIn { id, layout: "h36m17", keypoints: k, crop: None }).collect();
+            lifter.lift(&cam, &plain, n as u64).unwrap();
+            t_kp += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let with: Vec<PersonIn> = f.iter().zip(&ids).zip(&crops).map(|((k, id), c)| PersonIn { id, layout: "h36m17", keypoints: k, crop: Some(c) }).collect();
+            let out = lifter.lift(&cam, &with, n as u64).unwrap();
+            assert_eq!(out.with_image, persons);
+            t_fused += t.elapsed().as_secs_f64();
+            n += 1;
+        }
+        let per = |t: f64| 1e3 * t / n as f64;
+        println!(
+            "| {persons} | {:.0} | {:.3} | {:.3} | {:.0} |",
+            1e6 * t_crop / (n * persons) as f64,
+            per(t_kp),
+            per(t_fused),
+            1e6 * (t_fused - t_kp) / (n * persons) as f64
+        );
+    }
+}
+
 /// The same work as the latency test below (4 persons, K = 32) paced at 30 Hz in this process, without
 /// DDS: what sleeping between messages (cold caches, wake-ups, a shared host) costs the compute alone.
 fn paced() {
@@ -206,6 +265,7 @@ fn latency() {
 
 fn main() {
     throughput();
+    image_path();
     paced();
     #[cfg(feature = "ros")]
     latency();

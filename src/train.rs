@@ -265,6 +265,9 @@ impl<'a> Sampler<'a> {
     fn real_crop(&self, ic: &ImageTrainConfig, subject: &str, action: &str, cam: &crate::dataset::DatasetCamera, frame: usize, cam_pose: &[[f64; 3]; NUM_JOINTS], flipped: bool, rng: &mut impl Rng) -> Option<Vec<f32>> {
         let dir = ic.image_dir.as_ref()?;
         let path = Path::new(dir).join(subject).join(format!("{action}.{}", cam.id)).join(format!("{frame:06}.jpg"));
+        if !path.is_file() {
+            return None;
+        }
         let img = opencv::imgcodecs::imread(path.to_str()?, opencv::imgcodecs::IMREAD_COLOR).ok().filter(|m| !opencv::prelude::MatTraitConst::empty(m))?;
         let mut rgb = opencv::core::Mat::default();
         opencv::imgproc::cvt_color_def(&img, &mut rgb, opencv::imgproc::COLOR_BGR2RGB).ok()?;
@@ -674,5 +677,65 @@ mod erased {
         fn to_yaml(&self) -> serde_yaml::Value {
             serde_yaml::to_value(self).unwrap_or(serde_yaml::Value::Null)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opencv::prelude::*;
+
+    /// Real frames under `image_dir` replace rendering where they exist (layout documented on
+    /// `ImageTrainConfig::image_dir`).
+    #[test]
+    fn real_frames_in_image_dir_are_cropped_instead_of_rendered() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cmu");
+        let data = Dataset::load(&fixture, &["S1".to_string()]).unwrap();
+        let dir = std::env::temp_dir().join(format!("pose3d-image-dir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // One uniformly coloured 1024 x 1024 frame per frame of camera cam0 of the first sequence.
+        let seq = &data.sequences[0];
+        let frame_dir = dir.join(&seq.subject).join(format!("{}.cam0", seq.action));
+        std::fs::create_dir_all(&frame_dir).unwrap();
+        let img = Mat::new_rows_cols_with_default(1024, 1024, opencv::core::CV_8UC3, opencv::core::Scalar::new(30.0, 60.0, 200.0, 0.0)).unwrap();
+        let mut jpg = opencv::core::Vector::<u8>::new();
+        opencv::imgcodecs::imencode(".jpg", &img, &mut jpg, &opencv::core::Vector::new()).unwrap();
+        for f in 0..seq.poses.len() {
+            std::fs::write(frame_dir.join(format!("{f:06}.jpg")), jpg.as_slice()).unwrap();
+        }
+        let cfg = TrainConfig {
+            p_virtual_camera: 0.0,
+            p_detections: 0.0,
+            image: Some(ImageTrainConfig { size: 16, image_dir: Some(dir.to_string_lossy().into()), crop_jitter: 0.0, ..Default::default() }),
+            ..Default::default()
+        };
+        let sampler = Sampler::new(&data, &cfg);
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
+        let spec = cfg.image.as_ref().unwrap().spec();
+        // The frame's colour (BGR 30, 60, 200 -> RGB 200, 60, 30), normalized; JPEG may move it a little.
+        let want = [200.0f32, 60.0, 30.0].map(|v| crate::crop::normalize(v / 255.0, &spec));
+        let (mut real_seen, mut coloured) = (0, 0);
+        for _ in 0..400 {
+            let before = sampler.real_images.get();
+            let e = sampler.draw(&mut rng);
+            assert_eq!(e.image.len(), spec.dim());
+            if sampler.real_images.get() > before {
+                real_seen += 1;
+                // Every pixel is the frame's colour or the padding outside the frame: no rendering.
+                let pad = crate::crop::normalize(0.0, &spec);
+                for c in e.image.chunks(3) {
+                    let frame = (0..3).all(|k| (c[k] - want[k]).abs() < 0.1);
+                    // At the frame's border the resize blends the colour with the padding.
+                    let t: Vec<f32> = (0..3).map(|k| (c[k] - pad) / (want[k] - pad)).collect();
+                    let blend = t.iter().all(|v| (-0.05..=1.05).contains(v)) && t.iter().fold(0f32, |a, b| a.max(*b)) - t.iter().fold(2f32, |a, b| a.min(*b)) < 0.1;
+                    assert!(frame || blend, "{c:?} vs {want:?}");
+                    coloured += frame as usize;
+                }
+            }
+        }
+        assert!(coloured > 0, "no pixel came from the frames");
+        assert!(real_seen > 0, "no draw used a real frame");
+        assert!(real_seen < 400, "draws without a frame on disk are rendered");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -72,6 +72,10 @@ pub struct Workspace {
     outs: Vec<Vec<f32>>,
     conv_cache: ConvCache,
     gfeat: Vec<f32>,
+    /// Rows whose image is present, and their inputs: the image expert runs on those only.
+    img_rows: Vec<usize>,
+    img_in: Vec<f32>,
+    go_img: Vec<f32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -186,13 +190,29 @@ impl Vae {
         ws.outs.resize_with(m, Vec::new);
         let image = self.image_index();
         for (i, e) in self.experts.iter().enumerate() {
-            let out = match (&self.trunk, image == Some(i)) {
-                (Some(t), true) => {
-                    let feat = t.forward(inputs[i], rows, &mut ws.conv_cache);
-                    e.forward(feat, rows, &mut ws.expert_cache[i])
+            if let (Some(t), true) = (&self.trunk, image == Some(i)) {
+                // The convolutional expert is by far the most expensive: run it on the rows that have an
+                // image only (absent rows contribute nothing to the product and get no gradient).
+                let d = self.config.modalities[i].1;
+                ws.img_rows.clear();
+                ws.img_rows.extend((0..rows).filter(|r| presence[r * m + i] > 0.0));
+                ws.img_in.clear();
+                for &r in &ws.img_rows {
+                    ws.img_in.extend_from_slice(&inputs[i][r * d..(r + 1) * d]);
                 }
-                _ => e.forward(inputs[i], rows, &mut ws.expert_cache[i]),
-            };
+                ws.outs[i].clear();
+                ws.outs[i].resize(rows * 2 * l, 0.0);
+                let n = ws.img_rows.len();
+                if n > 0 {
+                    let feat = t.forward(&ws.img_in, n, &mut ws.conv_cache);
+                    let o = e.forward(feat, n, &mut ws.expert_cache[i]);
+                    for (k, &r) in ws.img_rows.iter().enumerate() {
+                        ws.outs[i][r * 2 * l..(r + 1) * 2 * l].copy_from_slice(&o[k * 2 * l..(k + 1) * 2 * l]);
+                    }
+                }
+                continue;
+            }
+            let out = e.forward(inputs[i], rows, &mut ws.expert_cache[i]);
             ws.outs[i].clear();
             ws.outs[i].extend_from_slice(out);
         }
@@ -298,9 +318,14 @@ impl Vae {
                 let go = std::mem::take(&mut ws.go[i]);
                 match (&self.trunk, &mut grads.trunk, image == Some(i)) {
                     (Some(t), Some(gt), true) => {
+                        let n = ws.img_rows.len();
+                        ws.go_img.clear();
+                        for &r in &ws.img_rows {
+                            ws.go_img.extend_from_slice(&go[r * 2 * l..(r + 1) * 2 * l]);
+                        }
                         let mut gfeat = std::mem::take(&mut ws.gfeat);
-                        self.experts[i].backward(&go, rows, &mut ws.expert_cache[i], &mut grads.experts[i], Some(&mut gfeat));
-                        t.backward(&gfeat, rows, &mut ws.conv_cache, gt);
+                        self.experts[i].backward(&ws.go_img, n, &mut ws.expert_cache[i], &mut grads.experts[i], Some(&mut gfeat));
+                        t.backward(&gfeat, n, &mut ws.conv_cache, gt);
                         ws.gfeat = gfeat;
                     }
                     _ => self.experts[i].backward(&go, rows, &mut ws.expert_cache[i], &mut grads.experts[i], None),

@@ -84,6 +84,25 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The image issue's table: the same frames from keypoints alone, from the (rendered) image crop
+    /// alone and from both, with a model that has an image modality. Writes table.md and one evaluation
+    /// directory per row.
+    Cues {
+        #[arg(long)]
+        data: PathBuf,
+        /// Subjects, comma-separated (e.g. S8).
+        #[arg(long)]
+        subjects: String,
+        /// 2D input: `gt` or `detections`.
+        #[arg(long, default_value = "gt")]
+        input: String,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, default_value_t = 16)]
+        stride: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write a dataset in the Human3.6M layout as a replayable rosbag2 (MCAP): camera_info, keypoints
     /// (h36m17, pixels) and ground truth (camera frame), one camera after another, at 25 Hz.
     MakeBag {
@@ -174,6 +193,29 @@ fn main() -> Result<()> {
                 o.frames, o.mpjpe_mm, o.pa_mpjpe_mm, o.n_mpjpe_mm, samples, o.best_of_k_mm, o.pck150, o.auc, o.pose_ece, o.root_abs_error_mm
             );
             println!("wrote {}/metrics.json, predictions.npz, report.md", out.display());
+        }
+        Cmd::Cues { data, subjects, input, model, stride, out } => {
+            use pose3d::eval_dataset::Cues;
+            let input: pose3d::eval_dataset::Input = input.parse()?;
+            let data = pose3d::dataset::Dataset::load(&data, &pose3d::dataset::parse_subjects(&subjects))?;
+            let mut table = format!(
+                "# Keypoints, image, fused: subjects {subjects}, {input:?} 2D, K = {}, every {stride}th frame, crops rendered from the ground truth\n\n\
+                 | cues | frames | MPJPE mm (mean pose) | PA-MPJPE mm | best-of-{} mm | pose ECE | 50/90/95 % coverage | root error mm |\n|---|---|---|---|---|---|---|---|\n",
+                model.samples, model.samples
+            );
+            for cues in [Cues::Keypoints, Cues::Image, Cues::Fused] {
+                let mut lifter = model.lifter(false)?;
+                let dir = out.join(format!("{cues:?}").to_lowercase());
+                let r = pose3d::eval_dataset::evaluate(&data, input, cues, &mut lifter, stride, false, &dir, true)?;
+                let o = &r.overall;
+                let cov = |k: &str| r.coverage.get(k).copied().unwrap_or(f64::NAN);
+                table += &format!(
+                    "| {} | {} | {:.1} | {:.1} | {:.1} | {:.3} | {:.2}/{:.2}/{:.2} | {:.0} |\n",
+                    r.cues, o.frames, o.mpjpe_mm, o.pa_mpjpe_mm, o.best_of_k_mm, o.pose_ece, cov("50%"), cov("90%"), cov("95%"), o.root_abs_error_mm
+                );
+            }
+            std::fs::write(out.join("table.md"), &table)?;
+            println!("{table}\nwrote {}/table.md", out.display());
         }
         Cmd::MakeBag { data, subjects, input, max_frames, out, topics } => {
             let input: pose3d::eval_dataset::Input = input.parse()?;
