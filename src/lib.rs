@@ -28,3 +28,5 @@ pub mod bag;
 pub mod cdr;
 pub mod eval;
 pub mod eval_dataset;
+#[cfg(feature = "cuda")]
+pub mod gpu;

@@ -18,6 +18,14 @@ pub struct Linear {
 
 static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
+/// Matrix products on the GPU (cuBLAS) from now on; returns the device name. Needs the `cuda` feature.
+pub fn use_cuda() -> anyhow::Result<String> {
+    #[cfg(feature = "cuda")]
+    return crate::gpu::enable();
+    #[cfg(not(feature = "cuda"))]
+    anyhow::bail!("CUDA training needs a build with `--features cuda` (this one has CPU matrix products only)")
+}
+
 /// Threads for the matrix products of training (inference runs in ONNX Runtime).
 pub fn set_threads(n: usize) {
     THREADS.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
@@ -31,6 +39,10 @@ fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool
     let (rsa, csa) = if a_t { (1, m as isize) } else { (k as isize, 1) };
     let (rsb, csb) = if b_t { (1, k as isize) } else { (n as isize, 1) };
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    #[cfg(feature = "cuda")]
+    if crate::gpu::gemm(m, k, n, a, a_t, b, b_t, beta, c) {
+        return;
+    }
     let threads = THREADS.load(std::sync::atomic::Ordering::Relaxed);
     let par = if threads > 1 && m * n * k > 64 * 64 * 64 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // SAFETY: the asserted lengths cover every index the strides reach; the buffers do not overlap.

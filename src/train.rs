@@ -57,6 +57,8 @@ pub struct TrainConfig {
     pub min_joints: usize,
     /// Threads for the matrix products.
     pub threads: usize,
+    /// Where the matrix products run: "cpu", or "cuda" (cuBLAS; needs a build with `--features cuda`).
+    pub device: String,
     /// The image modality (absent: a keypoints + 3D model).
     pub image: Option<ImageTrainConfig>,
     /// Start from the weights of an earlier run (its output directory: config.yaml + checkpoint.bin);
@@ -134,6 +136,7 @@ impl Default for TrainConfig {
             val_stride: 16,
             min_joints: 8,
             threads: 2,
+            device: "cpu".into(),
             image: None,
             init_from: None,
         }
@@ -447,6 +450,14 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
     ensure!(cfg.batch_size > 0 && cfg.epochs > 0, "batch_size and epochs must be positive");
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     crate::nn::set_threads(cfg.threads);
+    match cfg.device.as_str() {
+        "cpu" => {}
+        "cuda" => {
+            let name = crate::nn::use_cuda().context("device: cuda")?;
+            eprintln!("matrix products on CUDA device 0 ({name})");
+        }
+        other => anyhow::bail!("device must be \"cpu\" or \"cuda\", got \"{other}\""),
+    }
     std::fs::write(out.join("config.yaml"), serde_yaml::to_string(cfg)?)?;
     let train_data = Dataset::load(data_dir, &cfg.train_subjects).context("loading training subjects")?;
     let val_data = if cfg.val_subjects.is_empty() { None } else { Some(Dataset::load(data_dir, &cfg.val_subjects).context("loading validation subjects")?) };

@@ -143,3 +143,15 @@ fn image_model_trains_exports_and_matches_in_onnx() {
     // The image reaches the output: the image-only row differs from the no-modality row.
     assert!(max_diff(&m_rt[48..96], &m_rt[144..192]) > 1e-4);
 }
+
+#[test]
+fn cuda_training_without_a_gpu_fails_with_the_reason() {
+    let mut cfg = tiny_config();
+    cfg.device = "cuda".into();
+    let out = std::env::temp_dir().join(format!("pose3d-train-cuda-test-{}", std::process::id()));
+    let e = train(&fixture(), &cfg, &out, false, false).err().expect("no GPU on this machine: training must not silently run on the CPU");
+    assert!(format!("{e:#}").contains("CUDA") || format!("{e:#}").contains("cuda"), "{e:#}");
+    cfg.device = "tpu".into();
+    let e = train(&fixture(), &cfg, &out, false, false).err().unwrap();
+    assert!(format!("{e:#}").contains("\"cpu\" or \"cuda\""), "{e:#}");
+}

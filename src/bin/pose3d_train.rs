@@ -38,6 +38,9 @@ struct Args {
     /// Seed (overrides the config).
     #[arg(long)]
     seed: Option<u64>,
+    /// Where the matrix products run: cpu, or cuda (a build with `--features cuda`; overrides the config).
+    #[arg(long)]
+    device: Option<String>,
     /// Continue from OUT/checkpoint.bin.
     #[arg(long)]
     resume: bool,
@@ -70,6 +73,9 @@ fn main() -> Result<()> {
     }
     if let Some(s) = a.seed {
         cfg.seed = s;
+    }
+    if let Some(d) = &a.device {
+        cfg.device = d.clone();
     }
     let out = train(&a.data, &cfg, &a.out, a.resume, !a.quiet)?;
     if let Some(dst) = &a.export {
