@@ -59,6 +59,12 @@ pub struct TrainConfig {
     pub threads: usize,
     /// Where the matrix products run: "cpu", or "cuda" (cuBLAS; needs a build with `--features cuda`).
     pub device: String,
+    /// Sampling calibration to write into the card instead of fitting it on the validation subjects: for a
+    /// final model trained on every subject, with the calibration fitted by the same recipe with one held out.
+    pub calibration: Option<crate::modelcard::Calibration>,
+    /// With no validation subjects: the model card of the held-out run of the same recipe, whose
+    /// validation numbers the card repeats (marked as such) instead of reporting none.
+    pub validation_from: Option<String>,
     /// The image modality (absent: a keypoints + 3D model).
     pub image: Option<ImageTrainConfig>,
     /// Start from the weights of an earlier run (its output directory: config.yaml + checkpoint.bin);
@@ -137,6 +143,8 @@ impl Default for TrainConfig {
             min_joints: 8,
             threads: 2,
             device: "cpu".into(),
+            calibration: None,
+            validation_from: None,
             image: None,
             init_from: None,
         }
@@ -560,10 +568,17 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
             seconds: train_secs,
             samples_per_s: (steps_per_epoch * b) as f64 / train_secs,
         };
+        let val = if val_data.is_some() {
+            format!(
+                "val P1 {:.1} / P2 {:.1} mm (gt 2D), {:.1} / {:.1} mm (detections)",
+                entry.val.gt2d_mpjpe_mm, entry.val.gt2d_pa_mpjpe_mm, entry.val.detections_mpjpe_mm, entry.val.detections_pa_mpjpe_mm
+            )
+        } else {
+            "no validation subjects".to_string()
+        };
         eprintln!(
-            "epoch {}/{}: loss {:.3} (recon {:.3}, kl {:.2}), train sample MPJPE {:.1} mm, val P1 {:.1} / P2 {:.1} mm (gt 2D), {:.1} / {:.1} mm (detections), {:.0} s, {:.0} samples/s",
-            entry.epoch, cfg.epochs, entry.loss, entry.recon, entry.kl, entry.train_mpjpe_mm, entry.val.gt2d_mpjpe_mm, entry.val.gt2d_pa_mpjpe_mm,
-            entry.val.detections_mpjpe_mm, entry.val.detections_pa_mpjpe_mm, entry.seconds, entry.samples_per_s
+            "epoch {}/{}: loss {:.3} (recon {:.3}, kl {:.2}), train sample MPJPE {:.1} mm, {val}, {:.0} s, {:.0} samples/s",
+            entry.epoch, cfg.epochs, entry.loss, entry.recon, entry.kl, entry.train_mpjpe_mm, entry.seconds, entry.samples_per_s
         );
         if let (Some(i), Some(f)) = (entry.val.image_mpjpe_mm, entry.val.fused_mpjpe_mm) {
             eprintln!("  rendered crops: image alone P1 {i:.1} mm, image + keypoints P1 {f:.1} mm");
@@ -572,9 +587,10 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
         opt.lr *= cfg.lr_decay;
         save_checkpoint(out, &vae, &opt, &log)?;
     }
-    let calibration = match &val_data {
-        Some(d) => calibrate(&vae, d, cfg.val_stride * 4, cfg.min_joints)?,
-        None => Default::default(),
+    let calibration = match (&cfg.calibration, &val_data) {
+        (Some(c), _) => c.clone(),
+        (None, Some(d)) => calibrate(&vae, d, cfg.val_stride * 4, cfg.min_joints)?,
+        (None, None) => Default::default(),
     };
     let onnx = out.join("model.onnx");
     export_model(&vae, cfg, &log, data_dir, &calibration, &onnx)?;
@@ -637,7 +653,22 @@ pub fn export_model(vae: &Vae, cfg: &TrainConfig, log: &[EpochLog], data_dir: &P
     training.insert("config".into(), serde_yaml::to_value(cfg)?);
     training.insert("parameters".into(), y(&vae.num_params()));
     let mut validation = BTreeMap::new();
-    if let Some(last) = log.last() {
+    if cfg.val_subjects.is_empty() {
+        // Nothing was held out: never write the all-zero numbers of an empty validation.
+        match &cfg.validation_from {
+            Some(card) => {
+                let held_out = ModelCard::load(Path::new(card)).with_context(|| format!("validation_from {card}"))?;
+                validation = held_out.validation;
+                validation.insert(
+                    "note".into(),
+                    y(&format!("not this model's: the held-out run of the same recipe ({card}, trained on {:?}, validated on {:?})", held_out.training.get("train_subjects").and_then(|v| serde_yaml::to_string(v).ok()).unwrap_or_default().trim(), held_out.training.get("val_subjects").and_then(|v| serde_yaml::to_string(v).ok()).unwrap_or_default().trim())),
+                );
+            }
+            None => {
+                validation.insert("note".into(), y(&"no subject held out; no validation numbers".to_string()));
+            }
+        }
+    } else if let Some(last) = log.last() {
         validation = serde_yaml::from_value(serde_yaml::to_value(&last.val)?)?;
         validation.insert("note".into(), y(&"posterior-mean decode, root-aligned, every val_stride-th frame of every camera of val_subjects".to_string()));
     }

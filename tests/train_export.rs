@@ -155,3 +155,29 @@ fn cuda_training_without_a_gpu_fails_with_the_reason() {
     let e = train(&fixture(), &cfg, &out, false, false).err().unwrap();
     assert!(format!("{e:#}").contains("\"cpu\" or \"cuda\""), "{e:#}");
 }
+
+/// A final model trained on every subject repeats the held-out run's numbers, marked as such, and the
+/// calibration given in its config: never the zeros of an empty validation.
+#[test]
+fn all_subject_runs_cite_the_held_out_run_and_keep_the_given_calibration() {
+    let (held_out_dir, _) = trained();
+    let mut cfg = tiny_config();
+    cfg.train_subjects = vec!["S1".into(), "S2".into()];
+    cfg.val_subjects = vec![];
+    cfg.epochs = 1;
+    cfg.calibration = Some(pose3d::modelcard::Calibration { latent_std_scale: 1.7, size_std: 0.04, note: "from the held-out run".into() });
+    cfg.validation_from = Some(held_out_dir.join("model.yaml").to_string_lossy().into());
+    let out = std::env::temp_dir().join(format!("pose3d-train-all-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    train(&fixture(), &cfg, &out, false, false).unwrap();
+    let card = ModelCard::load(&out.join("model.yaml")).unwrap();
+    let held = ModelCard::load(&held_out_dir.join("model.yaml")).unwrap();
+    assert_eq!(card.validation["gt2d_mpjpe_mm"], held.validation["gt2d_mpjpe_mm"]);
+    assert!(card.validation["note"].as_str().unwrap().contains("not this model's"), "{:?}", card.validation);
+    assert_eq!((card.calibration.latent_std_scale, card.calibration.size_std), (1.7, 0.04));
+    // Without a held-out card: a note, no numbers.
+    cfg.validation_from = None;
+    train(&fixture(), &cfg, &out, false, false).unwrap();
+    let card = ModelCard::load(&out.join("model.yaml")).unwrap();
+    assert_eq!(card.validation.len(), 1, "{:?}", card.validation);
+}

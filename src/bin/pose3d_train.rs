@@ -88,9 +88,13 @@ fn main() -> Result<()> {
         eprintln!("exported {} and its card", dst.display());
     }
     let last = out.log.last().expect("at least one epoch");
-    println!(
-        "done: {} epochs, val P1 {:.1} mm / P2 {:.1} mm (gt 2D), {:.1} / {:.1} mm (detections); model {}",
-        out.log.len(), last.val.gt2d_mpjpe_mm, last.val.gt2d_pa_mpjpe_mm, last.val.detections_mpjpe_mm, last.val.detections_pa_mpjpe_mm, out.onnx.display()
-    );
+    if cfg.val_subjects.is_empty() {
+        println!("done: {} epochs (no validation subjects); model {}", out.log.len(), out.onnx.display());
+    } else {
+        println!(
+            "done: {} epochs, val P1 {:.1} mm / P2 {:.1} mm (gt 2D), {:.1} / {:.1} mm (detections); model {}",
+            out.log.len(), last.val.gt2d_mpjpe_mm, last.val.gt2d_pa_mpjpe_mm, last.val.detections_mpjpe_mm, last.val.detections_pa_mpjpe_mm, out.onnx.display()
+        );
+    }
     Ok(())
 }
