@@ -35,11 +35,14 @@ pub struct LifterConfig {
     /// Feed the keypoint expert (off only to measure what the other experts know alone; the keypoints
     /// still place the pose in the camera frame).
     pub use_keypoints: bool,
+    /// Weight of the image expert's precision in the product (its presence value): < 1 tempers an image
+    /// expert that is over-confident (calibrated on validation data, from the model card).
+    pub image_weight: f64,
 }
 
 impl Default for LifterConfig {
     fn default() -> Self {
-        LifterConfig { samples: 32, seed: 0, min_score: 0.05, min_joints: 8, keep_samples: false, latent_std_scale: 1.0, size_std: 0.0, use_keypoints: true }
+        LifterConfig { samples: 32, seed: 0, min_score: 0.05, min_joints: 8, keep_samples: false, latent_std_scale: 1.0, size_std: 0.0, use_keypoints: true, image_weight: 1.0 }
     }
 }
 
@@ -163,6 +166,7 @@ impl<'m> Lifter<'m> {
     pub fn from_runtime(runtime: crate::runtime::ModelRuntime, mut config: LifterConfig) -> Result<Lifter<'static>> {
         config.latent_std_scale = runtime.card.calibration.latent_std_scale;
         config.size_std = runtime.card.calibration.size_std;
+        config.image_weight = runtime.card.calibration.image_weight;
         Lifter::new(Box::new(runtime), config)
     }
 
@@ -237,12 +241,14 @@ impl<'m> Lifter<'m> {
         self.presence.clear();
         for (pi, _) in &self.encoded {
             for mi in 0..m {
-                let present = if mi == self.kp_index {
-                    self.config.use_keypoints
+                let weight = if mi == self.kp_index {
+                    if self.config.use_keypoints { 1.0 } else { 0.0 }
+                } else if Some(mi) == self.image_index && crop_of(*pi, self.dims[mi]).is_some() {
+                    self.config.image_weight as f32
                 } else {
-                    Some(mi) == self.image_index && crop_of(*pi, self.dims[mi]).is_some()
+                    0.0
                 };
-                self.presence.push(if present { 1.0 } else { 0.0 });
+                self.presence.push(weight);
             }
         }
         out.with_image = self.image_index.map_or(0, |ii| (0..rows).filter(|r| self.presence[r * m + ii] > 0.0).count());

@@ -49,14 +49,21 @@ pub struct Calibration {
     pub latent_std_scale: f64,
     /// Relative standard deviation of each sample's overall size (drives depth uncertainty).
     pub size_std: f64,
+    /// Weight of the image expert in the product of experts (see `LifterConfig::image_weight`).
+    #[serde(default = "one")]
+    pub image_weight: f64,
     /// How they were fitted.
     #[serde(default)]
     pub note: String,
 }
 
+fn one() -> f64 {
+    1.0
+}
+
 impl Default for Calibration {
     fn default() -> Self {
-        Calibration { latent_std_scale: 1.0, size_std: 0.0, note: "uncalibrated".into() }
+        Calibration { latent_std_scale: 1.0, size_std: 0.0, image_weight: 1.0, note: "uncalibrated".into() }
     }
 }
 

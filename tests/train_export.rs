@@ -165,7 +165,7 @@ fn all_subject_runs_cite_the_held_out_run_and_keep_the_given_calibration() {
     cfg.train_subjects = vec!["S1".into(), "S2".into()];
     cfg.val_subjects = vec![];
     cfg.epochs = 1;
-    cfg.calibration = Some(pose3d::modelcard::Calibration { latent_std_scale: 1.7, size_std: 0.04, note: "from the held-out run".into() });
+    cfg.calibration = Some(pose3d::modelcard::Calibration { latent_std_scale: 1.7, size_std: 0.04, image_weight: 1.0, note: "from the held-out run".into() });
     cfg.validation_from = Some(held_out_dir.join("model.yaml").to_string_lossy().into());
     let out = std::env::temp_dir().join(format!("pose3d-train-all-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
