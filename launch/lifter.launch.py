@@ -2,12 +2,14 @@
 
     ros2 launch pose3d lifter.launch.py
     ros2 launch pose3d lifter.launch.py keypoints:=/detector/skeletons camera_info:=/camera/camera_info rviz:=true
+    ros2 launch pose3d lifter.launch.py model:=fused image:=/camera/image_raw debug_image:=true   # image path
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 
@@ -19,6 +21,11 @@ def generate_launch_description():
         DeclareLaunchArgument("keypoints", default_value="keypoints", description="pose3d_msgs/Skeleton2DArray input"),
         DeclareLaunchArgument("camera_info", default_value="camera_info", description="sensor_msgs/CameraInfo input"),
         DeclareLaunchArgument("image", default_value="image", description="sensor_msgs/Image input"),
+        DeclareLaunchArgument("image_compressed", default_value="image/compressed",
+                              description="sensor_msgs/CompressedImage input (with image_transport: compressed)"),
+        DeclareLaunchArgument("model", default_value="default",
+                              description="a model shipped in share/pose3d/models (default: keypoints; fused: keypoints + image)"),
+        DeclareLaunchArgument("debug_image", default_value="false", description="publish ~/debug_image"),
         DeclareLaunchArgument("rviz", default_value="false", description="also start rviz2 with config/pose3d.rviz"),
     ]
     lifter = Node(
@@ -26,11 +33,18 @@ def generate_launch_description():
         executable="lifter",
         name="lifter",
         output="screen",
-        parameters=[LaunchConfiguration("params_file")],
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {
+                "model_path": PathJoinSubstitution([share, "models", [LaunchConfiguration("model"), ".onnx"]]),
+                "debug_image": ParameterValue(LaunchConfiguration("debug_image"), value_type=bool),
+            },
+        ],
         remappings=[
             ("keypoints", LaunchConfiguration("keypoints")),
             ("camera_info", LaunchConfiguration("camera_info")),
             ("image", LaunchConfiguration("image")),
+            ("image/compressed", LaunchConfiguration("image_compressed")),
         ],
     )
     rviz = Node(
