@@ -22,30 +22,22 @@ impl Conv2d {
         ((self.h - 1) / 2 + 1, (self.w - 1) / 2 + 1)
     }
 
-    /// Patches of `rows` NHWC images into (rows * ho * wo) x (9 * cin); zero outside the image.
-    fn im2col(&self, x: &[f32], rows: usize, cols: &mut Vec<f32>) {
+    /// Calls `f(patch, tap, pixel)` for every tap of every output position that falls inside the image:
+    /// patch = (row, oy, ox) flattened, tap = ky * 3 + kx, pixel = (row, iy, ix) flattened.
+    fn for_each_tap(&self, rows: usize, mut f: impl FnMut(usize, usize, usize)) {
         let (ho, wo) = self.out_hw();
-        let (cin, h, w) = (self.cin, self.h, self.w);
-        let kdim = 9 * cin;
-        cols.clear();
-        cols.resize(rows * ho * wo * kdim, 0.0);
+        let (h, w) = (self.h as isize, self.w as isize);
         for r in 0..rows {
-            let img = &x[r * h * w * cin..(r + 1) * h * w * cin];
             for oy in 0..ho {
                 for ox in 0..wo {
-                    let dst = &mut cols[((r * ho + oy) * wo + ox) * kdim..][..kdim];
+                    let patch = (r * ho + oy) * wo + ox;
                     for ky in 0..3 {
                         let iy = (2 * oy + ky) as isize - 1;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
                         for kx in 0..3 {
                             let ix = (2 * ox + kx) as isize - 1;
-                            if ix < 0 || ix >= w as isize {
-                                continue;
+                            if iy >= 0 && iy < h && ix >= 0 && ix < w {
+                                f(patch, ky * 3 + kx, (r * self.h + iy as usize) * self.w + ix as usize);
                             }
-                            let src = (iy as usize * w + ix as usize) * cin;
-                            dst[(ky * 3 + kx) * cin..][..cin].copy_from_slice(&img[src..src + cin]);
                         }
                     }
                 }
@@ -53,37 +45,25 @@ impl Conv2d {
         }
     }
 
+    /// Patches of `rows` NHWC images into (rows * ho * wo) x (9 * cin); zero outside the image.
+    fn im2col(&self, x: &[f32], rows: usize, cols: &mut Vec<f32>) {
+        let (ho, wo) = self.out_hw();
+        let cin = self.cin;
+        cols.clear();
+        cols.resize(rows * ho * wo * 9 * cin, 0.0);
+        self.for_each_tap(rows, |patch, tap, px| cols[(patch * 9 + tap) * cin..][..cin].copy_from_slice(&x[px * cin..(px + 1) * cin]));
+    }
+
     /// The adjoint of im2col: scatters patch gradients back onto the input images.
     fn col2im(&self, gcols: &[f32], rows: usize, gx: &mut Vec<f32>) {
-        let (ho, wo) = self.out_hw();
-        let (cin, h, w) = (self.cin, self.h, self.w);
-        let kdim = 9 * cin;
+        let cin = self.cin;
         gx.clear();
-        gx.resize(rows * h * w * cin, 0.0);
-        for r in 0..rows {
-            let img = &mut gx[r * h * w * cin..(r + 1) * h * w * cin];
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    let src = &gcols[((r * ho + oy) * wo + ox) * kdim..][..kdim];
-                    for ky in 0..3 {
-                        let iy = (2 * oy + ky) as isize - 1;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        for kx in 0..3 {
-                            let ix = (2 * ox + kx) as isize - 1;
-                            if ix < 0 || ix >= w as isize {
-                                continue;
-                            }
-                            let dst = (iy as usize * w + ix as usize) * cin;
-                            for (d, s) in img[dst..dst + cin].iter_mut().zip(&src[(ky * 3 + kx) * cin..][..cin]) {
-                                *d += s;
-                            }
-                        }
-                    }
-                }
+        gx.resize(rows * self.h * self.w * cin, 0.0);
+        self.for_each_tap(rows, |patch, tap, px| {
+            for (d, s) in gx[px * cin..(px + 1) * cin].iter_mut().zip(&gcols[(patch * 9 + tap) * cin..][..cin]) {
+                *d += s;
             }
-        }
+        });
     }
 }
 

@@ -34,6 +34,27 @@ impl TopicArgs {
     }
 }
 
+/// Which frames of which dataset, and the 2D input.
+#[derive(Args, Debug, Clone)]
+struct DatasetArgs {
+    /// Dataset directory in the Human3.6M layout (poses npz, detections npz, cameras.json).
+    #[arg(long)]
+    data: PathBuf,
+    /// Subjects, comma-separated (e.g. S9,S11).
+    #[arg(long)]
+    subjects: String,
+    /// 2D input: `gt` (ground truth projected through the cameras) or `detections`.
+    #[arg(long, default_value = "gt")]
+    input: String,
+}
+
+impl DatasetArgs {
+    fn load(&self) -> Result<(pose3d::dataset::Dataset, pose3d::eval_dataset::Input)> {
+        let input = self.input.parse()?;
+        Ok((pose3d::dataset::Dataset::load(&self.data, &pose3d::dataset::parse_subjects(&self.subjects))?, input))
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 struct ModelArgs {
     /// ONNX model (its .yaml card beside it). Default: models/default.onnx.
@@ -60,15 +81,8 @@ impl ModelArgs {
 enum Cmd {
     /// Evaluate a model on a dataset in the Human3.6M layout (every camera of every sequence).
     Dataset {
-        /// Dataset directory (poses npz, detections npz, cameras.json).
-        #[arg(long)]
-        data: PathBuf,
-        /// Subjects, comma-separated (e.g. S9,S11).
-        #[arg(long)]
-        subjects: String,
-        /// 2D input: `gt` (ground truth projected through the cameras) or `detections`.
-        #[arg(long, default_value = "gt")]
-        input: String,
+        #[command(flatten)]
+        set: DatasetArgs,
         /// What the model sees: `keypoints`, `image` (rendered crops alone; the keypoints only place the
         /// pose) or `fused` (both). `image` and `fused` need a model with an image modality.
         #[arg(long, default_value = "keypoints")]
@@ -88,14 +102,8 @@ enum Cmd {
     /// alone and from both, with a model that has an image modality. Writes table.md and one evaluation
     /// directory per row.
     Cues {
-        #[arg(long)]
-        data: PathBuf,
-        /// Subjects, comma-separated (e.g. S8).
-        #[arg(long)]
-        subjects: String,
-        /// 2D input: `gt` or `detections`.
-        #[arg(long, default_value = "gt")]
-        input: String,
+        #[command(flatten)]
+        set: DatasetArgs,
         #[command(flatten)]
         model: ModelArgs,
         #[arg(long, default_value_t = 16)]
@@ -106,13 +114,8 @@ enum Cmd {
     /// Write a dataset in the Human3.6M layout as a replayable rosbag2 (MCAP): camera_info, keypoints
     /// (h36m17, pixels) and ground truth (camera frame), one camera after another, at 25 Hz.
     MakeBag {
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long)]
-        subjects: String,
-        /// `gt` or `detections`.
-        #[arg(long, default_value = "gt")]
-        input: String,
+        #[command(flatten)]
+        set: DatasetArgs,
         /// At most this many frames per sequence and camera.
         #[arg(long, default_value_t = 100)]
         max_frames: usize,
@@ -180,10 +183,9 @@ fn print_summary(r: &eval::RecordingReport, out: &std::path::Path) {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Dataset { data, subjects, input, cues, model, stride, save_samples, out } => {
-            let input: pose3d::eval_dataset::Input = input.parse()?;
+        Cmd::Dataset { set, cues, model, stride, save_samples, out } => {
+            let (data, input) = set.load()?;
             let cues: pose3d::eval_dataset::Cues = cues.parse()?;
-            let data = pose3d::dataset::Dataset::load(&data, &pose3d::dataset::parse_subjects(&subjects))?;
             let mut lifter = model.lifter(false)?;
             let samples = model.samples;
             let r = pose3d::eval_dataset::evaluate(&data, input, cues, &mut lifter, stride, save_samples, &out, true)?;
@@ -194,10 +196,10 @@ fn main() -> Result<()> {
             );
             println!("wrote {}/metrics.json, predictions.npz, report.md", out.display());
         }
-        Cmd::Cues { data, subjects, input, model, stride, out } => {
+        Cmd::Cues { set, model, stride, out } => {
             use pose3d::eval_dataset::Cues;
-            let input: pose3d::eval_dataset::Input = input.parse()?;
-            let data = pose3d::dataset::Dataset::load(&data, &pose3d::dataset::parse_subjects(&subjects))?;
+            let (data, input) = set.load()?;
+            let subjects = &set.subjects;
             let mut table = format!(
                 "# Keypoints, image, fused: subjects {subjects}, {input:?} 2D, K = {}, every {stride}th frame, crops rendered from the ground truth\n\n\
                  | cues | frames | MPJPE mm (mean pose) | PA-MPJPE mm | best-of-{} mm | pose ECE | 50/90/95 % coverage | root error mm |\n|---|---|---|---|---|---|---|---|\n",
@@ -217,9 +219,8 @@ fn main() -> Result<()> {
             std::fs::write(out.join("table.md"), &table)?;
             println!("{table}\nwrote {}/table.md", out.display());
         }
-        Cmd::MakeBag { data, subjects, input, max_frames, out, topics } => {
-            let input: pose3d::eval_dataset::Input = input.parse()?;
-            let data = pose3d::dataset::Dataset::load(&data, &pose3d::dataset::parse_subjects(&subjects))?;
+        Cmd::MakeBag { set, max_frames, out, topics } => {
+            let (data, input) = set.load()?;
             let n = pose3d::eval_dataset::make_bag(&data, input, max_frames, &topics.topics(), &out)?;
             println!("wrote {} ({n} keypoint messages)", out.display());
         }
