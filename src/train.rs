@@ -659,6 +659,11 @@ pub fn calibrate(vae: &Vae, val: &Dataset, stride: usize, min_joints: usize) -> 
     })
 }
 
+/// A card's subject list (training.<key>) as "S1,S5".
+fn subjects(card: &ModelCard, key: &str) -> String {
+    card.training.get(key).and_then(|v| serde_yaml::from_value::<Vec<String>>(v.clone()).ok()).map(|v| v.join(",")).unwrap_or_else(|| "?".into())
+}
+
 pub fn export_model(vae: &Vae, cfg: &TrainConfig, log: &[EpochLog], data_dir: &Path, calibration: &crate::modelcard::Calibration, onnx: &Path) -> Result<()> {
     std::fs::write(onnx, crate::onnx::export(vae, "pose3d cross-modal VAE (product of Gaussian experts)"))
         .with_context(|| format!("writing {}", onnx.display()))?;
@@ -678,10 +683,10 @@ pub fn export_model(vae: &Vae, cfg: &TrainConfig, log: &[EpochLog], data_dir: &P
         match &cfg.validation_from {
             Some(card) => {
                 let held_out = ModelCard::load(Path::new(card)).with_context(|| format!("validation_from {card}"))?;
-                validation = held_out.validation;
+                validation = held_out.validation.clone();
                 validation.insert(
                     "note".into(),
-                    y(&format!("not this model's: the held-out run of the same recipe ({card}, trained on {:?}, validated on {:?})", held_out.training.get("train_subjects").and_then(|v| serde_yaml::to_string(v).ok()).unwrap_or_default().trim(), held_out.training.get("val_subjects").and_then(|v| serde_yaml::to_string(v).ok()).unwrap_or_default().trim())),
+                    y(&format!("not this model's: the held-out run of the same recipe ({card}, trained on {}, validated on {})", subjects(&held_out, "train_subjects"), subjects(&held_out, "val_subjects"))),
                 );
             }
             None => {
