@@ -40,22 +40,34 @@ pub fn crop_box(points: impl Iterator<Item = (f64, f64)>, margin: f64) -> Option
 pub fn crop_rgb(rgb: &Mat, bx: &CropBox, spec: &ImageSpec, out: &mut Vec<f32>) -> Result<()> {
     ensure!(rgb.typ() == CV_8UC3, "crop_rgb needs an 8-bit 3-channel image");
     ensure!(spec.channels == 3, "the model's crops have {} channels; only RGB (3) is supported", spec.channels);
-    let side = bx.side.round().max(2.0) as i32;
-    ensure!(side <= 16384, "crop of {side} px is implausibly large");
-    let x0 = (bx.cx - bx.side / 2.0).round() as i32;
-    let y0 = (bx.cy - bx.side / 2.0).round() as i32;
-    let mut square = Mat::new_rows_cols_with_default(side, side, CV_8UC3, Scalar::all(0.0))?;
-    // The part of the square inside the image.
-    let (ix0, iy0) = (x0.max(0), y0.max(0));
-    let (ix1, iy1) = ((x0 + side).min(rgb.cols()), (y0 + side).min(rgb.rows()));
-    if ix1 > ix0 && iy1 > iy0 {
-        let src = Mat::roi(rgb, Rect::new(ix0, iy0, ix1 - ix0, iy1 - iy0))?;
-        let mut dst = Mat::roi_mut(&mut square, Rect::new(ix0 - x0, iy0 - y0, ix1 - ix0, iy1 - iy0))?;
-        src.copy_to(&mut dst)?;
-    }
-    let mut small = Mat::default();
     let s = spec.size as i32;
-    opencv::imgproc::resize(&square, &mut small, Size::new(s, s), 0.0, 0.0, opencv::imgproc::INTER_AREA).context("resizing the crop")?;
+    let side = bx.side.max(2.0);
+    ensure!(side <= 16384.0, "crop of {side} px is implausibly large");
+    let (x0, y0) = (bx.cx - side / 2.0, bx.cy - side / 2.0);
+    // The part of the square inside the image, and where it lands in the output: resize only that part
+    // (area interpolation: crops are usually much larger than the model's input) into its place.
+    let (ix0, iy0) = (x0.max(0.0).round() as i32, y0.max(0.0).round() as i32);
+    let (ix1, iy1) = ((x0 + side).min(rgb.cols() as f64).round() as i32, (y0 + side).min(rgb.rows() as f64).round() as i32);
+    let to_out = |v: f64, o: f64| (((v - o) / side) * s as f64).round() as i32;
+    let (ox0, oy0) = (to_out(ix0 as f64, x0).clamp(0, s), to_out(iy0 as f64, y0).clamp(0, s));
+    let (ox1, oy1) = (to_out(ix1 as f64, x0).clamp(0, s), to_out(iy1 as f64, y0).clamp(0, s));
+    let mut small = Mat::new_rows_cols_with_default(s, s, CV_8UC3, Scalar::all(0.0))?;
+    if ix1 > ix0 && iy1 > iy0 && ox1 > ox0 && oy1 > oy0 {
+        let src = Mat::roi(rgb, Rect::new(ix0, iy0, ix1 - ix0, iy1 - iy0))?;
+        let mut dst = Mat::roi_mut(&mut small, Rect::new(ox0, oy0, ox1 - ox0, oy1 - oy0))?;
+        // Large crops: bilinear to twice the output size, then a 2:1 area average. One area resize at a
+        // large non-integer factor costs ~0.8 ms per person here; this ~0.1 ms, with little aliasing left.
+        let (w, h) = (ox1 - ox0, oy1 - oy0);
+        let mut part = Mat::default();
+        if src.cols() > 2 * w && src.rows() > 2 * h {
+            let mut twice = Mat::default();
+            opencv::imgproc::resize(&src, &mut twice, Size::new(2 * w, 2 * h), 0.0, 0.0, opencv::imgproc::INTER_LINEAR).context("resizing the crop")?;
+            opencv::imgproc::resize(&twice, &mut part, Size::new(w, h), 0.0, 0.0, opencv::imgproc::INTER_AREA).context("resizing the crop")?;
+        } else {
+            opencv::imgproc::resize(&src, &mut part, Size::new(w, h), 0.0, 0.0, opencv::imgproc::INTER_AREA).context("resizing the crop")?;
+        }
+        part.copy_to(&mut dst)?;
+    }
     let bytes = small.data_bytes()?;
     ensure!(bytes.len() == spec.dim(), "crop has {} values, expected {}", bytes.len(), spec.dim());
     out.extend(bytes.iter().map(|&v| normalize(v as f32 / 255.0, spec)));
