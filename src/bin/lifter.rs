@@ -47,6 +47,7 @@ struct Params {
     image_queue: i64,
     debug_image: bool,
     image_reliable: bool,
+    crop_margin: f64,
 }
 
 impl Default for Params {
@@ -71,6 +72,7 @@ impl Default for Params {
             image_queue: 5,
             debug_image: false,
             image_reliable: false,
+            crop_margin: -1.0,
         }
     }
 }
@@ -103,9 +105,10 @@ fn read_params(node: &r2r::Node) -> Result<Params> {
     get!(image_queue, i64);
     get!(debug_image, bool);
     get!(image_reliable, bool);
+    get!(crop_margin, f64);
     let known = [
         "model_path", "provider", "allow_cpu_fallback", "intra_threads", "samples", "seed", "publish_samples", "min_score", "min_joints",
-        "max_stamp_age", "marker_lifetime", "ellipsoid_mass", "stats_period", "use_image", "image_transport", "image_slop", "image_queue", "debug_image", "image_reliable",
+        "max_stamp_age", "marker_lifetime", "ellipsoid_mass", "stats_period", "use_image", "image_transport", "image_slop", "image_queue", "debug_image", "image_reliable", "crop_margin",
         "use_sim_time",
     ];
     for name in node.params.lock().unwrap().keys() {
@@ -115,6 +118,7 @@ fn read_params(node: &r2r::Node) -> Result<Params> {
     }
     anyhow::ensure!((1..=4096).contains(&p.samples), "parameter samples must be in 1..=4096, got {}", p.samples);
     anyhow::ensure!(["raw", "compressed"].contains(&p.image_transport.as_str()), "parameter image_transport must be \"raw\" or \"compressed\", got \"{}\"", p.image_transport);
+    anyhow::ensure!(p.crop_margin < 2.0 && p.crop_margin.is_finite(), "parameter crop_margin must be < 2 (negative: the model card's)");
     anyhow::ensure!(p.image_slop >= 0.0 && p.image_slop.is_finite(), "parameter image_slop must be >= 0 seconds");
     anyhow::ensure!((1..=100).contains(&p.image_queue), "parameter image_queue must be in 1..=100, got {}", p.image_queue);
     anyhow::ensure!(p.ellipsoid_mass > 0.0 && p.ellipsoid_mass < 1.0, "parameter ellipsoid_mass must be in (0, 1)");
@@ -344,7 +348,10 @@ fn process(
     let kps: Vec<Vec<Kp>> = msg.skeletons.iter().map(|s| s.keypoints.iter().map(|k| Kp::new(k.x as f64, k.y as f64, k.score as f64)).collect()).collect();
     // The image path: decode the paired image, crop each person around its keypoints.
     let mut rgb = None;
-    if let (Some(frame), Some(spec)) = (image, lifter.image_spec().cloned()) {
+    if let (Some(frame), Some(mut spec)) = (image, lifter.image_spec().cloned()) {
+        if params.crop_margin >= 0.0 {
+            spec.margin = params.crop_margin as f32;
+        }
         match frame.rgb() {
             Ok(m) => rgb = Some((crops(&m, &kps, &spec, params.min_score), m)),
             Err(e) => {
