@@ -267,9 +267,18 @@ fn latency() {
 }
 
 fn main() {
-    throughput();
-    image_path();
-    paced();
+    // POSE3D_BENCH=paced|latency runs one part only.
+    let only = std::env::var("POSE3D_BENCH").unwrap_or_default();
+    if only.is_empty() {
+        throughput();
+        image_path();
+    }
+    if only.is_empty() || only == "paced" {
+        paced();
+    }
+    if only == "paced" {
+        return;
+    }
     #[cfg(feature = "ros")]
     latency();
 }
