@@ -1,13 +1,15 @@
 //! Camera images as the node receives them (sensor_msgs/Image fields, or CompressedImage bytes) into
-//! 8-bit RGB OpenCV images. Supported raw encodings: rgb8, bgr8, rgba8, bgra8, mono8, mono16 / 16UC1
-//! (scaled to 8 bit); anything else is a clear, countable rejection.
+//! 8-bit RGB OpenCV images. Supported raw encodings: rgb8, bgr8, rgba8, bgra8, mono8, mono16 (scaled to
+//! 8 bit); anything else is a clear, countable rejection. 16UC1/32FC1 are rejected on purpose: they are
+//! depth images by convention, and a depth map is no picture of a person for the image expert; 8UC3/8UC4
+//! are rejected because their channel order is unknown.
 
 use opencv::core::{Mat, Vector, CV_16UC1, CV_8UC1, CV_8UC3, CV_8UC4};
 use opencv::prelude::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("unsupported image encoding '{0}' (supported: rgb8, bgr8, rgba8, bgra8, mono8, mono16, 16UC1)")]
+    #[error("unsupported image encoding '{0}' (supported: rgb8, bgr8, rgba8, bgra8, mono8, mono16)")]
     UnsupportedEncoding(String),
     #[error("image {width}x{height} with step {step} needs {need} bytes, got {got}")]
     BadSize { width: u32, height: u32, step: u32, need: usize, got: usize },
@@ -32,10 +34,10 @@ impl ImageError {
 /// A raw sensor_msgs/Image as 8-bit RGB.
 pub fn rgb_from_raw(encoding: &str, width: u32, height: u32, step: u32, is_bigendian: bool, data: &[u8]) -> Result<Mat, ImageError> {
     let (typ, bpp) = match encoding {
-        "rgb8" | "bgr8" | "8UC3" => (CV_8UC3, 3),
-        "rgba8" | "bgra8" | "8UC4" => (CV_8UC4, 4),
+        "rgb8" | "bgr8" => (CV_8UC3, 3),
+        "rgba8" | "bgra8" => (CV_8UC4, 4),
         "mono8" | "8UC1" => (CV_8UC1, 1),
-        "mono16" | "16UC1" => (CV_16UC1, 2),
+        "mono16" => (CV_16UC1, 2),
         other => return Err(ImageError::UnsupportedEncoding(other.to_string())),
     };
     let row = width as usize * bpp;
@@ -67,9 +69,9 @@ pub fn rgb_from_raw(encoding: &str, width: u32, height: u32, step: u32, is_bigen
         m
     };
     let code = match encoding {
-        "rgb8" | "8UC3" => None,
+        "rgb8" => None,
         "bgr8" => Some(opencv::imgproc::COLOR_BGR2RGB),
-        "rgba8" | "8UC4" => Some(opencv::imgproc::COLOR_RGBA2RGB),
+        "rgba8" => Some(opencv::imgproc::COLOR_RGBA2RGB),
         "bgra8" => Some(opencv::imgproc::COLOR_BGRA2RGB),
         _ => Some(opencv::imgproc::COLOR_GRAY2RGB),
     };
@@ -135,6 +137,9 @@ mod tests {
 
     #[test]
     fn bad_images_are_clear_errors() {
+        for depth in ["16UC1", "32FC1", "8UC3"] {
+            assert_eq!(rgb_from_raw(depth, 1, 1, 4, false, &[0; 4]).unwrap_err().category(), "unsupported image encoding", "{depth}");
+        }
         let e = rgb_from_raw("yuv422", 2, 1, 4, false, &[0; 4]).unwrap_err();
         assert_eq!(e.category(), "unsupported image encoding");
         assert!(e.to_string().contains("yuv422"));
