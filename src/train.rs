@@ -471,14 +471,16 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
     let val_data = if cfg.val_subjects.is_empty() { None } else { Some(Dataset::load(data_dir, &cfg.val_subjects).context("loading validation subjects")?) };
     let mut rng = rand_pcg::Pcg64::seed_from_u64(cfg.seed);
     let mut vae = Vae::new(vae_config(cfg), &mut rng);
-    if let Some(dir) = &cfg.init_from {
+    let resuming = resume && out.join("checkpoint.bin").exists();
+    // A resumed run takes its weights from the checkpoint; init_from only seeds a fresh one.
+    if let (Some(dir), false) = (&cfg.init_from, resuming) {
         let prev = load_trained(Path::new(dir)).with_context(|| format!("init_from {dir}"))?;
         let copied = vae.init_from(&prev);
         eprintln!("initialised from {dir}: {}", copied.join(", "));
     }
     let shapes: Vec<usize> = vae.tensors().iter().map(|t| t.len()).collect();
     let mut opt = Adam::new(cfg.learning_rate, &shapes);
-    let mut log = if resume && out.join("checkpoint.bin").exists() { load_checkpoint(out, &mut vae, &mut opt)? } else { Vec::new() };
+    let mut log = if resuming { load_checkpoint(out, &mut vae, &mut opt)? } else { Vec::new() };
     let sampler = Sampler::new(&train_data, cfg);
     let steps_per_epoch = cfg.samples_per_epoch.div_ceil(cfg.batch_size);
     let mut grads = vae.zeros_like();
