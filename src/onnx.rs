@@ -126,14 +126,25 @@ impl Graph {
         name.to_string()
     }
     fn mlp(&mut self, prefix: &str, m: &Mlp, x: &str) -> String {
-        let mut h = x.to_string();
         for (i, l) in m.layers.iter().enumerate() {
-            let w = self.init_f32(&format!("{prefix}.{i}.w"), &[l.inp as i64, l.out as i64], &l.w);
-            let b = self.init_f32(&format!("{prefix}.{i}.b"), &[l.out as i64], &l.b);
-            h = self.node("Gemm", &[&h, &w, &b], &[], None);
-            if i + 1 < m.layers.len() {
-                h = self.node("LeakyRelu", &[&h], &[("alpha", Attr::Float(LEAKY_SLOPE))], None);
+            self.init_f32(&format!("{prefix}.{i}.w"), &[l.inp as i64, l.out as i64], &l.w);
+            self.init_f32(&format!("{prefix}.{i}.b"), &[l.out as i64], &l.b);
+        }
+        self.mlp_nodes(prefix, m, x, None)
+    }
+    /// The MLP's nodes over weights already stored under `prefix` (a second path through the same layers
+    /// shares them by name); the last node's output is named `out_name` if given.
+    fn mlp_nodes(&mut self, prefix: &str, m: &Mlp, x: &str, out_name: Option<&str>) -> String {
+        let n = m.layers.len();
+        let mut h = x.to_string();
+        for i in 0..n {
+            let (w, b) = (format!("{prefix}.{i}.w"), format!("{prefix}.{i}.b"));
+            let y = self.node("Gemm", &[&h, &w, &b], &[], (i + 1 == n).then_some(out_name).flatten());
+            if i + 1 == n {
+                return y;
             }
+            let y = self.node("LeakyRelu", &[&y], &[("alpha", Attr::Float(LEAKY_SLOPE))], None);
+            h = if m.is_residual(i) { self.node("Add", &[&h, &y], &[], None) } else { y };
         }
         h
     }
@@ -250,15 +261,7 @@ pub fn export(vae: &Vae, doc: &str) -> Vec<u8> {
     let out_shape = g.node("Concat", &[&bk, &out_dim], &[("axis", Attr::Int(0))], None);
     g.node("Reshape", &[&y, &out_shape], &[], Some("samples"));
     // The decoder's weights are shared initializers; the mean path reuses them by name.
-    let n = vae.decoder.layers.len();
-    let mut h = mu.clone();
-    for i in 0..n {
-        let (w, b) = (format!("decoder.{i}.w"), format!("decoder.{i}.b"));
-        h = g.node("Gemm", &[&h, &w, &b], &[], (i + 1 == n).then_some("mean"));
-        if i + 1 < n {
-            h = g.node("LeakyRelu", &[&h], &[("alpha", Attr::Float(LEAKY_SLOPE))], None);
-        }
-    }
+    g.mlp_nodes("decoder", &vae.decoder, &mu, Some("mean"));
 
     let mut graph = Pb::default();
     for n in g.nodes {

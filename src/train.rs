@@ -35,6 +35,12 @@ pub struct TrainConfig {
     pub latent: usize,
     pub encoder_hidden: Vec<usize>,
     pub decoder_hidden: Vec<usize>,
+    /// Hidden widths of named experts (kp2d, pose3d, image) where they differ from encoder_hidden.
+    pub expert_hidden: std::collections::BTreeMap<String, Vec<usize>>,
+    /// Residual MLPs: same-width hidden layers add their input (lets the lifter go deeper).
+    pub residual: bool,
+    /// Expert log-variances are clipped to [-logvar_clip, logvar_clip]: bounds how sharp one expert can be.
+    pub logvar_clip: f32,
     /// KL weight after warm-up, and the number of steps over which it ramps up linearly from 0.
     pub beta: f32,
     pub kl_warmup_steps: usize,
@@ -129,6 +135,9 @@ impl Default for TrainConfig {
             latent: 32,
             encoder_hidden: vec![512, 512],
             decoder_hidden: vec![256, 256],
+            expert_hidden: Default::default(),
+            residual: false,
+            logvar_clip: 8.0,
             beta: 1.0,
             kl_warmup_steps: 4000,
             recon_sigma: 0.05,
@@ -442,8 +451,10 @@ pub fn vae_config(cfg: &TrainConfig) -> VaeConfig {
         encoder_hidden: cfg.encoder_hidden.clone(),
         decoder_hidden: cfg.decoder_hidden.clone(),
         output: OUTPUT_DIM,
-        logvar_clip: 8.0,
+        logvar_clip: cfg.logvar_clip,
         image,
+        residual: cfg.residual,
+        expert_hidden: cfg.expert_hidden.clone(),
     }
 }
 
@@ -456,6 +467,14 @@ pub struct TrainOutcome {
 /// Trains (or resumes) into `out`, then exports `out/model.onnx` + `out/model.yaml`.
 pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progress: bool) -> Result<TrainOutcome> {
     ensure!(cfg.batch_size > 0 && cfg.epochs > 0, "batch_size and epochs must be positive");
+    let vcfg = vae_config(cfg);
+    for name in cfg.expert_hidden.keys() {
+        ensure!(
+            vcfg.modalities.iter().any(|(m, _)| m == name),
+            "expert_hidden names \"{name}\", which is not a modality of this model ({})",
+            vcfg.modalities.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     crate::nn::set_threads(cfg.threads);
     match cfg.device.as_str() {
@@ -470,7 +489,7 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
     let train_data = Dataset::load(data_dir, &cfg.train_subjects).context("loading training subjects")?;
     let val_data = if cfg.val_subjects.is_empty() { None } else { Some(Dataset::load(data_dir, &cfg.val_subjects).context("loading validation subjects")?) };
     let mut rng = rand_pcg::Pcg64::seed_from_u64(cfg.seed);
-    let mut vae = Vae::new(vae_config(cfg), &mut rng);
+    let mut vae = Vae::new(vcfg, &mut rng);
     let resuming = resume && out.join("checkpoint.bin").exists();
     // A resumed run takes its weights from the checkpoint; init_from only seeds a fresh one.
     if let (Some(dir), false) = (&cfg.init_from, resuming) {

@@ -25,6 +25,13 @@ pub struct VaeConfig {
     /// The image modality, if the model has one: its expert is a convolutional trunk, then the MLP.
     #[serde(default)]
     pub image: Option<ImageSpec>,
+    /// Same-width hidden layers of the experts and the decoder add their input (residual MLPs).
+    #[serde(default)]
+    pub residual: bool,
+    /// Hidden widths of named experts, where they differ from `encoder_hidden` (e.g. a small pose3d
+    /// expert: 3D to latent is easy, and the node runs every expert on every call).
+    #[serde(default)]
+    pub expert_hidden: std::collections::BTreeMap<String, Vec<usize>>,
 }
 
 /// An image-crop modality: a square crop around the person's keypoints, NHWC RGB, normalized.
@@ -99,9 +106,9 @@ impl Vae {
                     _ => *dim,
                 };
                 let mut sizes = vec![inp];
-                sizes.extend(&config.encoder_hidden);
+                sizes.extend(config.expert_hidden.get(name).unwrap_or(&config.encoder_hidden));
                 sizes.push(2 * config.latent);
-                let mut m = Mlp::new(&sizes, rng);
+                let mut m = if config.residual { Mlp::new_residual(&sizes, rng) } else { Mlp::new(&sizes, rng) };
                 // Start experts near "uninformative": small outputs, log-variance ~ 0.
                 for v in m.layers.last_mut().unwrap().w.iter_mut() {
                     *v *= 0.1;
@@ -112,7 +119,7 @@ impl Vae {
         let mut sizes = vec![config.latent];
         sizes.extend(&config.decoder_hidden);
         sizes.push(config.output);
-        let decoder = Mlp::new(&sizes, rng);
+        let decoder = if config.residual { Mlp::new_residual(&sizes, rng) } else { Mlp::new(&sizes, rng) };
         Vae { config, experts, decoder, trunk }
     }
 
@@ -418,15 +425,23 @@ mod tests {
     use rand_distr::{Distribution, StandardNormal};
 
     fn tiny() -> Vae {
+        tiny_with(false)
+    }
+
+    /// With `residual`, two same-width hidden layers per MLP so the second one is residual.
+    fn tiny_with(residual: bool) -> Vae {
         let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
         let cfg = VaeConfig {
             modalities: vec![("a".into(), 4), ("b".into(), 3)],
             latent: 3,
-            encoder_hidden: vec![6],
-            decoder_hidden: vec![5],
+            encoder_hidden: if residual { vec![6, 6] } else { vec![6] },
+            decoder_hidden: if residual { vec![5, 5] } else { vec![5] },
             output: 6,
             logvar_clip: 8.0,
             image: None,
+            residual,
+            // The second expert narrower than the first, so per-expert widths are exercised too.
+            expert_hidden: if residual { [("b".to_string(), vec![4, 4])].into() } else { Default::default() },
         };
         let mut v = Vae::new(cfg, &mut rng);
         // Make the experts' variances matter for the test.
@@ -463,7 +478,13 @@ mod tests {
 
     #[test]
     fn elbo_gradients_match_finite_differences() {
-        let vae = tiny();
+        for residual in [false, true] {
+            elbo_gradients_match(tiny_with(residual));
+        }
+    }
+
+    fn elbo_gradients_match(vae: Vae) {
+        assert_eq!(vae.decoder.is_residual(1), vae.config.residual);
         let rows = 3;
         let mut rng = rand_pcg::Pcg64::seed_from_u64(9);
         let xa: Vec<f32> = (0..rows * 4).map(|_| StandardNormal.sample(&mut rng)).collect();
@@ -490,6 +511,8 @@ mod tests {
             output: 6,
             logvar_clip: 8.0,
             image: Some(spec),
+            residual: false,
+            expert_hidden: Default::default(),
         };
         let vae = Vae::new(cfg, &mut rng);
         assert_eq!(vae.experts[1].inp(), vae.trunk.as_ref().unwrap().out());

@@ -109,6 +109,20 @@ fn cuda_request_fails_loudly_or_falls_back_visibly() {
     assert!(rt.provider_in_use.starts_with("CPU (fallback"), "{}", rt.provider_in_use);
 }
 
+#[test]
+fn per_expert_widths_reach_the_model_and_typos_are_errors() {
+    let (_, o) = trained();
+    // The fixture narrows the pose3d expert; the keypoint expert keeps encoder_hidden.
+    let widths = |i: usize| o.vae.experts[i].layers.iter().map(|l| l.out).collect::<Vec<_>>();
+    assert_eq!(widths(0), [64, 64, 16]);
+    assert_eq!(widths(1), [32, 32, 16]);
+    let mut cfg = tiny_config();
+    cfg.expert_hidden = [("pose_3d".to_string(), vec![8])].into();
+    let out = std::env::temp_dir().join(format!("pose3d-train-typo-{}", std::process::id()));
+    let e = train(&fixture(), &cfg, &out, false, false).err().expect("an unknown expert name is an error");
+    assert!(format!("{e:#}").contains("\"pose_3d\", which is not a modality of this model (kp2d, pose3d)"), "{e:#}");
+}
+
 /// A seconds-long run with the image expert (rendered crops): exported Conv graph == trainer's forward.
 #[test]
 fn image_model_trains_exports_and_matches_in_onnx() {
