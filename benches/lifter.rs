@@ -47,14 +47,19 @@ fn people(n_frames: usize, persons: usize) -> Vec<Vec<Vec<Kp>>> {
         .collect()
 }
 
+/// The keypoint model measured: models/default.onnx, or POSE3D_BENCH_MODEL (to weigh a candidate's cost).
+fn keypoint_model() -> std::path::PathBuf {
+    std::env::var_os("POSE3D_BENCH_MODEL").map(Into::into).unwrap_or_else(|| root().join("models/default.onnx"))
+}
+
 fn throughput() {
-    println!("## Lifter throughput (this machine, 1 ONNX Runtime intra-op thread)\n");
+    println!("## Lifter throughput ({}, this machine, 1 ONNX Runtime intra-op thread)\n", keypoint_model().display());
     println!("| persons/msg | K | person-frames/s | ms/msg | p99 ms/msg |");
     println!("|---|---|---|---|---|");
     for &persons in &[1usize, 4, 16] {
         let frames = people(64, persons);
         for &k in &[1usize, 32, 128] {
-            let rt = ModelRuntime::load(&root().join("models/default.onnx"), &RuntimeOptions::default()).unwrap();
+            let rt = ModelRuntime::load(&keypoint_model(), &RuntimeOptions::default()).unwrap();
             let mut lifter = Lifter::from_runtime(rt, LifterConfig { samples: k, ..Default::default() }).unwrap();
             let cam = camera();
             let ids: Vec<String> = (0..persons).map(|i| format!("p{i}")).collect();
@@ -106,7 +111,7 @@ fn image_path() {
         let rt = ModelRuntime::load(&model, &RuntimeOptions::default()).unwrap();
         let mut lifter = Lifter::from_runtime(rt, LifterConfig { samples: 32, ..Default::default() }).unwrap();
         let spec = lifter.image_spec().cloned().expect("the fused model has an image modality");
-        let rt = ModelRuntime::load(&root().join("models/default.onnx"), &RuntimeOptions::default()).unwrap();
+        let rt = ModelRuntime::load(&keypoint_model(), &RuntimeOptions::default()).unwrap();
         let mut plain_lifter = Lifter::from_runtime(rt, LifterConfig { samples: 32, ..Default::default() }).unwrap();
         let cam = camera();
         let ids: Vec<String> = (0..persons).map(|i| format!("p{i}")).collect();
@@ -148,7 +153,7 @@ fn image_path() {
 /// DDS: what sleeping between messages (cold caches, wake-ups, a shared host) costs the compute alone.
 fn paced() {
     let frames = people(300, 4);
-    let rt = ModelRuntime::load(&root().join("models/default.onnx"), &RuntimeOptions::default()).unwrap();
+    let rt = ModelRuntime::load(&keypoint_model(), &RuntimeOptions::default()).unwrap();
     let mut lifter = Lifter::from_runtime(rt, LifterConfig { samples: 32, ..Default::default() }).unwrap();
     let cam = camera();
     let ids: Vec<String> = (0..4).map(|i| format!("p{i}")).collect();
@@ -267,10 +272,15 @@ fn latency() {
 }
 
 fn main() {
-    // POSE3D_BENCH=paced|latency runs one part only.
+    // POSE3D_BENCH=throughput|paced|latency runs one part only.
     let only = std::env::var("POSE3D_BENCH").unwrap_or_default();
-    if only.is_empty() {
+    if only.is_empty() || only == "throughput" {
         throughput();
+    }
+    if only == "throughput" {
+        return;
+    }
+    if only.is_empty() {
         image_path();
     }
     if only.is_empty() || only == "paced" {

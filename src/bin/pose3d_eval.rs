@@ -66,6 +66,10 @@ struct ModelArgs {
     /// Seed of the sampling noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Score the decoded samples as they are, without shifting their mean onto the decoded posterior mean
+    /// (the node always shifts; this shows what the shift buys).
+    #[arg(long)]
+    raw_samples: bool,
 }
 
 impl ModelArgs {
@@ -73,7 +77,7 @@ impl ModelArgs {
     fn lifter(&self, keep_samples: bool) -> Result<Lifter<'static>> {
         let model = self.model.clone().unwrap_or_else(default_model);
         let rt = ModelRuntime::load(&model, &RuntimeOptions::default())?;
-        Lifter::from_runtime(rt, LifterConfig { samples: self.samples, seed: self.seed, keep_samples, ..Default::default() })
+        Lifter::from_runtime(rt, LifterConfig { samples: self.samples, seed: self.seed, keep_samples, recenter: !self.raw_samples, ..Default::default() })
     }
 }
 
