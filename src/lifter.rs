@@ -9,7 +9,7 @@ use crate::camera::Camera;
 use crate::distribution::joint_statistics;
 use crate::normalize::{decode_pose3d, encode, Encoded, NormalizeError, INPUT_DIM};
 use crate::rootfit::fit_root;
-use crate::skeleton::{to_h36m17, Kp, Layout, NUM_JOINTS};
+use crate::skeleton::{to_h36m17, Kp, Layout, H36M17_FLIP, NUM_JOINTS};
 use anyhow::{ensure, Result};
 use nalgebra::{Matrix3, Vector3};
 use rand::SeedableRng;
@@ -42,11 +42,15 @@ pub struct LifterConfig {
     /// non-linear, so the mean of decoded samples drifts toward an average pose as the latent spread grows
     /// (calibration widens it); the shift keeps the spread and puts its centre on the best point estimate.
     pub recenter: bool,
+    /// Test-time flip augmentation: each person is also lifted mirrored (keypoints and crop), half the
+    /// samples come from each view (mirrored back), and the mean is the average of both decoded means.
+    /// Costs one more encoder row per person; the decoder still decodes K samples.
+    pub flip_test: bool,
 }
 
 impl Default for LifterConfig {
     fn default() -> Self {
-        LifterConfig { samples: 32, seed: 0, min_score: 0.05, min_joints: 8, keep_samples: false, latent_std_scale: 1.0, size_std: 0.0, use_keypoints: true, image_weight: 1.0, recenter: true }
+        LifterConfig { samples: 32, seed: 0, min_score: 0.05, min_joints: 8, keep_samples: false, latent_std_scale: 1.0, size_std: 0.0, use_keypoints: true, image_weight: 1.0, recenter: true, flip_test: true }
     }
 }
 
@@ -160,6 +164,11 @@ pub struct Lifter<'m> {
     samples: Vec<f32>,
     mean: Vec<f32>,
     encoded: Vec<(usize, Encoded)>,
+    /// Mirrored keypoint inputs (flip_test), one per encoded person.
+    mirrored: Vec<[f32; INPUT_DIM]>,
+    /// Per-person samples and means when flip_test combines two model rows.
+    combined: Vec<f32>,
+    combined_mean: Vec<f32>,
     abs: Vec<[f64; 3]>,
     means: Vec<Vector3<f64>>,
     covs: Vec<Matrix3<f64>>,
@@ -196,6 +205,9 @@ impl<'m> Lifter<'m> {
             samples: Vec::new(),
             mean: Vec::new(),
             encoded: Vec::new(),
+            mirrored: Vec::new(),
+            combined: Vec::new(),
+            combined_mean: Vec::new(),
             abs: Vec::new(),
             means: Vec::new(),
             covs: Vec::new(),
@@ -223,13 +235,34 @@ impl<'m> Lifter<'m> {
             return Ok(out);
         }
         let (k, l, m) = (self.config.samples, self.model.latent(), self.inputs.len());
+        // Mirrored views: every encodable person is encodable mirrored (same joints, same size); if one
+        // is not, this message is lifted without them.
+        self.mirrored.clear();
+        if self.config.flip_test && k >= 2 {
+            for (_, e) in &self.encoded {
+                match encode(&mirror_keypoints(e), self.config.min_joints) {
+                    Ok(f) => self.mirrored.push(f.input),
+                    Err(_) => break,
+                }
+            }
+            if self.mirrored.len() != rows {
+                self.mirrored.clear();
+            }
+        }
+        let flip = !self.mirrored.is_empty();
+        // Model rows: the persons, then (flip) their mirrored views; K is split between the two.
+        let (model_rows, model_k) = if flip { (2 * rows, k.div_ceil(2)) } else { (rows, k) };
         let crop_of = |pi: usize, dim: usize| persons[pi].crop.filter(|c| c.len() == dim);
+        let side = self.image_spec.as_ref().map_or((0, 0), |s| (s.size, s.channels));
         for (mi, buf) in self.inputs.iter_mut().enumerate() {
             let dim = self.dims[mi];
             buf.clear();
             if mi == self.kp_index {
                 for (_, e) in &self.encoded {
                     buf.extend_from_slice(&e.input);
+                }
+                for f in &self.mirrored {
+                    buf.extend_from_slice(f);
                 }
             } else if Some(mi) == self.image_index {
                 for (pi, _) in &self.encoded {
@@ -238,8 +271,16 @@ impl<'m> Lifter<'m> {
                         None => buf.resize(buf.len() + dim, 0.0),
                     }
                 }
+                if flip {
+                    for (pi, _) in &self.encoded {
+                        match crop_of(*pi, dim) {
+                            Some(c) => mirror_crop(c, side.0, side.1, buf),
+                            None => buf.resize(buf.len() + dim, 0.0),
+                        }
+                    }
+                }
             } else {
-                buf.resize(rows * dim, 0.0);
+                buf.resize(model_rows * dim, 0.0);
             }
         }
         self.presence.clear();
@@ -255,15 +296,37 @@ impl<'m> Lifter<'m> {
                 self.presence.push(weight);
             }
         }
+        if flip {
+            self.presence.extend_from_within(..rows * m);
+        }
         out.with_image = self.image_index.map_or(0, |ii| (0..rows).filter(|r| self.presence[r * m + ii] > 0.0).count());
         let mut rng = rand_pcg::Pcg64::seed_from_u64(self.config.seed ^ noise_key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         self.eps.clear();
         let tau = self.config.latent_std_scale as f32;
-        self.eps.extend((0..rows * k * l).map(|_| -> f32 { tau * <StandardNormal as Distribution<f32>>::sample(&StandardNormal, &mut rng) }));
+        self.eps.extend((0..model_rows * model_k * l).map(|_| -> f32 { tau * <StandardNormal as Distribution<f32>>::sample(&StandardNormal, &mut rng) }));
         let inputs: Vec<&[f32]> = self.inputs.iter().map(|v| v.as_slice()).collect();
-        self.model.run(&inputs, &self.presence, &self.eps, rows, k, &mut self.samples, &mut self.mean)?;
+        self.model.run(&inputs, &self.presence, &self.eps, model_rows, model_k, &mut self.samples, &mut self.mean)?;
 
         let od = self.model.output_dim();
+        if flip {
+            // Mirror the second half back, then per person: the first samples of its own row, the rest
+            // from its mirrored row, and the average of the two decoded means.
+            for v in self.samples[rows * model_k * od..].chunks_exact_mut(od).chain(self.mean[rows * od..].chunks_exact_mut(od)) {
+                unmirror_output(v);
+            }
+            self.combined.clear();
+            self.combined_mean.clear();
+            for r in 0..rows {
+                self.combined.extend_from_slice(&self.samples[r * model_k * od..(r + 1) * model_k * od]);
+                let f = (rows + r) * model_k * od;
+                self.combined.extend_from_slice(&self.samples[f..f + (k - model_k) * od]);
+                for c in 0..od {
+                    self.combined_mean.push(0.5 * (self.mean[r * od + c] + self.mean[(rows + r) * od + c]));
+                }
+            }
+            std::mem::swap(&mut self.samples, &mut self.combined);
+            std::mem::swap(&mut self.mean, &mut self.combined_mean);
+        }
         if self.config.recenter && k > 1 {
             for r in 0..rows {
                 let row = &mut self.samples[r * k * od..(r + 1) * k * od];
@@ -336,6 +399,38 @@ impl<'m> Lifter<'m> {
     }
 }
 
+/// The person mirrored about the camera's vertical plane (x -> -x, left <-> right), as the trainer's flips.
+fn mirror_keypoints(e: &Encoded) -> [Kp; NUM_JOINTS] {
+    std::array::from_fn(|j| {
+        let s = H36M17_FLIP[j];
+        if e.weight[s] > 0.0 {
+            Kp::new(-e.uv[s][0], e.uv[s][1], e.weight[s])
+        } else {
+            Kp::missing()
+        }
+    })
+}
+
+/// A model output (root-relative joints 1..16, xyz) of a mirrored view, mirrored back.
+fn unmirror_output(v: &mut [f32]) {
+    let src: [f32; 3 * (NUM_JOINTS - 1)] = v.try_into().expect("pose output size");
+    for j in 1..NUM_JOINTS {
+        let s = H36M17_FLIP[j];
+        v[3 * (j - 1)] = -src[3 * (s - 1)];
+        v[3 * (j - 1) + 1] = src[3 * (s - 1) + 1];
+        v[3 * (j - 1) + 2] = src[3 * (s - 1) + 2];
+    }
+}
+
+/// Appends the NHWC crop mirrored left-right.
+fn mirror_crop(c: &[f32], size: usize, channels: usize, out: &mut Vec<f32>) {
+    for row in c.chunks_exact(size * channels) {
+        for px in row.chunks_exact(channels).rev() {
+            out.extend_from_slice(px);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,8 +445,9 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn recentered_samples_are_centred_on_the_decoded_posterior_mean() {
+    /// An untrained model whose decoded poses vary by centimetres around a person-sized pose, that pose seen
+    /// 4 m away (pixels), and the camera.
+    fn small_world() -> (Vae, Vec<Kp>, Camera) {
         let mut rng = rand_pcg::Pcg64::seed_from_u64(5);
         let cfg = VaeConfig {
             modalities: vec![("kp2d".into(), INPUT_DIM), ("pose3d".into(), 3 * (NUM_JOINTS - 1))],
@@ -365,7 +461,7 @@ mod tests {
             expert_hidden: Default::default(),
         };
         let mut vae = Vae::new(cfg, &mut rng);
-        // Decoded poses vary by centimetres around a person-sized pose seen 4 m away, so every root fit succeeds.
+        // Every root fit succeeds on such poses.
         let base: [[f64; 3]; NUM_JOINTS] = std::array::from_fn(|j| [0.1 * (j % 4) as f64 - 0.15, 0.11 * j as f64 - 0.9, 0.05 * (j % 3) as f64]);
         let last = vae.decoder.layers.last_mut().unwrap();
         last.w.iter_mut().for_each(|w| *w *= 0.05);
@@ -378,6 +474,12 @@ mod tests {
                 Kp::new(u, v, 0.9)
             })
             .collect();
+        (vae, kps, cam)
+    }
+
+    #[test]
+    fn recentered_samples_are_centred_on_the_decoded_posterior_mean() {
+        let (vae, kps, cam) = small_world();
         let persons = [PersonIn { id: "a", layout: "h36m17", keypoints: &kps, crop: None }];
         let run = |config: LifterConfig| {
             let mut l = Lifter::new(Box::new(InMemory { vae: &vae, ws: Workspace::default() }), LifterConfig { keep_samples: true, ..config }).unwrap();
@@ -387,12 +489,41 @@ mod tests {
         };
         // One sample at zero spread is the decoded posterior mean itself.
         let decoded = run(LifterConfig { samples: 1, latent_std_scale: 0.0, ..Default::default() });
-        let wide = LifterConfig { samples: 64, latent_std_scale: 3.0, ..Default::default() };
+        let wide = LifterConfig { samples: 64, latent_std_scale: 3.0, flip_test: false, ..Default::default() };
         let gap = |m: &[[f64; 3]]| m.iter().zip(&decoded).flat_map(|(a, b)| (0..3).map(move |i| (a[i] - b[i]).abs())).fold(0.0, f64::max);
         let centred = gap(&run(wide.clone()));
         let raw = gap(&run(LifterConfig { recenter: false, ..wide }));
         assert!(centred < 1e-5, "recentered sample mean is {centred} m from the decoded mean");
         // Without the shift the non-linear decoder moves the sample mean measurably.
         assert!(raw > 1e-3, "raw sample mean only {raw} m from the decoded mean");
+    }
+
+    #[test]
+    fn flip_test_makes_the_lifter_mirror_equivariant() {
+        let (vae, kps, cam) = small_world();
+        // The same person mirrored in the image (about the principal point's column), left and right swapped.
+        let mirrored: Vec<Kp> = (0..NUM_JOINTS).map(|j| Kp::new(2.0 * 320.0 - kps[H36M17_FLIP[j]].x, kps[H36M17_FLIP[j]].y, 0.9)).collect();
+        let lift = |keypoints: &[Kp], flip_test: bool| {
+            let config = LifterConfig { samples: 8, latent_std_scale: 0.0, flip_test, ..Default::default() };
+            let mut l = Lifter::new(Box::new(InMemory { vae: &vae, ws: Workspace::default() }), config).unwrap();
+            let out = l.lift(&cam, &[PersonIn { id: "a", layout: "h36m17", keypoints, crop: None }], 1).unwrap();
+            out.poses[0].mean.clone()
+        };
+        // Mirror a camera-frame pose back: x -> -x, left <-> right.
+        let gap = |a: &[Vector3<f64>], b: &[Vector3<f64>]| (0..NUM_JOINTS).map(|j| (a[j] - Vector3::new(-b[H36M17_FLIP[j]].x, b[H36M17_FLIP[j]].y, b[H36M17_FLIP[j]].z)).norm()).fold(0.0, f64::max);
+        let with = gap(&lift(&kps, true), &lift(&mirrored, true));
+        assert!(with < 1e-5, "with flip_test the mirrored person's pose is {with} m from the mirrored pose");
+        // An untrained network is not symmetric: without flip_test the two lifts disagree.
+        let without = gap(&lift(&kps, false), &lift(&mirrored, false));
+        assert!(without > 1e-3, "without flip_test only {without} m apart");
+    }
+
+    #[test]
+    fn mirrored_crops_swap_columns_and_keep_channels() {
+        // 2 x 3 pixels, 2 channels: values encode (row, column, channel).
+        let c: Vec<f32> = (0..2).flat_map(|r| (0..3).flat_map(move |x| (0..2).map(move |ch| (100 * r + 10 * x + ch) as f32))).collect();
+        let mut out = Vec::new();
+        mirror_crop(&c, 3, 2, &mut out);
+        assert_eq!(out, [20., 21., 10., 11., 0., 1., 120., 121., 110., 111., 100., 101.]);
     }
 }

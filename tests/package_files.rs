@@ -30,7 +30,7 @@ fn parameter_file_is_a_ros_params_file_with_the_node_parameters() {
     let y: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(root().join("config/lifter.yaml")).unwrap()).unwrap();
     let params = y["/**"]["ros__parameters"].as_mapping().expect("/**: ros__parameters:");
     let names: Vec<&str> = params.keys().map(|k| k.as_str().unwrap()).collect();
-    for n in ["model_path", "provider", "allow_cpu_fallback", "samples", "seed", "publish_samples", "min_score", "min_joints", "max_stamp_age", "marker_lifetime"] {
+    for n in ["model_path", "provider", "allow_cpu_fallback", "samples", "seed", "publish_samples", "flip_test", "min_score", "min_joints", "max_stamp_age", "marker_lifetime"] {
         assert!(names.contains(&n), "{n} documented in config/lifter.yaml");
     }
     // The node's source reads every documented parameter.

@@ -35,6 +35,7 @@ struct Params {
     samples: i64,
     seed: i64,
     publish_samples: bool,
+    flip_test: bool,
     min_score: f64,
     min_joints: i64,
     max_stamp_age: f64,
@@ -60,6 +61,7 @@ impl Default for Params {
             samples: 32,
             seed: 0,
             publish_samples: false,
+            flip_test: true,
             min_score: 0.05,
             min_joints: 8,
             max_stamp_age: 0.0,
@@ -93,6 +95,7 @@ fn read_params(node: &r2r::Node) -> Result<Params> {
     get!(samples, i64);
     get!(seed, i64);
     get!(publish_samples, bool);
+    get!(flip_test, bool);
     get!(min_score, f64);
     get!(min_joints, i64);
     get!(max_stamp_age, f64);
@@ -107,7 +110,7 @@ fn read_params(node: &r2r::Node) -> Result<Params> {
     get!(image_reliable, bool);
     get!(crop_margin, f64);
     let known = [
-        "model_path", "provider", "allow_cpu_fallback", "intra_threads", "samples", "seed", "publish_samples", "min_score", "min_joints",
+        "model_path", "provider", "allow_cpu_fallback", "intra_threads", "samples", "seed", "publish_samples", "flip_test", "min_score", "min_joints",
         "max_stamp_age", "marker_lifetime", "ellipsoid_mass", "stats_period", "use_image", "image_transport", "image_slop", "image_queue", "debug_image", "image_reliable", "crop_margin",
         "use_sim_time",
     ];
@@ -428,6 +431,7 @@ fn main() -> Result<()> {
         min_score: params.min_score,
         min_joints: params.min_joints.max(2) as usize,
         keep_samples: params.publish_samples,
+        flip_test: params.flip_test,
         ..Default::default()
     };
     let mut lifter = Lifter::from_runtime(runtime, cfg)?;

@@ -70,6 +70,9 @@ struct ModelArgs {
     /// (the node always shifts; this shows what the shift buys).
     #[arg(long)]
     raw_samples: bool,
+    /// Lift each person from its own view only (the node also lifts it mirrored and merges both views).
+    #[arg(long)]
+    no_flip_test: bool,
 }
 
 impl ModelArgs {
@@ -77,7 +80,7 @@ impl ModelArgs {
     fn lifter(&self, keep_samples: bool) -> Result<Lifter<'static>> {
         let model = self.model.clone().unwrap_or_else(default_model);
         let rt = ModelRuntime::load(&model, &RuntimeOptions::default())?;
-        Lifter::from_runtime(rt, LifterConfig { samples: self.samples, seed: self.seed, keep_samples, recenter: !self.raw_samples, ..Default::default() })
+        Lifter::from_runtime(rt, LifterConfig { samples: self.samples, seed: self.seed, keep_samples, recenter: !self.raw_samples, flip_test: !self.no_flip_test, ..Default::default() })
     }
 }
 
