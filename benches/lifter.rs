@@ -54,13 +54,14 @@ fn keypoint_model() -> std::path::PathBuf {
 
 fn throughput() {
     println!("## Lifter throughput ({}, this machine, 1 ONNX Runtime intra-op thread)\n", keypoint_model().display());
-    println!("| persons/msg | K | person-frames/s | ms/msg | p99 ms/msg |");
-    println!("|---|---|---|---|---|");
+    println!("| persons/msg | K | flip_test | person-frames/s | ms/msg | p99 ms/msg |");
+    println!("|---|---|---|---|---|---|");
     for &persons in &[1usize, 4, 16] {
         let frames = people(64, persons);
-        for &k in &[1usize, 32, 128] {
+        // K = 32 also without the mirrored view, to show what flip_test costs.
+        for &(k, flip_test) in &[(1usize, true), (32, true), (32, false), (128, true)] {
             let rt = ModelRuntime::load(&keypoint_model(), &RuntimeOptions::default()).unwrap();
-            let mut lifter = Lifter::from_runtime(rt, LifterConfig { samples: k, ..Default::default() }).unwrap();
+            let mut lifter = Lifter::from_runtime(rt, LifterConfig { samples: k, flip_test, ..Default::default() }).unwrap();
             let cam = camera();
             let ids: Vec<String> = (0..persons).map(|i| format!("p{i}")).collect();
             let run = |lifter: &mut Lifter, f: usize| {
@@ -82,7 +83,7 @@ fn throughput() {
             let s = t0.elapsed().as_secs_f64();
             each.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let p99 = each[((each.len() - 1) as f64 * 0.99) as usize];
-            println!("| {persons} | {k} | {:.0} | {:.3} | {p99:.3} |", (n * persons) as f64 / s, 1e3 * s / n as f64);
+            println!("| {persons} | {k} | {} | {:.0} | {:.3} | {p99:.3} |", if flip_test && k > 1 { "on" } else { "off" }, (n * persons) as f64 / s, 1e3 * s / n as f64);
         }
     }
 }
