@@ -169,11 +169,26 @@ fn replaying_the_bundled_recording_scores_the_running_node() {
     assert!(node.0.try_wait().unwrap().is_none(), "node alive after the replay");
     drop(node);
     let m: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    // The same recording offline, through the same pipeline (the noise is keyed by stamp, so every answered
+    // frame gets the same samples).
+    let offline_dir = dir.join("offline");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pose3d-eval"));
+    cmd.args(["bag", "--bag"]).arg(root().join("data/demo/cmu_two_people")).arg("--out").arg(&offline_dir);
+    ros_env(&mut cmd, 74);
+    let out = cmd.output().expect("running pose3d-eval bag");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let offline: Value = serde_json::from_str(&std::fs::read_to_string(offline_dir.join("metrics.json")).unwrap()).unwrap();
     // 240 frames x 2 people at 60 Hz: nearly all answered, with the accuracy of the offline run.
     let scored = m["persons_scored"].as_u64().unwrap();
     assert!(scored >= 400, "{m}");
+    let (live, off) = (m["mpjpe_mm"].as_f64().unwrap(), offline["mpjpe_mm"].as_f64().unwrap());
+    assert!((live - off).abs() < 3.0, "live MPJPE {live} mm vs offline {off} mm");
+    let (live, off) = (m["root_abs_error_mm"].as_f64().unwrap(), offline["root_abs_error_mm"].as_f64().unwrap());
+    assert!((live - off).abs() < 0.05 * off, "live root error {live} mm vs offline {off} mm");
+    // Sanity bounds: CMU's skeleton is not Human3.6M's, so the pose error is high and the root depth is off
+    // by the size mismatch (a monocular view cannot tell size from distance): 480-680 mm across models.
     assert!(m["mpjpe_mm"].as_f64().unwrap() < 150.0, "{m}");
-    assert!(m["root_abs_error_mm"].as_f64().unwrap() < 600.0, "{m}");
+    assert!(m["root_abs_error_mm"].as_f64().unwrap() < 800.0, "{m}");
     let p99 = m["latency_ms_p99"].as_f64().unwrap();
     assert!(p99 > 0.0 && p99.is_finite(), "latency measured: {m}");
     assert!(dir.join("skeletons.png").is_file() && dir.join("report.md").is_file());
