@@ -65,6 +65,9 @@ pub struct TrainConfig {
     pub threads: usize,
     /// Where the matrix products run: "cpu", or "cuda" (cuBLAS; needs a build with `--features cuda`).
     pub device: String,
+    /// 2D inputs the sampling calibration is fitted on ("gt", "detections"; several: their mean pose ECE and
+    /// coverage error). The node sees detections, so the recipe fits on both.
+    pub calibration_inputs: Vec<String>,
     /// Sampling calibration to write into the card instead of fitting it on the validation subjects: for a
     /// final model trained on every subject, with the calibration fitted by the same recipe with one held out.
     pub calibration: Option<crate::modelcard::Calibration>,
@@ -152,6 +155,7 @@ impl Default for TrainConfig {
             min_joints: 8,
             threads: 2,
             device: "cpu".into(),
+            calibration_inputs: vec!["gt".into()],
             calibration: None,
             validation_from: None,
             image: None,
@@ -467,6 +471,8 @@ pub struct TrainOutcome {
 /// Trains (or resumes) into `out`, then exports `out/model.onnx` + `out/model.yaml`.
 pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progress: bool) -> Result<TrainOutcome> {
     ensure!(cfg.batch_size > 0 && cfg.epochs > 0, "batch_size and epochs must be positive");
+    let calibration_inputs = cfg.calibration_inputs.iter().map(|s| s.parse::<crate::eval_dataset::Input>()).collect::<Result<Vec<_>>>().context("calibration_inputs")?;
+    ensure!(!calibration_inputs.is_empty(), "calibration_inputs must name at least one input (gt, detections)");
     let vcfg = vae_config(cfg);
     for name in cfg.expert_hidden.keys() {
         ensure!(
@@ -610,7 +616,7 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
     }
     let calibration = match (&cfg.calibration, &val_data) {
         (Some(c), _) => c.clone(),
-        (None, Some(d)) => calibrate(&vae, d, cfg.val_stride * 4, cfg.min_joints)?,
+        (None, Some(d)) => calibrate(&vae, d, &calibration_inputs, cfg.val_stride * 4, cfg.min_joints)?,
         (None, None) => Default::default(),
     };
     let onnx = out.join("model.onnx");
@@ -624,7 +630,7 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
 /// crops); then (on the fused path if there is one) the latent temperature that minimises the
 /// root-relative pose ECE, then the size spread whose covariance ellipsoids (camera frame, after the root
 /// fit) hold the true joints closest to their nominal 50/90/95 %.
-pub fn calibrate(vae: &Vae, val: &Dataset, stride: usize, min_joints: usize) -> Result<crate::modelcard::Calibration> {
+pub fn calibrate(vae: &Vae, val: &Dataset, inputs: &[crate::eval_dataset::Input], stride: usize, min_joints: usize) -> Result<crate::modelcard::Calibration> {
     use crate::eval_dataset::{score_dataset, Cues, Input};
     use crate::lifter::{InMemory, Lifter, LifterConfig};
     let cues = if vae.config.image.is_some() { Cues::Fused } else { Cues::Keypoints };
@@ -644,12 +650,17 @@ pub fn calibrate(vae: &Vae, val: &Dataset, stride: usize, min_joints: usize) -> 
         image_weight = best.1;
         weight_note = format!("; image weight {} (fused mean-pose MPJPE {:.1} mm on rendered crops)", best.1, best.0);
     }
+    // Pose ECE and mean |coverage - nominal|, averaged over the calibration inputs.
     let run = |tau: f64, size: f64| -> Result<(f64, f64)> {
-        let cfg = LifterConfig { samples: 32, seed: 7, min_joints, keep_samples: true, latent_std_scale: tau, size_std: size, image_weight, ..Default::default() };
-        let mut lifter = Lifter::new(Box::new(InMemory { vae, ws: Workspace::default() }), cfg)?;
-        let (r, _) = score_dataset(val, Input::GroundTruth2d, cues, &mut lifter, stride, false, false)?;
-        let cov_err = [("50%", 0.5), ("90%", 0.9), ("95%", 0.95)].iter().map(|(k, m)| (r.coverage[*k] - m).abs()).sum::<f64>() / 3.0;
-        Ok((r.overall.pose_ece, cov_err))
+        let (mut ece, mut cov_err) = (0.0, 0.0);
+        for input in inputs {
+            let cfg = LifterConfig { samples: 32, seed: 7, min_joints, keep_samples: true, latent_std_scale: tau, size_std: size, image_weight, ..Default::default() };
+            let mut lifter = Lifter::new(Box::new(InMemory { vae, ws: Workspace::default() }), cfg)?;
+            let (r, _) = score_dataset(val, *input, cues, &mut lifter, stride, false, false)?;
+            ece += r.overall.pose_ece / inputs.len() as f64;
+            cov_err += [("50%", 0.5), ("90%", 0.9), ("95%", 0.95)].iter().map(|(k, m)| (r.coverage[*k] - m).abs()).sum::<f64>() / 3.0 / inputs.len() as f64;
+        }
+        Ok((ece, cov_err))
     };
     let mut best_tau = (f64::INFINITY, 1.0);
     for tau in [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0] {
@@ -671,8 +682,9 @@ pub fn calibrate(vae: &Vae, val: &Dataset, stride: usize, min_joints: usize) -> 
         size_std: best_size.1,
         image_weight,
         note: format!(
-            "fitted on {} (ground-truth 2D, {} cues, every {stride}th frame): pose ECE {:.3}, mean |coverage - nominal| of the 50/90/95 % ellipsoids {:.3}{weight_note}",
+            "fitted on {} ({}, {} cues, every {stride}th frame): pose ECE {:.3}, mean |coverage - nominal| of the 50/90/95 % ellipsoids {:.3}{weight_note}",
             val.cameras.keys().cloned().collect::<Vec<_>>().join(","),
+            inputs.iter().map(|i| if *i == Input::GroundTruth2d { "ground-truth 2D" } else { "detections" }).collect::<Vec<_>>().join(" and "),
             format!("{cues:?}").to_lowercase(),
             best_size.2,
             best_size.0

@@ -43,6 +43,8 @@ fn training_learns_and_writes_its_artifacts() {
     assert_eq!(card.latent, 8);
     assert_eq!(card.modalities.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["kp2d", "pose3d"]);
     assert!(card.validation.contains_key("gt2d_mpjpe_mm"));
+    // The fixture asks for the sampling calibration on both 2D inputs.
+    assert!(card.calibration.note.contains("(ground-truth 2D and detections, keypoints cues"), "{}", card.calibration.note);
     // The config written beside the checkpoint reproduces the run's config.
     let back: TrainConfig = serde_yaml::from_str(&std::fs::read_to_string(out.join("config.yaml")).unwrap()).unwrap();
     assert_eq!(back, tiny_config());
@@ -110,7 +112,7 @@ fn cuda_request_fails_loudly_or_falls_back_visibly() {
 }
 
 #[test]
-fn per_expert_widths_reach_the_model_and_typos_are_errors() {
+fn per_expert_widths_reach_the_model_and_config_typos_are_errors() {
     let (_, o) = trained();
     // The fixture narrows the pose3d expert; the keypoint expert keeps encoder_hidden.
     let widths = |i: usize| o.vae.experts[i].layers.iter().map(|l| l.out).collect::<Vec<_>>();
@@ -121,6 +123,10 @@ fn per_expert_widths_reach_the_model_and_typos_are_errors() {
     let out = std::env::temp_dir().join(format!("pose3d-train-typo-{}", std::process::id()));
     let e = train(&fixture(), &cfg, &out, false, false).err().expect("an unknown expert name is an error");
     assert!(format!("{e:#}").contains("\"pose_3d\", which is not a modality of this model (kp2d, pose3d)"), "{e:#}");
+    let mut cfg = tiny_config();
+    cfg.calibration_inputs = vec!["gt".into(), "detection".into()];
+    let e = train(&fixture(), &cfg, &out, false, false).err().expect("an unknown calibration input is an error");
+    assert!(format!("{e:#}").contains("calibration_inputs: unknown input 'detection' (gt or detections)"), "{e:#}");
 }
 
 /// A seconds-long run with the image expert (rendered crops): exported Conv graph == trainer's forward.
