@@ -75,6 +75,17 @@ pub fn crop_rgb(rgb: &Mat, bx: &CropBox, spec: &ImageSpec, out: &mut Vec<f32>) -
 }
 
 /// A pixel value in [0, 1] as the model takes it.
+/// Mirrors an NHWC crop left-right in place (rows of `width` pixels of `channels` values).
+pub fn mirror(crop: &mut [f32], width: usize, channels: usize) {
+    for row in crop.chunks_exact_mut(width * channels) {
+        for x in 0..width / 2 {
+            for k in 0..channels {
+                row.swap(x * channels + k, (width - 1 - x) * channels + k);
+            }
+        }
+    }
+}
+
 pub fn normalize(v: f32, spec: &ImageSpec) -> f32 {
     (v - spec.mean) / spec.std
 }
@@ -120,5 +131,13 @@ mod tests {
         out.clear();
         crop_rgb(&img, &CropBox { cx: -500.0, cy: 30.0, side: 40.0 }, &spec(), &mut out).unwrap();
         assert!(out.iter().all(|v| *v == -2.0));
+    }
+
+    #[test]
+    fn mirrored_crops_swap_columns_and_keep_channels() {
+        // 2 x 3 pixels, 2 channels: values encode (row, column, channel).
+        let mut c: Vec<f32> = (0..2).flat_map(|r| (0..3).flat_map(move |x| (0..2).map(move |ch| (100 * r + 10 * x + ch) as f32))).collect();
+        mirror(&mut c, 3, 2);
+        assert_eq!(c, [20., 21., 10., 11., 0., 1., 120., 121., 110., 111., 100., 101.]);
     }
 }

@@ -7,9 +7,9 @@
 
 use crate::camera::Camera;
 use crate::distribution::joint_statistics;
-use crate::normalize::{decode_pose3d, encode, Encoded, NormalizeError, INPUT_DIM};
+use crate::normalize::{decode_pose3d, encode, encode_pose3d, Encoded, NormalizeError, INPUT_DIM};
 use crate::rootfit::fit_root;
-use crate::skeleton::{to_h36m17, Kp, Layout, H36M17_FLIP, NUM_JOINTS};
+use crate::skeleton::{mirror_keypoints, mirror_pose, to_h36m17, Kp, Layout, NUM_JOINTS};
 use anyhow::{ensure, Result};
 use nalgebra::{Matrix3, Vector3};
 use rand::SeedableRng;
@@ -240,7 +240,7 @@ impl<'m> Lifter<'m> {
         self.mirrored.clear();
         if self.config.flip_test && k >= 2 {
             for (_, e) in &self.encoded {
-                match encode(&mirror_keypoints(e), self.config.min_joints) {
+                match encode(&mirrored_keypoints(e), self.config.min_joints) {
                     Ok(f) => self.mirrored.push(f.input),
                     Err(_) => break,
                 }
@@ -274,7 +274,11 @@ impl<'m> Lifter<'m> {
                 if flip {
                     for (pi, _) in &self.encoded {
                         match crop_of(*pi, dim) {
-                            Some(c) => mirror_crop(c, side.0, side.1, buf),
+                            Some(c) => {
+                                buf.extend_from_slice(c);
+                                let n = buf.len();
+                                crate::crop::mirror(&mut buf[n - dim..], side.0, side.1);
+                            }
                             None => buf.resize(buf.len() + dim, 0.0),
                         }
                     }
@@ -399,42 +403,21 @@ impl<'m> Lifter<'m> {
     }
 }
 
-/// The person mirrored about the camera's vertical plane (x -> -x, left <-> right), as the trainer's flips.
-fn mirror_keypoints(e: &Encoded) -> [Kp; NUM_JOINTS] {
-    std::array::from_fn(|j| {
-        let s = H36M17_FLIP[j];
-        if e.weight[s] > 0.0 {
-            Kp::new(-e.uv[s][0], e.uv[s][1], e.weight[s])
-        } else {
-            Kp::missing()
-        }
-    })
+/// The encoded person's keypoints mirrored (as the trainer's flips); missing joints stay missing.
+fn mirrored_keypoints(e: &Encoded) -> [Kp; NUM_JOINTS] {
+    mirror_keypoints(&std::array::from_fn(|j| Kp::new(e.uv[j][0], e.uv[j][1], e.weight[j])))
 }
 
 /// A model output (root-relative joints 1..16, xyz) of a mirrored view, mirrored back.
 fn unmirror_output(v: &mut [f32]) {
-    let src: [f32; 3 * (NUM_JOINTS - 1)] = v.try_into().expect("pose output size");
-    for j in 1..NUM_JOINTS {
-        let s = H36M17_FLIP[j];
-        v[3 * (j - 1)] = -src[3 * (s - 1)];
-        v[3 * (j - 1) + 1] = src[3 * (s - 1) + 1];
-        v[3 * (j - 1) + 2] = src[3 * (s - 1) + 2];
-    }
-}
-
-/// Appends the NHWC crop mirrored left-right.
-fn mirror_crop(c: &[f32], size: usize, channels: usize, out: &mut Vec<f32>) {
-    for row in c.chunks_exact(size * channels) {
-        for px in row.chunks_exact(channels).rev() {
-            out.extend_from_slice(px);
-        }
-    }
+    v.copy_from_slice(&encode_pose3d(&mirror_pose(&decode_pose3d(v))));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::camera::Distortion;
+    use crate::skeleton::H36M17_FLIP;
     use crate::vae::{Vae, VaeConfig, Workspace};
 
     /// Root-relative mean over a person's samples (K x 17, sample-major).
@@ -516,14 +499,5 @@ mod tests {
         // An untrained network is not symmetric: without flip_test the two lifts disagree.
         let without = gap(&lift(&kps, false), &lift(&mirrored, false));
         assert!(without > 1e-3, "without flip_test only {without} m apart");
-    }
-
-    #[test]
-    fn mirrored_crops_swap_columns_and_keep_channels() {
-        // 2 x 3 pixels, 2 channels: values encode (row, column, channel).
-        let c: Vec<f32> = (0..2).flat_map(|r| (0..3).flat_map(move |x| (0..2).map(move |ch| (100 * r + 10 * x + ch) as f32))).collect();
-        let mut out = Vec::new();
-        mirror_crop(&c, 3, 2, &mut out);
-        assert_eq!(out, [20., 21., 10., 11., 0., 1., 120., 121., 110., 111., 100., 101.]);
     }
 }

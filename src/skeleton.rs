@@ -19,6 +19,23 @@ pub fn h36m17_bones() -> impl Iterator<Item = (usize, usize)> {
 /// Left/right pairs of the H36M-17 layout (for flip augmentation).
 pub const H36M17_FLIP: [usize; 17] = [0, 4, 5, 6, 1, 2, 3, 7, 8, 9, 10, 14, 15, 16, 11, 12, 13];
 
+/// H36M-17 keypoints (normalized image coordinates) mirrored about the camera's vertical plane: x -> -x,
+/// left and right swapped. Used by the trainer's flip augmentation and the lifter's mirrored view.
+pub fn mirror_keypoints(kps: &[Kp; NUM_JOINTS]) -> [Kp; NUM_JOINTS] {
+    std::array::from_fn(|j| {
+        let k = kps[H36M17_FLIP[j]];
+        Kp::new(-k.x, k.y, k.score)
+    })
+}
+
+/// An H36M-17 pose in camera coordinates mirrored the same way.
+pub fn mirror_pose(pose: &[[f64; 3]; NUM_JOINTS]) -> [[f64; 3]; NUM_JOINTS] {
+    std::array::from_fn(|j| {
+        let p = pose[H36M17_FLIP[j]];
+        [-p[0], p[1], p[2]]
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     Coco17,

@@ -7,7 +7,7 @@ use crate::dataset::{to_camera, Dataset};
 use crate::modelcard::{Modality, ModelCard, CARD_FORMAT, INPUT_ENCODING};
 use crate::nn::Adam;
 use crate::normalize::{encode, encode_pose3d, INPUT_DIM, OUTPUT_DIM};
-use crate::skeleton::{Kp, H36M17_FLIP, NUM_JOINTS};
+use crate::skeleton::{mirror_keypoints, mirror_pose, Kp, NUM_JOINTS};
 use crate::vae::{Vae, VaeConfig, Workspace};
 use anyhow::{ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -229,15 +229,8 @@ impl<'a> Sampler<'a> {
         let mut pose = cam_pose;
         let flipped = rng.random_bool(0.5);
         if flipped {
-            // Mirror about the camera's vertical plane: negate x, swap left and right.
-            kps = std::array::from_fn(|j| {
-                let k = kps[H36M17_FLIP[j]];
-                Kp::new(-k.x, k.y, k.score)
-            });
-            pose = std::array::from_fn(|j| {
-                let p = cam_pose[H36M17_FLIP[j]];
-                [-p[0], p[1], p[2]]
-            });
+            kps = mirror_keypoints(&kps);
+            pose = mirror_pose(&cam_pose);
         }
         // Keypoint noise relative to the person's image size, so it means the same at any distance.
         let size = {
@@ -302,14 +295,7 @@ impl<'a> Sampler<'a> {
         let mut crop = Vec::with_capacity(spec.dim());
         crate::crop::crop_rgb(&rgb, &bx, &spec, &mut crop).ok()?;
         if flipped {
-            let (s, c) = (spec.size, spec.channels);
-            for row in crop.chunks_mut(s * c) {
-                for x in 0..s / 2 {
-                    for k in 0..c {
-                        row.swap(x * c + k, (s - 1 - x) * c + k);
-                    }
-                }
-            }
+            crate::crop::mirror(&mut crop, spec.size, spec.channels);
         }
         Some(crop)
     }
