@@ -46,6 +46,9 @@ pub struct TrainConfig {
     pub kl_warmup_steps: usize,
     /// Std of the Gaussian reconstruction likelihood, metres. Sets how much the latent may spread.
     pub recon_sigma: f32,
+    /// Weight of the CVAE-style term KL(q(z | 2D, 3D) || q(z | 2D)) on the rows with both (0: off). It makes
+    /// the 2D-only posterior cover where the 3D-informed ones land, i.e. spread like the poses fitting the 2D.
+    pub cond_kl_weight: f32,
     /// Probability of a virtual camera (random pose around the subject) instead of a real one.
     pub p_virtual_camera: f64,
     /// Probability (real cameras only) of using the dataset's 2D detections instead of projected ground truth.
@@ -144,6 +147,7 @@ impl Default for TrainConfig {
             beta: 1.0,
             kl_warmup_steps: 4000,
             recon_sigma: 0.05,
+            cond_kl_weight: 0.0,
             p_virtual_camera: 0.5,
             p_detections: 0.3,
             keypoint_noise: 0.03,
@@ -457,6 +461,7 @@ pub struct TrainOutcome {
 /// Trains (or resumes) into `out`, then exports `out/model.onnx` + `out/model.yaml`.
 pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progress: bool) -> Result<TrainOutcome> {
     ensure!(cfg.batch_size > 0 && cfg.epochs > 0, "batch_size and epochs must be positive");
+    ensure!(cfg.cond_kl_weight.is_finite() && cfg.cond_kl_weight >= 0.0, "cond_kl_weight must be >= 0, got {}", cfg.cond_kl_weight);
     let calibration_inputs = cfg.calibration_inputs.iter().map(|s| s.parse::<crate::eval_dataset::Input>()).collect::<Result<Vec<_>>>().context("calibration_inputs")?;
     ensure!(!calibration_inputs.is_empty(), "calibration_inputs must name at least one input (gt, detections)");
     let vcfg = vae_config(cfg);
@@ -502,6 +507,7 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
     let image_dim = vae.config.image.as_ref().map_or(0, |s| s.dim());
     let mut img = vec![0f32; b * image_dim];
     let (p_img_only, p_kp_img) = cfg.image.as_ref().map_or((0.0, 0.0), |i| (i.p_image_only, i.p_kp_and_image));
+    let cond = (cfg.cond_kl_weight > 0.0).then(|| crate::vae::CondKl { target: vae.modality_index("pose3d").expect("pose3d is a modality"), weight: cfg.cond_kl_weight });
     for epoch in log.len()..cfg.epochs {
         // Each epoch has its own stream, so a resumed run draws what an uninterrupted one would have.
         let mut rng = rand_pcg::Pcg64::seed_from_u64(cfg.seed.wrapping_add(1 + epoch as u64));
@@ -546,7 +552,7 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
                 t.fill(0.0);
             }
             let inputs: Vec<&[f32]> = if image_dim > 0 { vec![&kp, &pose, &img] } else { vec![&kp, &pose] };
-            let loss = vae.train_pass(&inputs, &presence, &pose, &eps, b, beta, cfg.recon_sigma, &mut grads, &mut ws);
+            let loss = vae.train_pass(&inputs, &presence, &pose, &eps, b, beta, cfg.recon_sigma, cond, &mut grads, &mut ws);
             ensure!(loss.total.is_finite(), "loss diverged at epoch {} step {step}", epoch + 1);
             opt.update(vae.tensors_mut(), grads.tensors());
             sum_loss += loss.total;

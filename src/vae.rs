@@ -92,6 +92,19 @@ pub struct Loss {
     pub total: f64,
     /// Mean per-joint position error of the decoded sample (metres), for the progress bar.
     pub mpjpe: f64,
+    /// KL(q(z | all present) || q(z | all present but the target modality)), per row, on the rows that
+    /// have the target modality and another one (0 without the conditional term).
+    pub cond_kl: f64,
+}
+
+/// The CVAE-style term of a training pass: on rows where `target` (the 3D pose expert) is present with
+/// other modalities, `weight` x KL(q(z | all) || q(z | all but target)). The ELBO alone lets the
+/// 2D-only posterior be far narrower than where the 2D+3D posteriors land; this term makes q(z | 2D)
+/// cover them, so its samples spread like the poses that fit the 2D.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CondKl {
+    pub target: usize,
+    pub weight: f32,
 }
 
 impl Vae {
@@ -256,6 +269,7 @@ impl Vae {
         rows: usize,
         beta: f32,
         sigma: f32,
+        cond: Option<CondKl>,
         grads: &mut Vae,
         ws: &mut Workspace,
     ) -> Loss {
@@ -301,8 +315,42 @@ impl Vae {
                 let v = sd * sd;
                 let p = 1.0 / v;
                 loss.kl += (0.5 * (v + mu * mu - 1.0 + p.ln())) as f64;
-                let g_mu = ws.gz[k] + beta * mu * scale;
-                let g_logv = ws.gz[k] * 0.5 * sd * eps[k] + beta * 0.5 * (v - 1.0) * scale;
+                let mut g_mu = ws.gz[k] + beta * mu * scale;
+                let mut g_logv = ws.gz[k] * 0.5 * sd * eps[k] + beta * 0.5 * (v - 1.0) * scale;
+                if let Some(CondKl { target, weight }) = cond {
+                    // q_c: the product without the target expert (prior included).
+                    let (mut p2, mut s2, mut others) = (1.0f32, 0.0f32, false);
+                    for i in (0..m).filter(|&i| i != target && presence[r * m + i] > 0.0) {
+                        let o = &ws.outs[i][r * 2 * l..(r + 1) * 2 * l];
+                        let t = presence[r * m + i] * (-o[l + d].clamp(-c, c)).exp();
+                        p2 += t;
+                        s2 += o[d] * t;
+                        others = true;
+                    }
+                    if others && presence[r * m + target] > 0.0 {
+                        let (m2, v2) = (s2 / p2, 1.0 / p2);
+                        let dm = mu - m2;
+                        loss.cond_kl += (0.5 * ((v2 / v).ln() + (v + dm * dm) / v2 - 1.0)) as f64;
+                        let w = weight * scale;
+                        // Into the full posterior's mean and log-variance ...
+                        g_mu += w * dm / v2;
+                        g_logv += w * 0.5 * (v / v2 - 1.0);
+                        // ... and into the conditioning product's, through its experts.
+                        let g_m2 = -w * dm / v2;
+                        let g_logv2 = w * 0.5 * (1.0 - (v + dm * dm) / v2);
+                        let d_p2 = -g_logv2 / p2 - g_m2 * m2 / p2;
+                        let d_s2 = g_m2 / p2;
+                        for i in (0..m).filter(|&i| i != target && presence[r * m + i] > 0.0) {
+                            let o = &ws.outs[i][r * 2 * l..(r + 1) * 2 * l];
+                            let lv = o[l + d];
+                            let t = presence[r * m + i] * (-lv.clamp(-c, c)).exp();
+                            ws.go[i][r * 2 * l + d] += d_s2 * t;
+                            if lv > -c && lv < c {
+                                ws.go[i][r * 2 * l + l + d] += (d_s2 * o[d] + d_p2) * (-t);
+                            }
+                        }
+                    }
+                }
                 let d_p = -g_logv / p - g_mu * mu / p;
                 let d_s = g_mu / p;
                 for i in 0..m {
@@ -311,9 +359,9 @@ impl Vae {
                         let o = &ws.outs[i][r * 2 * l..(r + 1) * 2 * l];
                         let lv = o[l + d];
                         let t = a * (-lv.clamp(-c, c)).exp();
-                        ws.go[i][r * 2 * l + d] = d_s * t;
+                        ws.go[i][r * 2 * l + d] += d_s * t;
                         if lv > -c && lv < c {
-                            ws.go[i][r * 2 * l + l + d] = (d_s * o[d] + d_p) * (-t);
+                            ws.go[i][r * 2 * l + l + d] += (d_s * o[d] + d_p) * (-t);
                         }
                     }
                 }
@@ -343,7 +391,8 @@ impl Vae {
         loss.recon /= rows as f64;
         loss.kl /= rows as f64;
         loss.mpjpe /= rows as f64;
-        loss.total = loss.recon + beta as f64 * loss.kl;
+        loss.cond_kl /= rows as f64;
+        loss.total = loss.recon + beta as f64 * loss.kl + cond.map_or(0.0, |c| c.weight as f64 * loss.cond_kl);
         loss
     }
 
@@ -495,8 +544,16 @@ mod tests {
         let presence = [1.0, 1.0, 1.0, 0.0, 0.0, 1.0];
         let (beta, sigma) = (0.7, 0.9);
         let n = vae.tensors().len();
-        let checked = check_gradients(&vae, 0..n, |v, g| v.train_pass(&[&xa, &xb], &presence, &target, &eps, rows, beta, sigma, g, &mut Workspace::default()).total);
-        assert_eq!(checked, 3 * n);
+        // Without and with the conditional KL term (b as the target: it applies to row 0 only).
+        for cond in [None, Some(CondKl { target: 1, weight: 0.6 })] {
+            let checked = check_gradients(&vae, 0..n, |v, g| v.train_pass(&[&xa, &xb], &presence, &target, &eps, rows, beta, sigma, cond, g, &mut Workspace::default()).total);
+            assert_eq!(checked, 3 * n);
+        }
+        let pass = |cond| vae.train_pass(&[&xa, &xb], &presence, &target, &eps, rows, beta, sigma, cond, &mut vae.zeros_like(), &mut Workspace::default());
+        let (plain, with) = (pass(None), pass(Some(CondKl { target: 1, weight: 0.6 })));
+        assert_eq!(plain.cond_kl, 0.0);
+        assert!(with.cond_kl > 0.0, "row 0's posterior with b differs from the one without");
+        assert!((with.total - plain.total - 0.6 * with.cond_kl).abs() < 1e-6 * with.total.abs());
     }
 
     #[test]
@@ -525,7 +582,7 @@ mod tests {
         // The trunk's tensors are the last ones.
         let n = vae.tensors().len();
         let trunk_tensors = vae.trunk.as_ref().unwrap().tensors().len();
-        let checked = check_gradients(&vae, n - trunk_tensors..n, |v, g| v.train_pass(&[&xa, &xi], &presence, &target, &eps, rows, 0.5, 0.8, g, &mut Workspace::default()).total);
+        let checked = check_gradients(&vae, n - trunk_tensors..n, |v, g| v.train_pass(&[&xa, &xi], &presence, &target, &eps, rows, 0.5, 0.8, None, g, &mut Workspace::default()).total);
         assert_eq!(checked, 3 * trunk_tensors);
         // A model without the image modality takes the shared parts.
         let mut plain_cfg = vae.config.clone();

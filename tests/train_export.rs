@@ -127,6 +127,10 @@ fn per_expert_widths_reach_the_model_and_config_typos_are_errors() {
     cfg.calibration_inputs = vec!["gt".into(), "detection".into()];
     let e = train(&fixture(), &cfg, &out, false, false).err().expect("an unknown calibration input is an error");
     assert!(format!("{e:#}").contains("calibration_inputs: unknown input 'detection' (gt or detections)"), "{e:#}");
+    let mut cfg = tiny_config();
+    cfg.cond_kl_weight = -1.0;
+    let e = train(&fixture(), &cfg, &out, false, false).err().expect("a negative cond_kl_weight is an error");
+    assert!(format!("{e:#}").contains("cond_kl_weight must be >= 0, got -1"), "{e:#}");
 }
 
 /// A seconds-long run with the image expert (rendered crops): exported Conv graph == trainer's forward.
