@@ -317,7 +317,7 @@ impl Vae {
                 loss.kl += (0.5 * (v + mu * mu - 1.0 + p.ln())) as f64;
                 let mut g_mu = ws.gz[k] + beta * mu * scale;
                 let mut g_logv = ws.gz[k] * 0.5 * sd * eps[k] + beta * 0.5 * (v - 1.0) * scale;
-                if let Some(CondKl { target, weight }) = cond {
+                if let Some(CondKl { target, weight }) = cond.filter(|c| presence[r * m + c.target] > 0.0) {
                     // q_c: the product without the target expert (prior included).
                     let (mut p2, mut s2, mut others) = (1.0f32, 0.0f32, false);
                     for i in (0..m).filter(|&i| i != target && presence[r * m + i] > 0.0) {
@@ -327,7 +327,7 @@ impl Vae {
                         s2 += o[d] * t;
                         others = true;
                     }
-                    if others && presence[r * m + target] > 0.0 {
+                    if others {
                         let (m2, v2) = (s2 / p2, 1.0 / p2);
                         let dm = mu - m2;
                         loss.cond_kl += (0.5 * ((v2 / v).ln() + (v + dm * dm) / v2 - 1.0)) as f64;
