@@ -2,7 +2,7 @@
 //! and Adam. The model is a handful of MLPs, so explicit gradients (checked against finite differences in
 //! the tests) keep the trainer small, fast to build and exactly mirrored by the ONNX export.
 
-use rand::Rng;
+use rand::{Rng, RngCore, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
 pub const LEAKY_SLOPE: f32 = 0.1;
@@ -103,6 +103,19 @@ pub struct MlpCache {
     grad: Vec<f32>,
     grad2: Vec<f32>,
     skip: Vec<f32>,
+    /// Training only: inverted dropout on the hidden activations (drop probability, its random stream, and
+    /// the masks of the last forward pass, 0 or 1 / (1 - p)). A cache without it is an inference cache.
+    dropout: Option<(f32, rand_pcg::Pcg64)>,
+    masks: Vec<Vec<f32>>,
+}
+
+impl MlpCache {
+    /// Drops each hidden activation with probability `p` in the forward passes that use this cache, from a
+    /// stream seeded by `seed` (so a run that reseeds per epoch resumes exactly); `p` = 0 switches it off.
+    pub fn set_dropout(&mut self, p: f32, seed: u64) {
+        assert!((0.0..1.0).contains(&p), "dropout must be in [0, 1), got {p}");
+        self.dropout = (p > 0.0).then(|| (p, rand_pcg::Pcg64::seed_from_u64(seed)));
+    }
 }
 
 impl Mlp {
@@ -149,6 +162,17 @@ impl Mlp {
                         *v *= LEAKY_SLOPE;
                     }
                 }
+                if let Some((p, rng)) = &mut cache.dropout {
+                    // Inverted dropout: kept units are scaled by 1 / (1 - p), so inference needs no change.
+                    cache.masks.resize_with(n, Vec::new);
+                    let mask = &mut cache.masks[i];
+                    let (keep, threshold) = (1.0 / (1.0 - *p), (*p as f64 * u32::MAX as f64) as u32);
+                    mask.clear();
+                    mask.extend((0..after[0].len()).map(|_| if rng.next_u32() >= threshold { keep } else { 0.0 }));
+                    for (v, m) in after[0].iter_mut().zip(mask.iter()) {
+                        *v *= m;
+                    }
+                }
             }
             if self.is_residual(i) {
                 cache.branch[i].clear();
@@ -176,7 +200,13 @@ impl Mlp {
                 skip.extend_from_slice(&cur);
             }
             if i + 1 < n {
-                // Leaky ReLU keeps the sign, so the activation tells where the slope applies.
+                if cache.dropout.is_some() {
+                    for (d, m) in cur.iter_mut().zip(&cache.masks[i]) {
+                        *d *= m;
+                    }
+                }
+                // Leaky ReLU keeps the sign (and dropout's mask is >= 0), so the activation tells where
+                // the slope applies; a dropped unit's gradient is already 0.
                 let act = if residual { &cache.branch[i] } else { &cache.acts[i + 1] };
                 for (d, a) in cur.iter_mut().zip(act) {
                     if *a < 0.0 {
@@ -215,6 +245,9 @@ pub struct Adam {
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
+    /// Decoupled weight decay (AdamW, Loshchilov & Hutter): each step also shrinks every parameter by
+    /// lr x weight_decay of itself.
+    pub weight_decay: f32,
     pub step: u64,
     pub m: Vec<Vec<f32>>,
     pub v: Vec<Vec<f32>>,
@@ -227,6 +260,7 @@ impl Adam {
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
+            weight_decay: 0.0,
             step: 0,
             m: shapes.iter().map(|n| vec![0.0; *n]).collect(),
             v: shapes.iter().map(|n| vec![0.0; *n]).collect(),
@@ -238,12 +272,13 @@ impl Adam {
         let bc2 = 1.0 - self.beta2.powi(self.step as i32);
         let a = self.lr * bc2.sqrt() / bc1;
         let (b1, b2, eps) = (self.beta1, self.beta2, self.eps * bc2.sqrt());
+        let shrink = 1.0 - self.lr * self.weight_decay;
         for (((p, g), m), v) in params.into_iter().zip(grads).zip(&mut self.m).zip(&mut self.v) {
             // Iterators without bounds checks, so the loop vectorizes.
             for (((p, g), m), v) in p.iter_mut().zip(g.iter()).zip(m.iter_mut()).zip(v.iter_mut()) {
                 *m = b1 * *m + (1.0 - b1) * g;
                 *v = b2 * *v + (1.0 - b2) * g * g;
-                *p -= a * *m / (v.sqrt() + eps);
+                *p = shrink * *p - a * *m / (v.sqrt() + eps);
             }
         }
     }
@@ -269,6 +304,45 @@ mod tests {
     }
 
     #[test]
+    fn dropout_gradients_match_finite_differences() {
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(4);
+        check_gradients_with(Mlp::new(&[5, 9, 8, 3], &mut rng), 0.3);
+        check_gradients_with(Mlp::new_residual(&[5, 8, 8, 8, 3], &mut rng), 0.3);
+    }
+
+    #[test]
+    fn dropout_drops_hidden_units_and_keeps_their_expectation() {
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(5);
+        let mlp = Mlp::new(&[4, 2000, 1], &mut rng);
+        let x = [0.5f32, -0.3, 0.8, 0.1];
+        let mut plain = MlpCache::default();
+        mlp.forward(&x, 1, &mut plain);
+        let mut dropped = MlpCache::default();
+        dropped.set_dropout(0.25, 9);
+        mlp.forward(&x, 1, &mut dropped);
+        let (h, hd) = (&plain.acts[1], &dropped.acts[1]);
+        let zeros = hd.iter().zip(h).filter(|(d, p)| **d == 0.0 && **p != 0.0).count();
+        assert!((400..600).contains(&zeros), "{zeros} of 2000 dropped at p = 0.25");
+        for (d, p) in hd.iter().zip(h).filter(|(d, _)| **d != 0.0) {
+            assert!((d - p / 0.75).abs() < 1e-5 * p.abs().max(1.0));
+        }
+        let (sum, sum_d): (f32, f32) = (h.iter().map(|v| v.abs()).sum(), hd.iter().map(|v| v.abs()).sum());
+        assert!((sum_d / sum - 1.0).abs() < 0.1, "mean activation kept: {sum_d} vs {sum}");
+        // Switched off again, the cache is an inference cache: the plain pass.
+        dropped.set_dropout(0.0, 9);
+        assert_eq!(mlp.forward(&x, 1, &mut dropped), plain.acts[2].as_slice());
+    }
+
+    #[test]
+    fn adam_weight_decay_shrinks_parameters_without_gradient() {
+        let mut p = vec![vec![2.0f32, -4.0]];
+        let mut opt = Adam::new(0.1, &[2]);
+        opt.weight_decay = 0.5;
+        opt.update(p.iter_mut().collect(), vec![&vec![0.0, 0.0]]);
+        assert_eq!(p[0], [2.0 * 0.95, -4.0 * 0.95]);
+    }
+
+    #[test]
     fn residual_layers_add_their_input() {
         let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
         let mut mlp = Mlp::new_residual(&[2, 4, 4, 1], &mut rng);
@@ -282,16 +356,26 @@ mod tests {
     }
 
     fn check_gradients(mlp: Mlp) {
+        check_gradients_with(mlp, 0.0)
+    }
+
+    /// With dropout, every pass draws the same masks (same seed, masks do not depend on the values).
+    fn check_gradients_with(mlp: Mlp, dropout: f32) {
+        let new_cache = || {
+            let mut c = MlpCache::default();
+            c.set_dropout(dropout, 11);
+            c
+        };
         let (inp, outd) = (mlp.inp(), mlp.out());
         let rows = 4;
         let x: Vec<f32> = (0..rows * inp).map(|i| ((i * 37 % 11) as f32 - 5.0) / 4.0).collect();
         let target: Vec<f32> = (0..rows * outd).map(|i| (i % 4) as f32 / 3.0).collect();
         let loss = |m: &Mlp, x: &[f32]| -> f64 {
-            let mut c = MlpCache::default();
+            let mut c = new_cache();
             let y = m.forward(x, rows, &mut c);
             y.iter().zip(&target).map(|(a, b)| 0.5 * ((a - b) as f64).powi(2)).sum()
         };
-        let mut cache = MlpCache::default();
+        let mut cache = new_cache();
         let y = mlp.forward(&x, rows, &mut cache).to_vec();
         let gy: Vec<f32> = y.iter().zip(&target).map(|(a, b)| a - b).collect();
         let mut g = mlp.zeros_like();

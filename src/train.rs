@@ -49,6 +49,14 @@ pub struct TrainConfig {
     /// Weight of the CVAE-style term KL(q(z | 2D, 3D) || q(z | 2D)) on the rows with both (0: off). It makes
     /// the 2D-only posterior cover where the 3D-informed ones land, i.e. spread like the poses fitting the 2D.
     pub cond_kl_weight: f32,
+    /// Dropout on the encoders' hidden units during training (0: off): a regulariser against fitting the
+    /// training subjects' own proportions and motions.
+    pub dropout: f32,
+    /// Decoupled weight decay of Adam (AdamW; 0: off).
+    pub weight_decay: f32,
+    /// Exponential moving average of the weights (0: off; e.g. 0.999): validation, calibration and the
+    /// exported model use the average, which does not jitter with the last steps' updates.
+    pub ema_decay: f32,
     /// Probability of a virtual camera (random pose around the subject) instead of a real one.
     pub p_virtual_camera: f64,
     /// Probability (real cameras only) of using the dataset's 2D detections instead of projected ground truth.
@@ -148,6 +156,9 @@ impl Default for TrainConfig {
             kl_warmup_steps: 4000,
             recon_sigma: 0.05,
             cond_kl_weight: 0.0,
+            dropout: 0.0,
+            weight_decay: 0.0,
+            ema_decay: 0.0,
             p_virtual_camera: 0.5,
             p_detections: 0.3,
             keypoint_noise: 0.03,
@@ -383,9 +394,11 @@ pub struct EpochLog {
     pub samples_per_s: f64,
 }
 
-/// Checkpoint: weights, optimizer state and the log, so a run resumes where it stopped.
-fn save_checkpoint(dir: &Path, vae: &Vae, opt: &Adam, log: &[EpochLog]) -> Result<()> {
-    let mut bytes = vae.weights_to_bytes();
+/// Checkpoint: weights, optimizer state and the log, so a run resumes where it stopped. Layout: the model's
+/// weights (the moving average when there is one: what `load_trained` reads), Adam's m and v, step, lr,
+/// then, with a moving average, the raw training weights.
+fn save_checkpoint(dir: &Path, vae: &Vae, ema: Option<&Vae>, opt: &Adam, log: &[EpochLog]) -> Result<()> {
+    let mut bytes = ema.unwrap_or(vae).weights_to_bytes();
     let state = vae.clone();
     let mut m = state.clone();
     for (t, src) in m.tensors_mut().into_iter().zip(&opt.m) {
@@ -400,17 +413,31 @@ fn save_checkpoint(dir: &Path, vae: &Vae, opt: &Adam, log: &[EpochLog]) -> Resul
     bytes.extend(v.weights_to_bytes());
     bytes.extend(opt.step.to_le_bytes());
     bytes.extend(opt.lr.to_le_bytes());
+    if ema.is_some() {
+        bytes.extend(vae.weights_to_bytes());
+    }
     std::fs::write(&tmp, &bytes)?;
     std::fs::rename(&tmp, dir.join("checkpoint.bin"))?;
     std::fs::write(dir.join("log.json"), serde_json::to_string_pretty(log)?)?;
     Ok(())
 }
 
-fn load_checkpoint(dir: &Path, vae: &mut Vae, opt: &mut Adam) -> Result<Vec<EpochLog>> {
+fn load_checkpoint(dir: &Path, vae: &mut Vae, ema: Option<&mut Vae>, opt: &mut Adam) -> Result<Vec<EpochLog>> {
     let bytes = std::fs::read(dir.join("checkpoint.bin")).context("reading checkpoint.bin")?;
     let part = vae.weights_to_bytes().len();
-    ensure!(bytes.len() == 3 * part + 12, "checkpoint does not match the configured model");
-    vae.load_weights(&bytes[..part])?;
+    let want = 3 * part + 12 + if ema.is_some() { part } else { 0 };
+    ensure!(
+        bytes.len() == want,
+        "checkpoint does not match the configured model{}",
+        if bytes.len() == 3 * part + 12 || bytes.len() == 4 * part + 12 { " (ema_decay was changed: a run resumes with the setting it started with)" } else { "" }
+    );
+    match ema {
+        Some(e) => {
+            e.load_weights(&bytes[..part])?;
+            vae.load_weights(&bytes[3 * part + 12..])?;
+        }
+        None => vae.load_weights(&bytes[..part])?,
+    }
     let mut m = vae.clone();
     m.load_weights(&bytes[part..2 * part])?;
     let mut v = vae.clone();
@@ -418,7 +445,7 @@ fn load_checkpoint(dir: &Path, vae: &mut Vae, opt: &mut Adam) -> Result<Vec<Epoc
     opt.m = m.tensors().into_iter().cloned().collect();
     opt.v = v.tensors().into_iter().cloned().collect();
     opt.step = u64::from_le_bytes(bytes[3 * part..3 * part + 8].try_into()?);
-    opt.lr = f32::from_le_bytes(bytes[3 * part + 8..].try_into()?);
+    opt.lr = f32::from_le_bytes(bytes[3 * part + 8..3 * part + 12].try_into()?);
     Ok(serde_json::from_str(&std::fs::read_to_string(dir.join("log.json"))?)?)
 }
 
@@ -462,6 +489,9 @@ pub struct TrainOutcome {
 pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progress: bool) -> Result<TrainOutcome> {
     ensure!(cfg.batch_size > 0 && cfg.epochs > 0, "batch_size and epochs must be positive");
     ensure!(cfg.cond_kl_weight.is_finite() && cfg.cond_kl_weight >= 0.0, "cond_kl_weight must be >= 0, got {}", cfg.cond_kl_weight);
+    ensure!((0.0..1.0).contains(&cfg.dropout), "dropout must be in [0, 1), got {}", cfg.dropout);
+    ensure!(cfg.weight_decay.is_finite() && cfg.weight_decay >= 0.0, "weight_decay must be >= 0, got {}", cfg.weight_decay);
+    ensure!((0.0..1.0).contains(&cfg.ema_decay), "ema_decay must be in [0, 1), got {}", cfg.ema_decay);
     let calibration_inputs = cfg.calibration_inputs.iter().map(|s| s.parse::<crate::eval_dataset::Input>()).collect::<Result<Vec<_>>>().context("calibration_inputs")?;
     ensure!(!calibration_inputs.is_empty(), "calibration_inputs must name at least one input (gt, detections)");
     let vcfg = vae_config(cfg);
@@ -496,7 +526,9 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
     }
     let shapes: Vec<usize> = vae.tensors().iter().map(|t| t.len()).collect();
     let mut opt = Adam::new(cfg.learning_rate, &shapes);
-    let mut log = if resuming { load_checkpoint(out, &mut vae, &mut opt)? } else { Vec::new() };
+    opt.weight_decay = cfg.weight_decay;
+    let mut ema = (cfg.ema_decay > 0.0).then(|| vae.clone());
+    let mut log = if resuming { load_checkpoint(out, &mut vae, ema.as_mut(), &mut opt)? } else { Vec::new() };
     let sampler = Sampler::new(&train_data, cfg);
     let steps_per_epoch = cfg.samples_per_epoch.div_ceil(cfg.batch_size);
     let mut grads = vae.zeros_like();
@@ -511,6 +543,7 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
     for epoch in log.len()..cfg.epochs {
         // Each epoch has its own stream, so a resumed run draws what an uninterrupted one would have.
         let mut rng = rand_pcg::Pcg64::seed_from_u64(cfg.seed.wrapping_add(1 + epoch as u64));
+        ws.set_dropout(m, cfg.dropout, cfg.seed.wrapping_add(1 + epoch as u64));
         let bar = if progress { ProgressBar::new(steps_per_epoch as u64) } else { ProgressBar::hidden() };
         bar.set_style(ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}").unwrap().progress_chars("=> "));
         bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
@@ -555,6 +588,16 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
             let loss = vae.train_pass(&inputs, &presence, &pose, &eps, b, beta, cfg.recon_sigma, cond, &mut grads, &mut ws);
             ensure!(loss.total.is_finite(), "loss diverged at epoch {} step {step}", epoch + 1);
             opt.update(vae.tensors_mut(), grads.tensors());
+            if let Some(e) = &mut ema {
+                // Shorter averaging at the start (as TensorFlow's ExponentialMovingAverage with num_updates),
+                // so the average is not dominated by the initial weights.
+                let d = cfg.ema_decay.min((1 + opt.step) as f32 / (10 + opt.step) as f32);
+                for (a, w) in e.tensors_mut().into_iter().zip(vae.tensors()) {
+                    for (a, w) in a.iter_mut().zip(w) {
+                        *a = d * *a + (1.0 - d) * w;
+                    }
+                }
+            }
             sum_loss += loss.total;
             sum_recon += loss.recon;
             sum_kl += loss.kl;
@@ -573,7 +616,7 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
         bar.finish_and_clear();
         let train_secs = t0.elapsed().as_secs_f64();
         let val = match &val_data {
-            Some(d) => validate(&vae, d, cfg.val_stride, cfg.min_joints)?,
+            Some(d) => validate(ema.as_ref().unwrap_or(&vae), d, cfg.val_stride, cfg.min_joints)?,
             None => Validation::default(),
         };
         let n = steps_per_epoch as f64;
@@ -604,8 +647,10 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
         }
         log.push(entry);
         opt.lr *= cfg.lr_decay;
-        save_checkpoint(out, &vae, &opt, &log)?;
+        save_checkpoint(out, &vae, ema.as_ref(), &opt, &log)?;
     }
+    // The model from here on: the moving average where there is one.
+    let vae = ema.unwrap_or(vae);
     let calibration = match (&cfg.calibration, &val_data) {
         (Some(c), _) => c.clone(),
         (None, Some(d)) => calibrate(&vae, d, &calibration_inputs, cfg.val_stride * 4, cfg.min_joints)?,

@@ -85,6 +85,17 @@ pub struct Workspace {
     go_img: Vec<f32>,
 }
 
+impl Workspace {
+    /// Training passes through this workspace drop hidden units of the `experts` encoders with probability
+    /// `p` (0: off), each expert from its own stream seeded by `seed`. Inference workspaces never set it.
+    pub fn set_dropout(&mut self, experts: usize, p: f32, seed: u64) {
+        self.expert_cache.resize_with(experts, MlpCache::default);
+        for (i, c) in self.expert_cache.iter_mut().enumerate() {
+            c.set_dropout(p, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(i as u64));
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Loss {
     pub recon: f64,

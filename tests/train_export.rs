@@ -133,6 +133,40 @@ fn per_expert_widths_reach_the_model_and_config_typos_are_errors() {
     assert!(format!("{e:#}").contains("cond_kl_weight must be >= 0, got -1"), "{e:#}");
 }
 
+/// Dropout, weight decay and the moving average of the weights: a run stopped after one epoch and resumed
+/// ends with exactly the weights of the uninterrupted run (the average is checkpointed, dropout reseeded
+/// per epoch), the exported model is the average, and a changed ema_decay is refused on resume.
+#[test]
+fn regularised_runs_resume_exactly_and_export_the_average() {
+    let mut cfg = tiny_config();
+    cfg.dropout = 0.2;
+    cfg.weight_decay = 1e-4;
+    cfg.ema_decay = 0.99;
+    let dir = std::env::temp_dir().join(format!("pose3d-train-resume-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let whole = train(&fixture(), &cfg, &dir.join("whole"), false, false).expect("regularised run");
+    let first = TrainConfig { epochs: 1, ..cfg.clone() };
+    train(&fixture(), &first, &dir.join("split"), false, false).expect("first epoch");
+    let resumed = train(&fixture(), &cfg, &dir.join("split"), true, false).expect("resumed run");
+    assert_eq!(resumed.log.len(), 2);
+    assert_eq!(resumed.vae.weights_to_bytes(), whole.vae.weights_to_bytes(), "resumed run differs from the uninterrupted one");
+    assert_eq!(resumed.log[1].val, whole.log[1].val);
+    // The exported and reloadable model is the average, not the last step's weights.
+    let reloaded = pose3d::train::load_trained(&dir.join("whole")).unwrap();
+    assert_eq!(reloaded.weights_to_bytes(), whole.vae.weights_to_bytes());
+    let plain = train(&fixture(), &TrainConfig { ema_decay: 0.0, ..cfg.clone() }, &dir.join("plain"), false, false).unwrap();
+    assert_ne!(plain.vae.weights_to_bytes(), whole.vae.weights_to_bytes());
+    // Learning still happens with the regularisers on.
+    assert!(whole.log[1].val.gt2d_mpjpe_mm < 350.0, "{:?}", whole.log[1].val);
+    let e = train(&fixture(), &TrainConfig { epochs: 3, ema_decay: 0.0, ..cfg.clone() }, &dir.join("whole"), true, false).err().expect("ema_decay changed on resume");
+    assert!(format!("{e:#}").contains("ema_decay was changed"), "{e:#}");
+    for (field, bad) in [("dropout must be in [0, 1), got 1", TrainConfig { dropout: 1.0, ..cfg.clone() }), ("ema_decay must be in [0, 1), got -0.5", TrainConfig { ema_decay: -0.5, ..cfg.clone() })] {
+        let e = train(&fixture(), &bad, &dir.join("bad"), false, false).err().expect("out-of-range setting");
+        assert!(format!("{e:#}").contains(field), "{e:#}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A seconds-long run with the image expert (rendered crops): exported Conv graph == trainer's forward.
 #[test]
 fn image_model_trains_exports_and_matches_in_onnx() {
