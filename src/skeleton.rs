@@ -36,6 +36,17 @@ pub fn mirror_pose(pose: &[[f64; 3]; NUM_JOINTS]) -> [[f64; 3]; NUM_JOINTS] {
     })
 }
 
+/// The pose with the bone from each joint's parent to the joint stretched by `factors[joint]` (the root's
+/// factor is unused); every bone keeps its direction and the root stays put, so a body of other proportions
+/// makes the same movement. Parents precede their children in the layout, so one pass suffices.
+pub fn scale_bones(pose: &[[f64; 3]; NUM_JOINTS], factors: &[f64; NUM_JOINTS]) -> [[f64; 3]; NUM_JOINTS] {
+    let mut out = *pose;
+    for (c, p) in h36m17_bones() {
+        out[c] = std::array::from_fn(|a| out[p][a] + factors[c] * (pose[c][a] - pose[p][a]));
+    }
+    out
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     Coco17,
@@ -147,6 +158,20 @@ pub fn mpii16_to_h36m17_f32(src: &[[f32; 2]]) -> [[f32; 2]; 17] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scaled_bones_keep_directions_and_take_the_factors() {
+        let pose: [[f64; 3]; NUM_JOINTS] = std::array::from_fn(|j| [0.1 * j as f64, (j as f64).sin(), 3.0 + 0.05 * (j * j) as f64]);
+        let factors: [f64; NUM_JOINTS] = std::array::from_fn(|j| 0.8 + 0.03 * j as f64);
+        let out = scale_bones(&pose, &factors);
+        assert_eq!(out[ROOT], pose[ROOT]);
+        for (c, p) in h36m17_bones() {
+            let (a, b): (Vec<f64>, Vec<f64>) = (0..3).map(|k| (pose[c][k] - pose[p][k], out[c][k] - out[p][k])).unzip();
+            for k in 0..3 {
+                assert!((b[k] - factors[c] * a[k]).abs() < 1e-12, "bone {p}->{c}");
+            }
+        }
+    }
 
     #[test]
     fn parents_form_a_tree_rooted_at_hip() {

@@ -7,7 +7,7 @@ use crate::dataset::{to_camera, Dataset};
 use crate::modelcard::{Modality, ModelCard, CARD_FORMAT, INPUT_ENCODING};
 use crate::nn::Adam;
 use crate::normalize::{encode, encode_pose3d, INPUT_DIM, OUTPUT_DIM};
-use crate::skeleton::{mirror_keypoints, mirror_pose, Kp, NUM_JOINTS};
+use crate::skeleton::{mirror_keypoints, mirror_pose, scale_bones, Kp, H36M17_FLIP, NUM_JOINTS};
 use crate::vae::{Vae, VaeConfig, Workspace};
 use anyhow::{ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -57,6 +57,10 @@ pub struct TrainConfig {
     /// Exponential moving average of the weights (0: off; e.g. 0.999): validation, calibration and the
     /// exported model use the average, which does not jitter with the last steps' updates.
     pub ema_decay: f32,
+    /// Bone-length augmentation (0: off): on samples whose 2D is projected from the 3D (not detections),
+    /// each bone is stretched by exp(N(0, std)), left and right alike, so the model sees bodies of other
+    /// proportions than the few training subjects'.
+    pub bone_length_std: f64,
     /// Probability of a virtual camera (random pose around the subject) instead of a real one.
     pub p_virtual_camera: f64,
     /// Probability (real cameras only) of using the dataset's 2D detections instead of projected ground truth.
@@ -159,6 +163,7 @@ impl Default for TrainConfig {
             dropout: 0.0,
             weight_decay: 0.0,
             ema_decay: 0.0,
+            bone_length_std: 0.0,
             p_virtual_camera: 0.5,
             p_detections: 0.3,
             keypoint_noise: 0.03,
@@ -230,6 +235,18 @@ impl<'a> Sampler<'a> {
             real_cam = Some(c);
             let det = if rng.random_bool(self.cfg.p_detections) { seq.detections.get(&c.id).map(|d| (&c.intrinsics, d[f])) } else { None };
             (to_camera(world, &c.extrinsics), det)
+        };
+        let cam_pose = match (det, self.cfg.bone_length_std) {
+            (None, s) if s > 0.0 => {
+                let n = Normal::new(0.0, s).ok()?;
+                let mut f = [1.0; NUM_JOINTS];
+                for j in (1..NUM_JOINTS).filter(|&j| H36M17_FLIP[j] >= j) {
+                    f[j] = n.sample(rng).exp();
+                    f[H36M17_FLIP[j]] = f[j];
+                }
+                scale_bones(&cam_pose, &f)
+            }
+            _ => cam_pose,
         };
         if cam_pose.iter().any(|p| p[2] < 0.5) {
             return None;
