@@ -839,6 +839,55 @@ mod tests {
     use super::*;
     use opencv::prelude::*;
 
+    /// The CMU fixture has one fixed skeleton: without the augmentation every drawn 3D target has its bone
+    /// lengths; with it they spread by about the configured std, left and right alike. (Flips swap the
+    /// fixture's slightly unequal left and right bones, so each bone is compared with its mirror as a pair.)
+    #[test]
+    fn bone_length_augmentation_varies_proportions_left_and_right_alike() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cmu");
+        let data = Dataset::load(&fixture, &["S1".to_string()]).unwrap();
+        // Bone lengths by child joint (index 0 unused).
+        let bones = |e: &Example| -> [f64; NUM_JOINTS] {
+            let p = crate::normalize::decode_pose3d(&e.pose);
+            let mut l = [1.0; NUM_JOINTS];
+            for (c, q) in crate::skeleton::h36m17_bones() {
+                l[c] = (0..3).map(|a| (p[c][a] - p[q][a]).powi(2)).sum::<f64>().sqrt();
+            }
+            l
+        };
+        // Per draw and bone: the log of its pair's stretch against the first draw, and how far the pair's
+        // left/right ratio moved from the first draw's (0 when both sides took the same factor).
+        let draws = |std: f64| -> Vec<Vec<(f64, f64)>> {
+            let cfg = TrainConfig { bone_length_std: std, p_detections: 0.0, keypoint_noise: 0.0, p_drop: 0.0, ..Default::default() };
+            let sampler = Sampler::new(&data, &cfg);
+            let mut rng = rand_pcg::Pcg64::seed_from_u64(8);
+            let r = bones(&sampler.draw(&mut rng));
+            (0..300)
+                .map(|_| {
+                    let l = bones(&sampler.draw(&mut rng));
+                    (1..NUM_JOINTS)
+                        .map(|b| {
+                            let m = H36M17_FLIP[b];
+                            (0.5 * (l[b] * l[m] / (r[b] * r[m])).ln(), ((l[b] / l[m]).ln().abs() - (r[b] / r[m]).ln().abs()).abs())
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        // Without it the bones keep their lengths (the fixture's neck is a derived joint that moves by up to
+        // 6 mm of 176: log 0.035); the augmentation's spread is four times that.
+        let plain = draws(0.0);
+        let worst = plain.iter().flatten().fold(0f64, |m, (g, _)| m.max(g.abs()));
+        assert!(worst < 0.04, "the fixture's bones are fixed without augmentation: log stretch {worst}");
+        let aug = draws(0.1);
+        for b in 0..16 {
+            // The log stretch against an (also stretched) first draw has std sqrt(2) x 0.1.
+            let sd = (aug.iter().map(|d| d[b].0.powi(2)).sum::<f64>() / aug.len() as f64).sqrt();
+            assert!((0.09..0.2).contains(&sd), "bone {} log-stretch spread {sd}", b + 1);
+            assert!(aug.iter().all(|d| d[b].1 < 1e-4), "bone {} and its mirror took different factors", b + 1);
+        }
+    }
+
     /// Real frames under `image_dir` replace rendering where they exist (layout documented on
     /// `ImageTrainConfig::image_dir`).
     #[test]
