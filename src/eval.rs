@@ -100,6 +100,8 @@ pub struct RecordingReport {
     pub root_abs_error_mm: f64,
     pub abs_mpjpe_mm: f64,
     pub best_of_k_mm: Option<f64>,
+    /// Mean error of a single sample (the spread's cost; best-of-K is at most this).
+    pub sample_mpjpe_mm: Option<f64>,
     /// Fraction of true joints inside the 50/90/95 % covariance ellipsoids.
     pub coverage: BTreeMap<String, f64>,
     pub per_person_mpjpe_mm: BTreeMap<String, f64>,
@@ -125,7 +127,7 @@ pub fn score(preds: &[(PoseDistributionArray, Option<f64>)], truth: &BTreeMap<i6
     let mut r = RecordingReport { messages_with_truth: truth.len(), dropped, ..Default::default() };
     let masses = [0.5, 0.9, 0.95];
     let (mut inside, mut joints) = ([0usize; 3], 0usize);
-    let (mut sum, mut pa, mut root, mut abs, mut bok, mut nbok) = (0.0, 0.0, 0.0, 0.0, 0.0, 0usize);
+    let (mut sum, mut pa, mut root, mut abs, mut bok, mut nbok, mut sample_err) = (0.0, 0.0, 0.0, 0.0, 0.0, 0usize, 0.0);
     let mut per: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     let mut lat = Vec::new();
     for (p, latency) in preds {
@@ -151,6 +153,7 @@ pub fn score(preds: &[(PoseDistributionArray, Option<f64>)], truth: &BTreeMap<i6
             r.persons_scored += 1;
             if !est.samples.is_empty() {
                 bok += metrics::best_of_k(&est.samples, &g.means, 0);
+                sample_err += metrics::mean_sample_error(&est.samples, &g.means, 0);
                 nbok += 1;
             }
             for (j, m) in est.means.iter().enumerate() {
@@ -171,6 +174,7 @@ pub fn score(preds: &[(PoseDistributionArray, Option<f64>)], truth: &BTreeMap<i6
     r.abs_mpjpe_mm = 1000.0 * abs / n;
     r.root_abs_error_mm = 1000.0 * root / n;
     r.best_of_k_mm = (nbok > 0).then(|| 1000.0 * bok / nbok as f64);
+    r.sample_mpjpe_mm = (nbok > 0).then(|| 1000.0 * sample_err / nbok as f64);
     for (i, mass) in masses.iter().enumerate() {
         r.coverage.insert(format!("{:.0}%", mass * 100.0), inside[i] as f64 / joints.max(1) as f64);
     }
@@ -207,6 +211,9 @@ pub fn write_report(out: &Path, title: &str, report: &RecordingReport, preds: &[
     row(&mut md, "root position error (camera frame)", format!("{:.1} mm", report.root_abs_error_mm));
     if let Some(b) = report.best_of_k_mm {
         row(&mut md, "best-of-K MPJPE", format!("{b:.1} mm"));
+    }
+    if let Some(e) = report.sample_mpjpe_mm {
+        row(&mut md, "MPJPE of a single sample (mean over samples)", format!("{e:.1} mm"));
     }
     for (k, v) in &report.coverage {
         row(&mut md, &format!("true joints inside the {k} ellipsoid"), format!("{:.1} %", 100.0 * v));

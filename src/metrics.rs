@@ -96,6 +96,13 @@ pub fn best_of_k(samples: &[[f64; 3]], gt: &[[f64; 3]], root: usize) -> f64 {
     samples.chunks(gt.len()).map(|s| mpjpe(s, gt, root)).fold(f64::INFINITY, f64::min)
 }
 
+/// Mean root-aligned MPJPE of the individual samples (`k` x joints, sample-major): what one random sample
+/// scores on average. Best-of-K can never exceed it (the mean pose can beat both: it is not a sample).
+pub fn mean_sample_error(samples: &[[f64; 3]], gt: &[[f64; 3]], root: usize) -> f64 {
+    let k = samples.len() / gt.len();
+    samples.chunks(gt.len()).map(|s| mpjpe(s, gt, root)).sum::<f64>() / k.max(1) as f64
+}
+
 /// Pose ECE in the cGNF protocol (Wehrbein et al. 2021 / Mueller et al.): for each quantile level q, the
 /// fraction of ground-truth joints whose error is below the q-quantile of the sample errors, compared to q.
 /// `joint_sample_errors[j]` are the errors of K samples of one joint occurrence (distance to the sample
@@ -186,6 +193,8 @@ mod tests {
         far[2][0] += 8.0;
         let samples: Vec<[f64; 3]> = far.iter().chain(gt.iter()).cloned().collect();
         assert!(best_of_k(&samples, &gt, 0).abs() < 1e-12);
+        // One sample 8 off on one of the joints, one exact: on average 4 / joints.
+        assert!((mean_sample_error(&samples, &gt, 0) - 4.0 / gt.len() as f64).abs() < 1e-12);
     }
 
     #[test]

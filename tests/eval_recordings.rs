@@ -38,7 +38,10 @@ fn rosbags_written_mcap_and_sqlite3_bags_are_read_and_scored_identically() {
         assert_eq!(m["persons_scored"].as_u64().unwrap() as usize, frames, "{m}");
         assert_eq!(m["persons_missed"], 0);
         assert!(m["mpjpe_mm"].as_f64().unwrap() < 150.0, "{m}");
-        assert!(m["best_of_k_mm"].as_f64().unwrap() <= m["mpjpe_mm"].as_f64().unwrap() + 1e-9, "best-of-K never worse than the mean: {m}");
+        // Best-of-K is the best sample, so never worse than the average sample (the mean pose is no sample
+        // and can beat it: on this unseen skeleton the calibrated spread is wide).
+        let (bok, single) = (m["best_of_k_mm"].as_f64().unwrap(), m["sample_mpjpe_mm"].as_f64().unwrap());
+        assert!(bok <= single + 1e-9, "{m}");
         let c = &m["coverage"];
         assert!(c["50%"].as_f64().unwrap() <= c["90%"].as_f64().unwrap() && c["90%"].as_f64().unwrap() <= c["95%"].as_f64().unwrap());
         assert!(out.join("report.md").is_file() && out.join("skeletons.png").is_file());
