@@ -1,15 +1,15 @@
-//! `lifter`: the pose3d ROS 2 node. A thin adapter: ROS messages in, `pose3d::lifter::Lifter` in the middle,
+//! `lifter`: the pose3d ROS 2 node. A thin adapter: ROS messages in, `pose3d::pipeline::lifter::Lifter` in the middle,
 //! ROS messages out. Parameters are documented in config/lifter.yaml.
 
 use anyhow::{anyhow, Context, Result};
 use futures::{FutureExt, StreamExt};
-use pose3d::camera::Camera;
-use pose3d::distribution::ellipsoid;
-use pose3d::pairing::Pairing;
-use pose3d::stamps::{StampGate, StampVerdict};
-use pose3d::lifter::{Lifter, LifterConfig, PersonIn, PoseOut};
-use pose3d::runtime::{ModelRuntime, RuntimeOptions};
-use pose3d::skeleton::{h36m17_bones, Kp};
+use pose3d::geometry::camera::Camera;
+use pose3d::geometry::distribution::ellipsoid;
+use pose3d::pipeline::pairing::Pairing;
+use pose3d::pipeline::stamps::{StampGate, StampVerdict};
+use pose3d::pipeline::lifter::{Lifter, LifterConfig, PersonIn, PoseOut};
+use pose3d::pipeline::runtime::{ModelRuntime, RuntimeOptions};
+use pose3d::geometry::skeleton::{h36m17_bones, Kp};
 use r2r::builtin_interfaces::msg::{Duration as RosDuration, Time};
 use r2r::geometry_msgs::msg::{Point, Pose, Quaternion, Vector3 as RosVector3};
 use r2r::pose3d_msgs::msg::{JointDistribution, PoseDistribution, PoseDistributionArray, Skeleton2DArray};
@@ -284,22 +284,22 @@ enum Frame {
 }
 
 impl Frame {
-    fn rgb(&self) -> Result<opencv::core::Mat, pose3d::image::ImageError> {
+    fn rgb(&self) -> Result<opencv::core::Mat, pose3d::pipeline::image::ImageError> {
         match self {
-            Frame::Raw(m) => pose3d::image::rgb_from_raw(&m.encoding, m.width, m.height, m.step, m.is_bigendian != 0, &m.data),
-            Frame::Compressed(m) => pose3d::image::rgb_from_compressed(&m.format, &m.data),
+            Frame::Raw(m) => pose3d::pipeline::image::rgb_from_raw(&m.encoding, m.width, m.height, m.step, m.is_bigendian != 0, &m.data),
+            Frame::Compressed(m) => pose3d::pipeline::image::rgb_from_compressed(&m.format, &m.data),
         }
     }
 }
 
 /// Per-person crops of a paired image (empty crop: that person's keypoints give no box).
-fn crops(rgb: &opencv::core::Mat, kps: &[Vec<Kp>], spec: &pose3d::vae::ImageSpec, min_score: f64) -> Vec<Vec<f32>> {
+fn crops(rgb: &opencv::core::Mat, kps: &[Vec<Kp>], spec: &pose3d::pipeline::crop::ImageSpec, min_score: f64) -> Vec<Vec<f32>> {
     kps.iter()
         .map(|k| {
             let mut c = Vec::with_capacity(spec.dim());
             let pts = k.iter().filter(|p| p.present() && p.score >= min_score).map(|p| (p.x, p.y));
-            if let Some(bx) = pose3d::crop::crop_box(pts, spec.margin as f64) {
-                if pose3d::crop::crop_rgb(rgb, &bx, spec, &mut c).is_err() {
+            if let Some(bx) = pose3d::pipeline::crop::crop_box(pts, spec.margin as f64) {
+                if pose3d::pipeline::crop::crop_rgb(rgb, &bx, spec, &mut c).is_err() {
                     c.clear();
                 }
             }
@@ -390,7 +390,7 @@ fn process(
                 r2r::log_error!(NODE, "publishing markers: {e}");
             }
             if let (Some(debug), Some((_, mut m))) = (out_pubs.debug, rgb) {
-                let drawn = pose3d::overlay::draw(&mut m, cam, &kps, &out.poses, params.ellipsoid_mass).and_then(|_| image_msg(&msg.header, &m));
+                let drawn = pose3d::pipeline::overlay::draw(&mut m, cam, &kps, &out.poses, params.ellipsoid_mass).and_then(|_| image_msg(&msg.header, &m));
                 match drawn {
                     Ok(img) => {
                         if let Err(e) = debug.publish(&img) {

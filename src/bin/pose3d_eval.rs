@@ -3,9 +3,9 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use pose3d::eval::{self, Topics};
-use pose3d::lifter::{Lifter, LifterConfig};
-use pose3d::runtime::{ModelRuntime, RuntimeOptions};
+use pose3d::eval::recording::{self as eval, Topics};
+use pose3d::pipeline::lifter::{Lifter, LifterConfig};
+use pose3d::pipeline::runtime::{ModelRuntime, RuntimeOptions};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -49,9 +49,9 @@ struct DatasetArgs {
 }
 
 impl DatasetArgs {
-    fn load(&self) -> Result<(pose3d::dataset::Dataset, pose3d::eval_dataset::Input)> {
+    fn load(&self) -> Result<(pose3d::formats::dataset::Dataset, pose3d::eval::dataset::Input)> {
         let input = self.input.parse()?;
-        Ok((pose3d::dataset::Dataset::load(&self.data, &pose3d::dataset::parse_subjects(&self.subjects))?, input))
+        Ok((pose3d::formats::dataset::Dataset::load(&self.data, &pose3d::formats::dataset::parse_subjects(&self.subjects))?, input))
     }
 }
 
@@ -192,10 +192,10 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Dataset { set, cues, model, stride, save_samples, out } => {
             let (data, input) = set.load()?;
-            let cues: pose3d::eval_dataset::Cues = cues.parse()?;
+            let cues: pose3d::eval::dataset::Cues = cues.parse()?;
             let mut lifter = model.lifter(false)?;
             let samples = model.samples;
-            let r = pose3d::eval_dataset::evaluate(&data, input, cues, &mut lifter, stride, save_samples, &out, true)?;
+            let r = pose3d::eval::dataset::evaluate(&data, input, cues, &mut lifter, stride, save_samples, &out, true)?;
             let o = &r.overall;
             println!(
                 "{} frames: MPJPE {:.1} mm, PA-MPJPE {:.1} mm, N-MPJPE {:.1} mm, best-of-{} {:.1} mm, PCK150 {:.3}, AUC {:.3}, pose ECE {:.3}, root error {:.1} mm",
@@ -204,7 +204,7 @@ fn main() -> Result<()> {
             println!("wrote {}/metrics.json, predictions.npz, report.md", out.display());
         }
         Cmd::Cues { set, model, stride, out } => {
-            use pose3d::eval_dataset::Cues;
+            use pose3d::eval::dataset::Cues;
             let (data, input) = set.load()?;
             let subjects = &set.subjects;
             let mut table = format!(
@@ -215,7 +215,7 @@ fn main() -> Result<()> {
             for cues in [Cues::Keypoints, Cues::Image, Cues::Fused] {
                 let mut lifter = model.lifter(false)?;
                 let dir = out.join(format!("{cues:?}").to_lowercase());
-                let r = pose3d::eval_dataset::evaluate(&data, input, cues, &mut lifter, stride, false, &dir, true)?;
+                let r = pose3d::eval::dataset::evaluate(&data, input, cues, &mut lifter, stride, false, &dir, true)?;
                 let o = &r.overall;
                 let cov = |k: &str| r.coverage.get(k).copied().unwrap_or(f64::NAN);
                 table += &format!(
@@ -228,11 +228,11 @@ fn main() -> Result<()> {
         }
         Cmd::MakeBag { set, max_frames, out, topics } => {
             let (data, input) = set.load()?;
-            let n = pose3d::eval_dataset::make_bag(&data, input, max_frames, &topics.topics(), &out)?;
+            let n = pose3d::eval::dataset::make_bag(&data, input, max_frames, &topics.topics(), &out)?;
             println!("wrote {} ({n} keypoint messages)", out.display());
         }
         Cmd::Bag { bag, model, out, topics } => {
-            let msgs = pose3d::bag::read(&bag).with_context(|| format!("reading {}", bag.display()))?;
+            let msgs = pose3d::formats::bag::read(&bag).with_context(|| format!("reading {}", bag.display()))?;
             let topics = topics.topics();
             let truth = eval::ground_truth(&msgs, &topics.ground_truth)?;
             let mut lifter = model.lifter(true)?;
@@ -252,7 +252,7 @@ fn main() -> Result<()> {
 mod replay {
     use super::*;
     use futures::StreamExt;
-    use pose3d::cdr::{PoseDistributionArray, Skeleton2DArray};
+    use pose3d::formats::cdr::{PoseDistributionArray, Skeleton2DArray};
     use r2r::QosProfile;
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
@@ -260,7 +260,7 @@ mod replay {
 
     pub fn run(bag: &std::path::Path, node_name: &str, rate: f64, wait: f64, out: &std::path::Path, topics: &Topics) -> Result<()> {
         anyhow::ensure!(rate > 0.0, "rate must be positive");
-        let msgs = pose3d::bag::read(bag).with_context(|| format!("reading {}", bag.display()))?;
+        let msgs = pose3d::formats::bag::read(bag).with_context(|| format!("reading {}", bag.display()))?;
         let truth = eval::ground_truth(&msgs, &topics.ground_truth)?;
         let ctx = r2r::Context::create()?;
         let mut node = r2r::Node::create(ctx, "pose3d_replay", "")?;

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use pose3d::dataset::parse_subjects;
+use pose3d::formats::dataset::parse_subjects;
 use pose3d::train::{train, TrainConfig};
 use std::path::PathBuf;
 
@@ -80,11 +80,11 @@ fn main() -> Result<()> {
     let out = train(&a.data, &cfg, &a.out, a.resume, !a.quiet)?;
     if let Some(dst) = &a.export {
         std::fs::copy(&out.onnx, dst).with_context(|| format!("copying to {}", dst.display()))?;
-        let card_src = pose3d::modelcard::ModelCard::path_for(&out.onnx);
-        let mut card = pose3d::modelcard::ModelCard::load(&card_src)?;
+        let card_src = pose3d::pipeline::modelcard::ModelCard::path_for(&out.onnx);
+        let mut card = pose3d::pipeline::modelcard::ModelCard::load(&card_src)?;
         card.name = dst.file_stem().unwrap_or_default().to_string_lossy().into();
         card.onnx = dst.file_name().unwrap_or_default().to_string_lossy().into();
-        card.save(&pose3d::modelcard::ModelCard::path_for(dst))?;
+        card.save(&pose3d::pipeline::modelcard::ModelCard::path_for(dst))?;
         eprintln!("exported {} and its card", dst.display());
     }
     let last = out.log.last().expect("at least one epoch");

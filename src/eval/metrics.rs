@@ -139,7 +139,7 @@ pub fn inside_ellipsoid(x: &Vector3<f64>, mean: &Vector3<f64>, cov: &Matrix3<f64
     match reg.try_inverse() {
         Some(inv) => {
             let d = x - mean;
-            (d.transpose() * inv * d)[(0, 0)] <= crate::distribution::chi2_3dof(mass)
+            (d.transpose() * inv * d)[(0, 0)] <= crate::geometry::distribution::chi2_3dof(mass)
         }
         None => false,
     }

@@ -5,7 +5,7 @@
 //! person's image size (which depends on distance) drops out too. The root's own normalized position is kept:
 //! it says from which direction the camera sees the person, which changes the perspective.
 
-use crate::skeleton::{Kp, NUM_JOINTS, ROOT};
+use crate::geometry::skeleton::{Kp, NUM_JOINTS, ROOT};
 use thiserror::Error;
 
 /// Per joint: x, y, present; then the root's normalized x, y.

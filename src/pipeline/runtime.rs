@@ -1,7 +1,7 @@
 //! ONNX Runtime execution of an exported pose3d model: provider selection (CPU, or CUDA with a loud failure
 //! or a visible fallback), input checks against the model card, and one batched call per message.
 
-use crate::modelcard::ModelCard;
+use crate::pipeline::modelcard::ModelCard;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use ort::session::Session;
 use ort::value::TensorRef;

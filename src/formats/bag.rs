@@ -80,8 +80,8 @@ fn read_sqlite(path: &Path, out: &mut Vec<Recorded>) -> Result<()> {
 /// Message definitions for the MCAP schemas (ros2msg encoding) of the types pose3d writes.
 fn schema_text(msg_type: &str) -> &'static str {
     match msg_type {
-        "pose3d_msgs/msg/Skeleton2DArray" => include_str!("../msg/msg/Skeleton2DArray.msg"),
-        "pose3d_msgs/msg/PoseDistributionArray" => include_str!("../msg/msg/PoseDistributionArray.msg"),
+        "pose3d_msgs/msg/Skeleton2DArray" => include_str!("../../msg/msg/Skeleton2DArray.msg"),
+        "pose3d_msgs/msg/PoseDistributionArray" => include_str!("../../msg/msg/PoseDistributionArray.msg"),
         _ => "",
     }
 }

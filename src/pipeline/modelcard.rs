@@ -34,7 +34,7 @@ pub struct ModelCard {
     pub crop_size: Option<usize>,
     /// The image modality's crop rule and normalization (absent: keypoints-only model).
     #[serde(default)]
-    pub image: Option<crate::vae::ImageSpec>,
+    pub image: Option<crate::pipeline::crop::ImageSpec>,
     /// Sampling calibration fitted on validation data (defaults: none).
     #[serde(default)]
     pub calibration: Calibration,

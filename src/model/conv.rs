@@ -3,7 +3,7 @@
 //! is the Linear's plus a scatter). Activations are NHWC, OpenCV's pixel order; the ONNX export
 //! transposes to Conv's NCHW.
 
-use crate::nn::{Linear, LEAKY_SLOPE};
+use crate::model::nn::{Linear, LEAKY_SLOPE};
 use rand::Rng;
 
 /// One 3x3 stride-2 convolution. `lin.w` is [(ky * 3 + kx) * cin + c][cout].

@@ -4,8 +4,8 @@
 //! augmentations. Renders straight into the crop the node would cut (`crop::CropBox`), in normalized
 //! camera coordinates, so no intrinsics are needed.
 
-use crate::crop::CropBox;
-use crate::skeleton::NUM_JOINTS;
+use crate::pipeline::crop::CropBox;
+use crate::geometry::skeleton::NUM_JOINTS;
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
@@ -176,7 +176,7 @@ pub fn render(pose: &[[f64; 3]; NUM_JOINTS], bx: &CropBox, size: usize, app: &Ap
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crop::crop_box;
+    use crate::pipeline::crop::crop_box;
     use rand::SeedableRng;
 
     /// A standing person 4 m away, arms down (camera frame: y down, z forward).

@@ -2,9 +2,9 @@
 //! and each joint's projected uncertainty ellipse drawn on it, so a person sees at a glance what the node
 //! believes and how sure it is.
 
-use crate::camera::Camera;
-use crate::lifter::PoseOut;
-use crate::skeleton::{Kp, H36M17_PARENTS};
+use crate::geometry::camera::Camera;
+use crate::pipeline::lifter::PoseOut;
+use crate::geometry::skeleton::{Kp, H36M17_PARENTS};
 use anyhow::Result;
 use nalgebra::{Matrix2, Matrix2x3, Vector3};
 use opencv::core::{Mat, Point, Scalar, Size};
@@ -66,7 +66,7 @@ pub fn draw(rgb: &mut Mat, camera: &Camera, keypoints: &[Vec<Kp>], poses: &[Pose
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::camera::Distortion;
+    use crate::geometry::camera::Distortion;
     use nalgebra::Matrix3;
 
     #[test]

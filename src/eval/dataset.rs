@@ -2,12 +2,12 @@
 //! subjects, from ground-truth 2D (projected through the camera with its distortion) or from detections,
 //! through exactly the node's pipeline (`Lifter`: undistort, encode, model, root fit, statistics).
 
-use crate::dataset::{action_group, to_camera, Dataset};
-use crate::lifter::{Lifter, PersonIn};
-use crate::metrics;
-use crate::npz;
-use crate::plot;
-use crate::skeleton::{Kp, H36M17_NAMES, NUM_JOINTS};
+use crate::formats::dataset::{action_group, to_camera, Dataset};
+use crate::pipeline::lifter::{Lifter, PersonIn};
+use crate::eval::metrics;
+use crate::formats::npz;
+use crate::eval::plot;
+use crate::geometry::skeleton::{Kp, H36M17_NAMES, NUM_JOINTS};
 use anyhow::{ensure, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use nalgebra::Vector3;
@@ -287,17 +287,17 @@ pub fn score_dataset(data: &Dataset, input: Input, cues: Cues, lifter: &mut Lift
 }
 
 /// A rendered crop of the camera-frame pose, as the training renders them (seeded appearance).
-pub fn render_crop(pose: &[[f64; 3]; NUM_JOINTS], spec: &crate::vae::ImageSpec, seed: u64, out: &mut Vec<f32>) {
+pub fn render_crop(pose: &[[f64; 3]; NUM_JOINTS], spec: &crate::pipeline::crop::ImageSpec, seed: u64, out: &mut Vec<f32>) {
     use rand::SeedableRng;
     let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
     out.clear();
-    let Some(bx) = crate::crop::crop_box(pose.iter().map(|p| (p[0] / p[2], p[1] / p[2])), spec.margin as f64) else {
+    let Some(bx) = crate::pipeline::crop::crop_box(pose.iter().map(|p| (p[0] / p[2], p[1] / p[2])), spec.margin as f64) else {
         return;
     };
-    let app = crate::render::Appearance::random(&mut rng);
-    crate::render::render(pose, &bx, spec.size, &app, &mut rng, out);
+    let app = crate::model::render::Appearance::random(&mut rng);
+    crate::model::render::render(pose, &bx, spec.size, &app, &mut rng, out);
     for v in out.iter_mut() {
-        *v = crate::crop::normalize(*v, spec);
+        *v = crate::pipeline::crop::normalize(*v, spec);
     }
 }
 
@@ -346,10 +346,10 @@ fn write(out: &Path, r: &DatasetReport, predictions: &BTreeMap<String, npz::Arra
 
 /// Writes the dataset as a rosbag2 MCAP: per frame camera_info, keypoints (h36m17 pixels, id "<subject>")
 /// and ground truth (camera frame, metres). Returns the number of keypoint messages.
-pub fn make_bag(data: &Dataset, input: Input, max_frames: usize, topics: &crate::eval::Topics, out: &Path) -> Result<usize> {
-    use crate::bag::Recorded;
-    use crate::cdr::{CameraInfo, Header, PoseDistribution, PoseDistributionArray, Skeleton2D, Skeleton2DArray};
-    use crate::camera::Distortion;
+pub fn make_bag(data: &Dataset, input: Input, max_frames: usize, topics: &crate::eval::recording::Topics, out: &Path) -> Result<usize> {
+    use crate::formats::bag::Recorded;
+    use crate::formats::cdr::{CameraInfo, Header, PoseDistribution, PoseDistributionArray, Skeleton2D, Skeleton2DArray};
+    use crate::geometry::camera::Distortion;
     let mut msgs = Vec::new();
     let mut t: u64 = 1_700_000_000_000_000_000;
     for seq in &data.sequences {
@@ -365,7 +365,7 @@ pub fn make_bag(data: &Dataset, input: Input, max_frames: usize, topics: &crate:
                 Distortion::H36m { k, p } | Distortion::PlumbBob { k, p } => (k, p),
                 Distortion::None => ([0.0; 3], [0.0; 2]),
             };
-            let written = crate::camera::Camera::new(c.fx, c.fy, c.cx, c.cy, Distortion::PlumbBob { k, p: [0.0, 0.0] })?;
+            let written = crate::geometry::camera::Camera::new(c.fx, c.fy, c.cx, c.cy, Distortion::PlumbBob { k, p: [0.0, 0.0] })?;
             for f in (0..seq.poses.len()).take(max_frames) {
                 let header = Header { sec: (t / 1_000_000_000) as i32, nanosec: (t % 1_000_000_000) as u32, frame_id: format!("{}_optical", cam.id) };
                 let info = CameraInfo { header: header.clone(), height: 1000, width: 1000, distortion_model: "plumb_bob".into(), d: vec![k[0], k[1], 0.0, 0.0, k[2]], k: [c.fx, 0.0, c.cx, 0.0, c.fy, c.cy, 0.0, 0.0, 1.0] };
@@ -394,6 +394,6 @@ pub fn make_bag(data: &Dataset, input: Input, max_frames: usize, topics: &crate:
         }
     }
     let n = msgs.len() / 3;
-    crate::bag::write_mcap(out, &msgs)?;
+    crate::formats::bag::write_mcap(out, &msgs)?;
     Ok(n)
 }

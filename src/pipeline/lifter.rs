@@ -5,11 +5,11 @@
 //! sample, fit the root translation so the 3D pose projects onto the keypoints (so depth uncertainty shows
 //! in the covariance); per joint mean and covariance over the samples.
 
-use crate::camera::Camera;
-use crate::distribution::joint_statistics;
-use crate::normalize::{decode_pose3d, encode, encode_pose3d, Encoded, NormalizeError, INPUT_DIM};
-use crate::rootfit::fit_root;
-use crate::skeleton::{mirror_keypoints, mirror_pose, to_h36m17, Kp, Layout, NUM_JOINTS};
+use crate::geometry::camera::Camera;
+use crate::geometry::distribution::joint_statistics;
+use crate::pipeline::normalize::{decode_pose3d, encode, encode_pose3d, Encoded, NormalizeError, INPUT_DIM};
+use crate::geometry::rootfit::fit_root;
+use crate::geometry::skeleton::{mirror_keypoints, mirror_pose, to_h36m17, Kp, Layout, NUM_JOINTS};
 use anyhow::{ensure, Result};
 use nalgebra::{Matrix3, Vector3};
 use rand::SeedableRng;
@@ -102,12 +102,12 @@ pub trait PoseModel {
     fn latent(&self) -> usize;
     fn output_dim(&self) -> usize;
     /// The image modality's crop specification, if the model has one.
-    fn image(&self) -> Option<crate::vae::ImageSpec>;
+    fn image(&self) -> Option<crate::pipeline::crop::ImageSpec>;
     #[allow(clippy::too_many_arguments)]
     fn run(&mut self, inputs: &[&[f32]], presence: &[f32], eps: &[f32], rows: usize, k: usize, samples: &mut Vec<f32>, mean: &mut Vec<f32>) -> Result<()>;
 }
 
-impl PoseModel for crate::runtime::ModelRuntime {
+impl PoseModel for crate::pipeline::runtime::ModelRuntime {
     fn modalities(&self) -> Vec<(String, usize)> {
         self.card.modalities.iter().map(|m| (m.name.clone(), m.dim)).collect()
     }
@@ -117,36 +117,11 @@ impl PoseModel for crate::runtime::ModelRuntime {
     fn output_dim(&self) -> usize {
         self.card.output_dim
     }
-    fn image(&self) -> Option<crate::vae::ImageSpec> {
+    fn image(&self) -> Option<crate::pipeline::crop::ImageSpec> {
         self.card.image.clone()
     }
     fn run(&mut self, inputs: &[&[f32]], presence: &[f32], eps: &[f32], rows: usize, k: usize, samples: &mut Vec<f32>, mean: &mut Vec<f32>) -> Result<()> {
-        crate::runtime::ModelRuntime::run(self, inputs, presence, eps, rows, k, samples, mean)
-    }
-}
-
-/// The trainer's model, for calibration and validation through the same pipeline as the node.
-pub struct InMemory<'a> {
-    pub vae: &'a crate::vae::Vae,
-    pub ws: crate::vae::Workspace,
-}
-
-impl PoseModel for InMemory<'_> {
-    fn modalities(&self) -> Vec<(String, usize)> {
-        self.vae.config.modalities.clone()
-    }
-    fn latent(&self) -> usize {
-        self.vae.config.latent
-    }
-    fn output_dim(&self) -> usize {
-        self.vae.config.output
-    }
-    fn image(&self) -> Option<crate::vae::ImageSpec> {
-        self.vae.config.image.clone()
-    }
-    fn run(&mut self, inputs: &[&[f32]], presence: &[f32], eps: &[f32], rows: usize, k: usize, samples: &mut Vec<f32>, mean: &mut Vec<f32>) -> Result<()> {
-        self.vae.infer(inputs, presence, eps, rows, k, samples, mean, &mut self.ws);
-        Ok(())
+        crate::pipeline::runtime::ModelRuntime::run(self, inputs, presence, eps, rows, k, samples, mean)
     }
 }
 
@@ -155,7 +130,7 @@ pub struct Lifter<'m> {
     pub config: LifterConfig,
     kp_index: usize,
     image_index: Option<usize>,
-    image_spec: Option<crate::vae::ImageSpec>,
+    image_spec: Option<crate::pipeline::crop::ImageSpec>,
     dims: Vec<usize>,
     // Buffers reused across messages so the hot path does not allocate per message once warm.
     inputs: Vec<Vec<f32>>,
@@ -176,7 +151,7 @@ pub struct Lifter<'m> {
 
 impl<'m> Lifter<'m> {
     /// A lifter over the node's ONNX runtime, calibrated as its model card says.
-    pub fn from_runtime(runtime: crate::runtime::ModelRuntime, mut config: LifterConfig) -> Result<Lifter<'static>> {
+    pub fn from_runtime(runtime: crate::pipeline::runtime::ModelRuntime, mut config: LifterConfig) -> Result<Lifter<'static>> {
         config.latent_std_scale = runtime.card.calibration.latent_std_scale;
         config.size_std = runtime.card.calibration.size_std;
         config.image_weight = runtime.card.calibration.image_weight;
@@ -215,7 +190,7 @@ impl<'m> Lifter<'m> {
     }
 
     /// The model's image crop rule, when it has an image modality.
-    pub fn image_spec(&self) -> Option<&crate::vae::ImageSpec> {
+    pub fn image_spec(&self) -> Option<&crate::pipeline::crop::ImageSpec> {
         self.image_spec.as_ref().filter(|_| self.image_index.is_some())
     }
 
@@ -277,7 +252,7 @@ impl<'m> Lifter<'m> {
                             Some(c) => {
                                 buf.extend_from_slice(c);
                                 let n = buf.len();
-                                crate::crop::mirror(&mut buf[n - dim..], side.0, side.1);
+                                crate::pipeline::crop::mirror(&mut buf[n - dim..], side.0, side.1);
                             }
                             None => buf.resize(buf.len() + dim, 0.0),
                         }
@@ -411,93 +386,4 @@ fn mirrored_keypoints(e: &Encoded) -> [Kp; NUM_JOINTS] {
 /// A model output (root-relative joints 1..16, xyz) of a mirrored view, mirrored back.
 fn unmirror_output(v: &mut [f32]) {
     v.copy_from_slice(&encode_pose3d(&mirror_pose(&decode_pose3d(v))));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::camera::Distortion;
-    use crate::skeleton::H36M17_FLIP;
-    use crate::vae::{Vae, VaeConfig, Workspace};
-
-    /// Root-relative mean over a person's samples (K x 17, sample-major).
-    fn relative_mean(samples: &[[f64; 3]]) -> Vec<[f64; 3]> {
-        let k = samples.len() / NUM_JOINTS;
-        (0..NUM_JOINTS)
-            .map(|j| std::array::from_fn(|a| (0..k).map(|s| samples[s * NUM_JOINTS + j][a] - samples[s * NUM_JOINTS][a]).sum::<f64>() / k as f64))
-            .collect()
-    }
-
-    /// An untrained model whose decoded poses vary by centimetres around a person-sized pose, that pose seen
-    /// 4 m away (pixels), and the camera.
-    fn small_world() -> (Vae, Vec<Kp>, Camera) {
-        let mut rng = rand_pcg::Pcg64::seed_from_u64(5);
-        let cfg = VaeConfig {
-            modalities: vec![("kp2d".into(), INPUT_DIM), ("pose3d".into(), 3 * (NUM_JOINTS - 1))],
-            latent: 4,
-            encoder_hidden: vec![16],
-            decoder_hidden: vec![16, 16],
-            output: 3 * (NUM_JOINTS - 1),
-            logvar_clip: 8.0,
-            image: None,
-            residual: false,
-            expert_hidden: Default::default(),
-        };
-        let mut vae = Vae::new(cfg, &mut rng);
-        // Every root fit succeeds on such poses.
-        let base: [[f64; 3]; NUM_JOINTS] = std::array::from_fn(|j| [0.1 * (j % 4) as f64 - 0.15, 0.11 * j as f64 - 0.9, 0.05 * (j % 3) as f64]);
-        let last = vae.decoder.layers.last_mut().unwrap();
-        last.w.iter_mut().for_each(|w| *w *= 0.05);
-        last.b = crate::normalize::encode_pose3d(&base).to_vec();
-        let cam = Camera::new(500.0, 500.0, 320.0, 240.0, Distortion::None).unwrap();
-        let kps: Vec<Kp> = base
-            .iter()
-            .map(|p| {
-                let (u, v) = cam.project(&Vector3::new(p[0] + 0.2, p[1], p[2] + 4.0)).unwrap();
-                Kp::new(u, v, 0.9)
-            })
-            .collect();
-        (vae, kps, cam)
-    }
-
-    #[test]
-    fn recentered_samples_are_centred_on_the_decoded_posterior_mean() {
-        let (vae, kps, cam) = small_world();
-        let persons = [PersonIn { id: "a", layout: "h36m17", keypoints: &kps, crop: None }];
-        let run = |config: LifterConfig| {
-            let mut l = Lifter::new(Box::new(InMemory { vae: &vae, ws: Workspace::default() }), LifterConfig { keep_samples: true, ..config }).unwrap();
-            let out = l.lift(&cam, &persons, 1).unwrap();
-            assert_eq!(out.poses[0].num_samples, config.samples);
-            relative_mean(&out.poses[0].samples)
-        };
-        // One sample at zero spread is the decoded posterior mean itself.
-        let decoded = run(LifterConfig { samples: 1, latent_std_scale: 0.0, ..Default::default() });
-        let wide = LifterConfig { samples: 64, latent_std_scale: 3.0, flip_test: false, ..Default::default() };
-        let gap = |m: &[[f64; 3]]| m.iter().zip(&decoded).flat_map(|(a, b)| (0..3).map(move |i| (a[i] - b[i]).abs())).fold(0.0, f64::max);
-        let centred = gap(&run(wide.clone()));
-        let raw = gap(&run(LifterConfig { recenter: false, ..wide }));
-        assert!(centred < 1e-5, "recentered sample mean is {centred} m from the decoded mean");
-        // Without the shift the non-linear decoder moves the sample mean measurably.
-        assert!(raw > 1e-3, "raw sample mean only {raw} m from the decoded mean");
-    }
-
-    #[test]
-    fn flip_test_makes_the_lifter_mirror_equivariant() {
-        let (vae, kps, cam) = small_world();
-        // The same person mirrored in the image (about the principal point's column), left and right swapped.
-        let mirrored: Vec<Kp> = (0..NUM_JOINTS).map(|j| Kp::new(2.0 * 320.0 - kps[H36M17_FLIP[j]].x, kps[H36M17_FLIP[j]].y, 0.9)).collect();
-        let lift = |keypoints: &[Kp], flip_test: bool| {
-            let config = LifterConfig { samples: 8, latent_std_scale: 0.0, flip_test, ..Default::default() };
-            let mut l = Lifter::new(Box::new(InMemory { vae: &vae, ws: Workspace::default() }), config).unwrap();
-            let out = l.lift(&cam, &[PersonIn { id: "a", layout: "h36m17", keypoints, crop: None }], 1).unwrap();
-            out.poses[0].mean.clone()
-        };
-        // Mirror a camera-frame pose back: x -> -x, left <-> right.
-        let gap = |a: &[Vector3<f64>], b: &[Vector3<f64>]| (0..NUM_JOINTS).map(|j| (a[j] - Vector3::new(-b[H36M17_FLIP[j]].x, b[H36M17_FLIP[j]].y, b[H36M17_FLIP[j]].z)).norm()).fold(0.0, f64::max);
-        let with = gap(&lift(&kps, true), &lift(&mirrored, true));
-        assert!(with < 1e-5, "with flip_test the mirrored person's pose is {with} m from the mirrored pose");
-        // An untrained network is not symmetric: without flip_test the two lifts disagree.
-        let without = gap(&lift(&kps, false), &lift(&mirrored, false));
-        assert!(without > 1e-3, "without flip_test only {without} m apart");
-    }
 }

@@ -7,9 +7,9 @@
 //! reproducible outside the runtime). Outputs: `samples` `[B, K, output]` and `mean` `[B, output]` (the
 //! decoded posterior mean).
 
-use crate::conv::ConvNet;
-use crate::nn::{Mlp, LEAKY_SLOPE};
-use crate::vae::Vae;
+use crate::model::conv::ConvNet;
+use crate::model::nn::{Mlp, LEAKY_SLOPE};
+use crate::model::vae::Vae;
 
 const OPSET: i64 = 17;
 const IR_VERSION: i64 = 8;

@@ -7,8 +7,9 @@
 //! the calibrated behaviour we want when an image confirms the keypoints. Presence is an input (one 0/1 flag
 //! per modality and row), so training on random subsets and inference from any subset are the same code.
 
-use crate::conv::{ConvCache, ConvNet};
-use crate::nn::{Mlp, MlpCache};
+use crate::model::conv::{ConvCache, ConvNet};
+use crate::model::nn::{Mlp, MlpCache};
+use crate::pipeline::crop::ImageSpec;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -32,28 +33,6 @@ pub struct VaeConfig {
     /// expert: 3D to latent is easy, and the node runs every expert on every call).
     #[serde(default)]
     pub expert_hidden: std::collections::BTreeMap<String, Vec<usize>>,
-}
-
-/// An image-crop modality: a square crop around the person's keypoints, NHWC RGB, normalized.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageSpec {
-    /// Modality name (its entry in `modalities` has dim size * size * channels).
-    pub modality: String,
-    pub size: usize,
-    pub channels: usize,
-    /// Channel widths of the stride-2 3x3 convolutions.
-    pub conv: Vec<usize>,
-    /// Pixel value v in [0, 255] enters the model as (v / 255 - mean) / std.
-    pub mean: f32,
-    pub std: f32,
-    /// The crop is the keypoints' bounding square enlarged by this fraction on each side.
-    pub margin: f32,
-}
-
-impl ImageSpec {
-    pub fn dim(&self) -> usize {
-        self.size * self.size * self.channels
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -2,9 +2,9 @@
 //! (N, 17, 3) world mm, Z up), `detections_sh2d16_px_25hz.npz` (key "S<n>/<Action>/<camera>", (N, 16, 2)
 //! pixels, MPII order) and `cameras.json`.
 
-use crate::camera::{Camera, Distortion, Extrinsics};
-use crate::npz;
-use crate::skeleton::{mpii16_to_h36m17_f32, NUM_JOINTS};
+use crate::geometry::camera::{Camera, Distortion, Extrinsics};
+use crate::formats::npz;
+use crate::geometry::skeleton::{mpii16_to_h36m17_f32, NUM_JOINTS};
 use anyhow::{bail, ensure, Context, Result};
 use nalgebra::{Matrix3, Vector3};
 use serde::Deserialize;

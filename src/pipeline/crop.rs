@@ -2,10 +2,32 @@
 //! images in the node and for rendered training crops), cut from an RGB image with OpenCV, resized to the
 //! model's crop size and normalized as its model card says.
 
-use crate::vae::ImageSpec;
+use serde::{Deserialize, Serialize};
 use anyhow::{ensure, Context, Result};
 use opencv::core::{Mat, Rect, Scalar, Size, CV_8UC3};
 use opencv::prelude::*;
+
+/// An image-crop modality: a square crop around the person's keypoints, NHWC RGB, normalized.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageSpec {
+    /// Modality name (its entry in `modalities` has dim size * size * channels).
+    pub modality: String,
+    pub size: usize,
+    pub channels: usize,
+    /// Channel widths of the stride-2 3x3 convolutions.
+    pub conv: Vec<usize>,
+    /// Pixel value v in [0, 255] enters the model as (v / 255 - mean) / std.
+    pub mean: f32,
+    pub std: f32,
+    /// The crop is the keypoints' bounding square enlarged by this fraction on each side.
+    pub margin: f32,
+}
+
+impl ImageSpec {
+    pub fn dim(&self) -> usize {
+        self.size * self.size * self.channels
+    }
+}
 
 /// A square crop: centre and side length, in the keypoints' unit (pixels, or normalized coordinates).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,6 +1,6 @@
 //! PNG pictures with OpenCV: training curves and 3D skeletons with their uncertainty.
 
-use crate::skeleton::h36m17_bones;
+use crate::geometry::skeleton::h36m17_bones;
 use anyhow::{Context, Result};
 use nalgebra::{Matrix2, Matrix3, SymmetricEigen, Vector3};
 use opencv::core::{Mat, Point, Scalar, Size, Vector, CV_8UC3};
@@ -51,19 +51,6 @@ pub fn line_chart(title: &str, series: &[(&str, Vec<f64>)], path: &std::path::Pa
     }
     text(&mut img, "epoch", w / 2, h - 20, 0.5, Scalar::all(0.0))?;
     save(&img, path)
-}
-
-pub fn training_curve(log: &[crate::train::EpochLog], path: &std::path::Path) -> Result<()> {
-    line_chart(
-        "pose3d training",
-        &[
-            ("train loss", log.iter().map(|e| e.loss).collect()),
-            ("val MPJPE gt2D (mm)", log.iter().map(|e| e.val.gt2d_mpjpe_mm).collect()),
-            ("val MPJPE detections (mm)", log.iter().map(|e| e.val.detections_mpjpe_mm).collect()),
-            ("train sample MPJPE (mm)", log.iter().map(|e| e.train_mpjpe_mm).collect()),
-        ],
-        path,
-    )
 }
 
 /// One person to draw: joint means (camera frame, metres), covariances, and optional ground truth.

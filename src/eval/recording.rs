@@ -1,14 +1,14 @@
 //! Scoring of pose distributions against ground truth from recordings: offline through the node's own
 //! pipeline (`Lifter`), or of what a running node published during a replay.
 
-use crate::bag::Recorded;
-use crate::camera::Camera;
-use crate::cdr::{self, Decoded, PoseDistributionArray};
-use crate::stamps::{StampGate, StampVerdict};
-use crate::lifter::{Lifter, PersonIn};
-use crate::metrics;
-use crate::plot::{skeletons, DrawnPose};
-use crate::skeleton::Kp;
+use crate::formats::bag::Recorded;
+use crate::geometry::camera::Camera;
+use crate::formats::cdr::{self, Decoded, PoseDistributionArray};
+use crate::pipeline::stamps::{StampGate, StampVerdict};
+use crate::pipeline::lifter::{Lifter, PersonIn};
+use crate::eval::metrics;
+use crate::eval::plot::{skeletons, DrawnPose};
+use crate::geometry::skeleton::Kp;
 use anyhow::{Context, Result};
 use nalgebra::{Matrix3, Vector3};
 use serde::Serialize;
@@ -249,5 +249,5 @@ fn latency_histogram(lat: &[f64], path: &Path) -> Result<()> {
         .enumerate()
         .map(|(i, c)| (if i == max_bin { format!(">= {max_bin} ms") } else { format!("{i}-{} ms", i + 1) }, *c as f64))
         .collect();
-    crate::plot::bar_chart("end-to-end latency (keypoints published -> poses received)", "messages", &bars, path)
+    crate::eval::plot::bar_chart("end-to-end latency (keypoints published -> poses received)", "messages", &bars, path)
 }

@@ -21,7 +21,7 @@ static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 /// Matrix products on the GPU (cuBLAS) from now on; returns the device name. Needs the `cuda` feature.
 pub fn use_cuda() -> anyhow::Result<String> {
     #[cfg(feature = "cuda")]
-    return crate::gpu::enable();
+    return crate::model::gpu::enable();
     #[cfg(not(feature = "cuda"))]
     anyhow::bail!("CUDA training needs a build with `--features cuda` (this one has CPU matrix products only)")
 }
@@ -40,7 +40,7 @@ fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool
     let (rsb, csb) = if b_t { (1, k as isize) } else { (n as isize, 1) };
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
     #[cfg(feature = "cuda")]
-    if crate::gpu::gemm(m, k, n, a, a_t, b, b_t, beta, c) {
+    if crate::model::gpu::gemm(m, k, n, a, a_t, b, b_t, beta, c) {
         return;
     }
     let threads = THREADS.load(std::sync::atomic::Ordering::Relaxed);

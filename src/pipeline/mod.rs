@@ -1,0 +1,11 @@
+//! The runtime pipeline: everything the node needs per message, and nothing from training.
+
+pub mod crop;
+pub mod image;
+pub mod lifter;
+pub mod modelcard;
+pub mod normalize;
+pub mod overlay;
+pub mod pairing;
+pub mod runtime;
+pub mod stamps;
