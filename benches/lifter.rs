@@ -7,11 +7,11 @@
 //!
 //! Inputs are CMU mocap frames from the committed fixture projected through a plumb_bob camera.
 
-use pose3d::camera::{Camera, Distortion};
-use pose3d::dataset::Dataset;
-use pose3d::lifter::{Lifter, LifterConfig, PersonIn};
-use pose3d::runtime::{ModelRuntime, RuntimeOptions};
-use pose3d::skeleton::Kp;
+use pose3d::geometry::camera::{Camera, Distortion};
+use pose3d::formats::dataset::Dataset;
+use pose3d::pipeline::lifter::{Lifter, LifterConfig, PersonIn};
+use pose3d::pipeline::runtime::{ModelRuntime, RuntimeOptions};
+use pose3d::geometry::skeleton::Kp;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -124,8 +124,8 @@ fn image_path() {
             let t = Instant::now();
             for (c, k) in crops.iter_mut().zip(f) {
                 c.clear();
-                let bx = pose3d::crop::crop_box(k.iter().map(|p| (p.x, p.y)), spec.margin as f64).unwrap();
-                pose3d::crop::crop_rgb(&rgb, &bx, &spec, c).unwrap();
+                let bx = pose3d::pipeline::crop::crop_box(k.iter().map(|p| (p.x, p.y)), spec.margin as f64).unwrap();
+                pose3d::pipeline::crop::crop_rgb(&rgb, &bx, &spec, c).unwrap();
             }
             t_crop += t.elapsed().as_secs_f64();
             let t = Instant::now();

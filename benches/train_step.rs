@@ -3,13 +3,13 @@
 //! 1024 linears, -> 51; MSE; Adam), so the choice of training framework rests on a measurement.
 //! Differences: no batch norm or dropout (the VAE does not use them). 2 threads. `cargo bench --bench train_step`.
 
-use pose3d::nn::{Adam, Mlp, MlpCache};
+use pose3d::model::nn::{Adam, Mlp, MlpCache};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use std::time::Instant;
 
 fn main() {
-    pose3d::nn::set_threads(2);
+    pose3d::model::nn::set_threads(2);
     let mut rng = rand_pcg::Pcg64::seed_from_u64(0);
     println!("| batch | fwd+bwd+Adam median (ms) | inference median (ms) |");
     println!("|---|---|---|");

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use nalgebra::{Matrix3, SymmetricEigen, Vector3};
-use pose3d::metrics;
+use pose3d::eval::metrics;
 use serde_json::Value;
 use std::time::Duration;
 

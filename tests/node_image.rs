@@ -111,7 +111,7 @@ fn real_sample_frames_run_through_the_image_path_and_debug_images_are_written() 
     for f in h36m {
         let truth: Vec<[f64; 3]> = f["truth"].as_array().unwrap().iter().map(|v| [v[0].as_f64().unwrap(), v[1].as_f64().unwrap(), v[2].as_f64().unwrap()]).collect();
         let mean = mean_of(&r, f["key"].as_str().unwrap(), "h36m");
-        errs.push(1000.0 * pose3d::metrics::mpjpe(&mean, &truth, 0));
+        errs.push(1000.0 * pose3d::eval::metrics::mpjpe(&mean, &truth, 0));
     }
     let mpjpe = errs.iter().sum::<f64>() / errs.len() as f64;
     eprintln!("real H36M sample frames, image + keypoints: MPJPE {mpjpe:.1} mm per frame {errs:.1?}");

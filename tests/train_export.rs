@@ -1,8 +1,8 @@
 //! A seconds-long training run on the committed CMU fixture, exported to ONNX and run by the node's
 //! runtime: the ONNX output must equal the trainer's own forward pass, and bad models must fail clearly.
 
-use pose3d::modelcard::ModelCard;
-use pose3d::runtime::{ModelRuntime, Provider, RuntimeOptions};
+use pose3d::pipeline::modelcard::ModelCard;
+use pose3d::pipeline::runtime::{ModelRuntime, Provider, RuntimeOptions};
 use pose3d::train::{train, TrainConfig};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -65,7 +65,7 @@ fn onnx_matches_the_training_forward_pass() {
     let presence = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0];
     let (mut s_rt, mut m_rt) = (vec![], vec![]);
     rt.run(&[&kp, &pose], &presence, &eps, rows, k, &mut s_rt, &mut m_rt).unwrap();
-    let (mut s, mut m, mut ws) = (vec![], vec![], pose3d::vae::Workspace::default());
+    let (mut s, mut m, mut ws) = (vec![], vec![], pose3d::model::vae::Workspace::default());
     vae.infer(&[&kp, &pose], &presence, &eps, rows, k, &mut s, &mut m, &mut ws);
     assert_eq!(s.len(), s_rt.len());
     let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
@@ -193,7 +193,7 @@ fn image_model_trains_exports_and_matches_in_onnx() {
     let presence = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0];
     let (mut s_rt, mut m_rt) = (vec![], vec![]);
     rt.run(&[&kp, &pose, &img], &presence, &eps, rows, k, &mut s_rt, &mut m_rt).unwrap();
-    let (mut s, mut m, mut ws) = (vec![], vec![], pose3d::vae::Workspace::default());
+    let (mut s, mut m, mut ws) = (vec![], vec![], pose3d::model::vae::Workspace::default());
     vae.infer(&[&kp, &pose, &img], &presence, &eps, rows, k, &mut s, &mut m, &mut ws);
     let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     assert!(max_diff(&s, &s_rt) < 1e-4, "samples differ by {}", max_diff(&s, &s_rt));
@@ -223,7 +223,7 @@ fn all_subject_runs_cite_the_held_out_run_and_keep_the_given_calibration() {
     cfg.train_subjects = vec!["S1".into(), "S2".into()];
     cfg.val_subjects = vec![];
     cfg.epochs = 1;
-    cfg.calibration = Some(pose3d::modelcard::Calibration { latent_std_scale: 1.7, size_std: 0.04, image_weight: 1.0, note: "from the held-out run".into() });
+    cfg.calibration = Some(pose3d::pipeline::modelcard::Calibration { latent_std_scale: 1.7, size_std: 0.04, image_weight: 1.0, note: "from the held-out run".into() });
     cfg.validation_from = Some(held_out_dir.join("model.yaml").to_string_lossy().into());
     let out = std::env::temp_dir().join(format!("pose3d-train-all-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
