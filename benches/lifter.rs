@@ -7,11 +7,11 @@
 //!
 //! Inputs are CMU mocap frames from the committed fixture projected through a plumb_bob camera.
 
-use pose3d::geometry::camera::{Camera, Distortion};
 use pose3d::formats::dataset::Dataset;
+use pose3d::geometry::camera::{Camera, Distortion};
+use pose3d::geometry::skeleton::Kp;
 use pose3d::pipeline::lifter::{Lifter, LifterConfig, PersonIn};
 use pose3d::pipeline::runtime::{ModelRuntime, RuntimeOptions};
-use pose3d::geometry::skeleton::Kp;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,8 @@ fn root() -> PathBuf {
 }
 
 fn camera() -> Camera {
-    Camera::new(1000.0, 1000.0, 640.0, 360.0, Distortion::PlumbBob { k: [-0.12, 0.05, 0.0], p: [0.0008, -0.0005] }).unwrap()
+    Camera::new(1000.0, 1000.0, 640.0, 360.0, Distortion::PlumbBob { k: [-0.12, 0.05, 0.0], p: [0.0008, -0.0005] })
+        .unwrap()
 }
 
 /// Frames of people (H36M-17 pixels), each person shifted sideways, 5 m in front of the camera.
@@ -36,7 +37,11 @@ fn people(n_frames: usize, persons: usize) -> Vec<Vec<Vec<Kp>>> {
                     let dx = (p as f64 - (persons as f64 - 1.0) / 2.0) * 0.7;
                     pose.iter()
                         .map(|j| {
-                            let c = nalgebra::Vector3::new(j[0] as f64 - pose[0][0] as f64 + dx, 1.0 - j[2] as f64, 5.0 + j[1] as f64 - pose[0][1] as f64);
+                            let c = nalgebra::Vector3::new(
+                                j[0] as f64 - pose[0][0] as f64 + dx,
+                                1.0 - j[2] as f64,
+                                5.0 + j[1] as f64 - pose[0][1] as f64,
+                            );
                             let (u, v) = cam.project(&c).unwrap();
                             Kp::new(u, v, 0.9)
                         })
@@ -61,11 +66,16 @@ fn throughput() {
         // K = 32 also without the mirrored view, to show what flip_test costs.
         for &(k, flip_test) in &[(1usize, true), (32, true), (32, false), (128, true)] {
             let rt = ModelRuntime::load(&keypoint_model(), &RuntimeOptions::default()).unwrap();
-            let mut lifter = Lifter::from_runtime(rt, LifterConfig { samples: k, flip_test, ..Default::default() }).unwrap();
+            let mut lifter =
+                Lifter::from_runtime(rt, LifterConfig { samples: k, flip_test, ..Default::default() }).unwrap();
             let cam = camera();
             let ids: Vec<String> = (0..persons).map(|i| format!("p{i}")).collect();
             let run = |lifter: &mut Lifter, f: usize| {
-                let persons: Vec<PersonIn> = frames[f % frames.len()].iter().zip(&ids).map(|(k, id)| PersonIn { id, layout: "h36m17", keypoints: k, crop: None }).collect();
+                let persons: Vec<PersonIn> = frames[f % frames.len()]
+                    .iter()
+                    .zip(&ids)
+                    .map(|(k, id)| PersonIn { id, layout: "h36m17", keypoints: k, crop: None })
+                    .collect();
                 let out = lifter.lift(&cam, &persons, f as u64).unwrap();
                 assert_eq!(out.poses.len(), persons.len());
             };
@@ -83,7 +93,12 @@ fn throughput() {
             let s = t0.elapsed().as_secs_f64();
             each.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let p99 = each[((each.len() - 1) as f64 * 0.99) as usize];
-            println!("| {persons} | {k} | {} | {:.0} | {:.3} | {p99:.3} |", if flip_test && k > 1 { "on" } else { "off" }, (n * persons) as f64 / s, 1e3 * s / n as f64);
+            println!(
+                "| {persons} | {k} | {} | {:.0} | {:.3} | {p99:.3} |",
+                if flip_test && k > 1 { "on" } else { "off" },
+                (n * persons) as f64 / s,
+                1e3 * s / n as f64
+            );
         }
     }
 }
@@ -101,7 +116,15 @@ fn image_path() {
     let jpg = root().join("../shared/data/samples/h36m/S8/S8_WalkDog_1.55011271/S8_WalkDog_1.55011271_000026.jpg");
     let bgr = opencv::imgcodecs::imread(jpg.to_str().unwrap(), opencv::imgcodecs::IMREAD_COLOR).unwrap();
     let mut frame = Mat::default();
-    opencv::imgproc::resize(&bgr, &mut frame, opencv::core::Size::new(1280, 720), 0.0, 0.0, opencv::imgproc::INTER_LINEAR).unwrap();
+    opencv::imgproc::resize(
+        &bgr,
+        &mut frame,
+        opencv::core::Size::new(1280, 720),
+        0.0,
+        0.0,
+        opencv::imgproc::INTER_LINEAR,
+    )
+    .unwrap();
     let mut rgb = Mat::default();
     opencv::imgproc::cvt_color_def(&frame, &mut rgb, opencv::imgproc::COLOR_BGR2RGB).unwrap();
     println!("\n## Image path (models/fused.onnx, K = 32, crops from a real frame resized to 1280x720)\n");
@@ -129,11 +152,17 @@ fn image_path() {
             }
             t_crop += t.elapsed().as_secs_f64();
             let t = Instant::now();
-            let plain: Vec<PersonIn> = f.iter().zip(&ids).map(|(k, id)| PersonIn { id, layout: "h36m17", keypoints: k, crop: None }).collect();
+            let plain: Vec<PersonIn> =
+                f.iter().zip(&ids).map(|(k, id)| PersonIn { id, layout: "h36m17", keypoints: k, crop: None }).collect();
             plain_lifter.lift(&cam, &plain, n as u64).unwrap();
             t_kp += t.elapsed().as_secs_f64();
             let t = Instant::now();
-            let with: Vec<PersonIn> = f.iter().zip(&ids).zip(&crops).map(|((k, id), c)| PersonIn { id, layout: "h36m17", keypoints: k, crop: Some(c) }).collect();
+            let with: Vec<PersonIn> = f
+                .iter()
+                .zip(&ids)
+                .zip(&crops)
+                .map(|((k, id), c)| PersonIn { id, layout: "h36m17", keypoints: k, crop: Some(c) })
+                .collect();
             let out = lifter.lift(&cam, &with, n as u64).unwrap();
             assert_eq!(out.with_image, persons);
             t_fused += t.elapsed().as_secs_f64();
@@ -166,7 +195,11 @@ fn paced() {
             std::thread::sleep(d);
         }
         let t = Instant::now();
-        let persons: Vec<PersonIn> = people.iter().zip(&ids).map(|(k, id)| PersonIn { id, layout: "h36m17", keypoints: k, crop: None }).collect();
+        let persons: Vec<PersonIn> = people
+            .iter()
+            .zip(&ids)
+            .map(|(k, id)| PersonIn { id, layout: "h36m17", keypoints: k, crop: None })
+            .collect();
         lifter.lift(&cam, &persons, f as u64).unwrap();
         if f >= 30 {
             each.push(t.elapsed().as_secs_f64() * 1e3);
@@ -175,7 +208,13 @@ fn paced() {
     each.sort_by(|a, b| a.total_cmp(b));
     let q = |p: f64| each[((p * (each.len() - 1) as f64).round() as usize).min(each.len() - 1)];
     println!("\n## The lifter alone, paced at 30 Hz (no DDS), 4 persons, K = 32\n");
-    println!("{} messages: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", each.len(), q(0.5), q(0.99), each[each.len() - 1]);
+    println!(
+        "{} messages: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        each.len(),
+        q(0.5),
+        q(0.99),
+        each[each.len() - 1]
+    );
 }
 
 #[cfg(feature = "ros")]
@@ -192,7 +231,8 @@ fn latency() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lifter"))
         .args(["--ros-args", "--params-file"])
         .arg(root().join("config/lifter.yaml"))
-        .args(["-p", "samples:=32", "-p", "stats_period:=1.0"]).args(std::env::var("POSE3D_BENCH_NODE_ARGS").unwrap_or_default().split_whitespace())
+        .args(["-p", "samples:=32", "-p", "stats_period:=1.0"])
+        .args(std::env::var("POSE3D_BENCH_NODE_ARGS").unwrap_or_default().split_whitespace())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -225,12 +265,19 @@ fn latency() {
         })
     };
     let t0 = Instant::now();
-    while kp_pub.get_inter_process_subscription_count().unwrap_or(0) == 0 || node.lock().unwrap().get_publishers_info_by_topic("/lifter/poses", false).map(|v| v.len()).unwrap_or(0) == 0 {
+    while kp_pub.get_inter_process_subscription_count().unwrap_or(0) == 0
+        || node.lock().unwrap().get_publishers_info_by_topic("/lifter/poses", false).map(|v| v.len()).unwrap_or(0) == 0
+    {
         assert!(t0.elapsed() < Duration::from_secs(20), "node did not come up");
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(500));
-    let mut info = CameraInfo { distortion_model: "plumb_bob".into(), d: vec![-0.12, 0.05, 0.0008, -0.0005, 0.0], k: vec![1000.0, 0.0, 640.0, 0.0, 1000.0, 360.0, 0.0, 0.0, 1.0], ..Default::default() };
+    let mut info = CameraInfo {
+        distortion_model: "plumb_bob".into(),
+        d: vec![-0.12, 0.05, 0.0008, -0.0005, 0.0],
+        k: vec![1000.0, 0.0, 640.0, 0.0, 1000.0, 360.0, 0.0, 0.0, 1.0],
+        ..Default::default()
+    };
     info.header.frame_id = "cam".into();
     info_pub.publish(&info).unwrap();
     std::thread::sleep(Duration::from_millis(200));
@@ -248,7 +295,11 @@ fn latency() {
         msg.skeletons = people
             .iter()
             .enumerate()
-            .map(|(i, p)| Skeleton2D { id: format!("p{i}"), layout: "h36m17".into(), keypoints: p.iter().map(|k| Keypoint2D { x: k.x as f32, y: k.y as f32, score: 0.9 }).collect() })
+            .map(|(i, p)| Skeleton2D {
+                id: format!("p{i}"),
+                layout: "h36m17".into(),
+                keypoints: p.iter().map(|k| Keypoint2D { x: k.x as f32, y: k.y as f32, score: 0.9 }).collect(),
+            })
             .collect();
         if f % 30 == 0 {
             info_pub.publish(&info).unwrap();
@@ -264,11 +315,22 @@ fn latency() {
     spinner.join().unwrap();
     let got = got.lock().unwrap();
     // The first second warms the node up (allocations, ORT arena); it is not counted.
-    let mut lat: Vec<f64> = sent.iter().skip(30).filter_map(|(k, t)| got.get(k).map(|r| r.duration_since(*t).as_secs_f64() * 1e3)).collect();
+    let mut lat: Vec<f64> = sent
+        .iter()
+        .skip(30)
+        .filter_map(|(k, t)| got.get(k).map(|r| r.duration_since(*t).as_secs_f64() * 1e3))
+        .collect();
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let q = |p: f64| lat[((p * (lat.len() - 1) as f64).round() as usize).min(lat.len() - 1)];
     println!("\n## Node end-to-end latency over DDS (loopback), 30 Hz, 4 persons, K = 32\n");
-    println!("answered {} of {} messages (after 30 warm-up messages); p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", lat.len(), sent.len() - 30, q(0.5), q(0.99), lat[lat.len() - 1]);
+    println!(
+        "answered {} of {} messages (after 30 warm-up messages); p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        lat.len(),
+        sent.len() - 30,
+        q(0.5),
+        q(0.99),
+        lat[lat.len() - 1]
+    );
     println!("inside the node (keypoints received -> poses published), from ~/stats: {}", last_stats.lock().unwrap());
 }
 

@@ -9,7 +9,12 @@ use std::process::Command;
 
 fn eval(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_pose3d-eval")).args(args).output().unwrap();
-    assert!(out.status.success(), "pose3d-eval {args:?}: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pose3d-eval {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -31,7 +36,11 @@ fn rosbags_written_mcap_and_sqlite3_bags_are_read_and_scored_identically() {
     let mut results = Vec::new();
     for storage in ["mcap", "sqlite3"] {
         let bag = dir.join(format!("walk_{storage}"));
-        let frames: usize = run_python(&[writer.to_str().unwrap(), fixture.to_str().unwrap(), bag.to_str().unwrap(), storage]).trim().parse().unwrap();
+        let frames: usize =
+            run_python(&[writer.to_str().unwrap(), fixture.to_str().unwrap(), bag.to_str().unwrap(), storage])
+                .trim()
+                .parse()
+                .unwrap();
         let out = dir.join(format!("eval_{storage}"));
         eval(&["bag", "--bag", bag.to_str().unwrap(), "--samples", "16", "--out", out.to_str().unwrap()]);
         let m = metrics(&out);
@@ -43,7 +52,10 @@ fn rosbags_written_mcap_and_sqlite3_bags_are_read_and_scored_identically() {
         let (bok, single) = (m["best_of_k_mm"].as_f64().unwrap(), m["sample_mpjpe_mm"].as_f64().unwrap());
         assert!(bok <= single + 1e-9, "{m}");
         let c = &m["coverage"];
-        assert!(c["50%"].as_f64().unwrap() <= c["90%"].as_f64().unwrap() && c["90%"].as_f64().unwrap() <= c["95%"].as_f64().unwrap());
+        assert!(
+            c["50%"].as_f64().unwrap() <= c["90%"].as_f64().unwrap()
+                && c["90%"].as_f64().unwrap() <= c["95%"].as_f64().unwrap()
+        );
         assert!(out.join("report.md").is_file() && out.join("skeletons.png").is_file());
         results.push(m);
     }
@@ -56,12 +68,28 @@ fn dataset_evaluation_writes_metrics_predictions_and_a_report() {
     let dir = tmp("dataset");
     let fixture = root().join("tests/fixtures/cmu");
     let out = dir.join("eval");
-    let stdout = eval(&["dataset", "--data", fixture.to_str().unwrap(), "--subjects", "S2", "--input", "detections", "--samples", "8", "--stride", "10", "--save-samples", "--out", out.to_str().unwrap()]);
+    let stdout = eval(&[
+        "dataset",
+        "--data",
+        fixture.to_str().unwrap(),
+        "--subjects",
+        "S2",
+        "--input",
+        "detections",
+        "--samples",
+        "8",
+        "--stride",
+        "10",
+        "--save-samples",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(stdout.contains("MPJPE"), "{stdout}");
     let m = metrics(&out);
     let o = &m["overall"];
     assert!(o["frames"].as_u64().unwrap() > 100, "{m}");
-    for k in ["mpjpe_mm", "pa_mpjpe_mm", "n_mpjpe_mm", "best_of_k_mm", "pck150", "auc", "pose_ece", "root_abs_error_mm"] {
+    for k in ["mpjpe_mm", "pa_mpjpe_mm", "n_mpjpe_mm", "best_of_k_mm", "pck150", "auc", "pose_ece", "root_abs_error_mm"]
+    {
         assert!(o[k].as_f64().unwrap().is_finite(), "{k}: {o}");
     }
     assert!(o["pa_mpjpe_mm"].as_f64().unwrap() < o["mpjpe_mm"].as_f64().unwrap());
@@ -72,9 +100,18 @@ fn dataset_evaluation_writes_metrics_predictions_and_a_report() {
         assert!(out.join(f).is_file(), "{f}");
     }
     // numpy reads the predictions: one (N, 17, 3) array per sequence and camera, plus samples.
-    let shapes: Value = serde_json::from_str(&run_python(&[root().join("tests/peers/read_outputs.py").to_str().unwrap(), "npz", out.join("predictions.npz").to_str().unwrap()])).unwrap();
+    let shapes: Value = serde_json::from_str(&run_python(&[
+        root().join("tests/peers/read_outputs.py").to_str().unwrap(),
+        "npz",
+        out.join("predictions.npz").to_str().unwrap(),
+    ]))
+    .unwrap();
     let walk = shapes["S2/walking 1/cam0"].as_array().unwrap();
-    assert_eq!(walk.iter().map(|v| v.as_u64().unwrap()).collect::<Vec<_>>(), [8, 17, 3], "72 frames every 10th: {shapes}");
+    assert_eq!(
+        walk.iter().map(|v| v.as_u64().unwrap()).collect::<Vec<_>>(),
+        [8, 17, 3],
+        "72 frames every 10th: {shapes}"
+    );
     assert_eq!(shapes["S2/walking 1/cam0/samples"].as_array().unwrap().len(), 4);
     assert_eq!(shapes.as_object().unwrap().len(), 6 * 4 * 2);
 }
@@ -84,8 +121,23 @@ fn make_bag_writes_a_bag_that_rosbags_reads_and_the_evaluator_scores() {
     let dir = tmp("makebag");
     let fixture = root().join("tests/fixtures/cmu");
     let bag = dir.join("s2_bag");
-    eval(&["make-bag", "--data", fixture.to_str().unwrap(), "--subjects", "S2", "--max-frames", "20", "--out", bag.to_str().unwrap()]);
-    let info: Value = serde_json::from_str(&run_python(&[root().join("tests/peers/read_outputs.py").to_str().unwrap(), "bag", bag.to_str().unwrap()])).unwrap();
+    eval(&[
+        "make-bag",
+        "--data",
+        fixture.to_str().unwrap(),
+        "--subjects",
+        "S2",
+        "--max-frames",
+        "20",
+        "--out",
+        bag.to_str().unwrap(),
+    ]);
+    let info: Value = serde_json::from_str(&run_python(&[
+        root().join("tests/peers/read_outputs.py").to_str().unwrap(),
+        "bag",
+        bag.to_str().unwrap(),
+    ]))
+    .unwrap();
     // 6 sequences x 4 cameras x min(20, frames); running has 33 frames, all others more than 20.
     assert_eq!(info["counts"]["/detector/keypoints"], 6 * 4 * 20, "{info}");
     assert_eq!(info["types"]["/ground_truth/poses"], "pose3d_msgs/msg/PoseDistributionArray");

@@ -32,17 +32,24 @@ fn run(domain: u32, name: &str, node_args: &[&str], peer_args: &[&str]) -> (Valu
 
 #[test]
 fn lifts_coco_and_mpii_people_to_calibrated_camera_frame_distributions() {
-    let (r, log, alive) = run(71, "lift", &["-p", "publish_samples:=true", "-p", "samples:=64"], &["--frames", "45", "--bad"]);
+    let (r, log, alive) =
+        run(71, "lift", &["-p", "publish_samples:=true", "-p", "samples:=64"], &["--frames", "45", "--bad"]);
     assert!(alive, "the node survived bad input\n{log}");
     assert!(log.contains("execution provider: CPU"), "the log says which provider runs\n{log}");
     let sent: Vec<&str> = r["sent"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
-    let answers: Vec<&Value> = r["poses"].as_array().unwrap().iter().filter(|m| sent.contains(&m["stamp"].as_str().unwrap())).collect();
+    let answers: Vec<&Value> =
+        r["poses"].as_array().unwrap().iter().filter(|m| sent.contains(&m["stamp"].as_str().unwrap())).collect();
     let stats = &r["stats"];
     let superseded = stats["dropped"]["superseded (inference behind)"].as_u64().unwrap_or(0) as usize;
     let no_info = stats["dropped"]["no camera_info yet"].as_u64().unwrap_or(0) as usize;
     // Every message is answered or accounted for (superseded by a newer one, or before the first
     // camera_info arrived); most are answered at 30 Hz.
-    assert!(answers.len() + superseded + no_info >= sent.len(), "{} answered + {superseded} superseded + {no_info} without camera_info of {}: {stats}", answers.len(), sent.len());
+    assert!(
+        answers.len() + superseded + no_info >= sent.len(),
+        "{} answered + {superseded} superseded + {no_info} without camera_info of {}: {stats}",
+        answers.len(),
+        sent.len()
+    );
     assert!(answers.len() * 10 >= sent.len() * 8, "{} of {} answered\n{log}", answers.len(), sent.len());
 
     let (mut mpjpe_sum, mut n, mut depth_err) = (0.0, 0usize, Vec::new());
@@ -69,7 +76,12 @@ fn lifts_coco_and_mpii_people_to_calibrated_camera_frame_distributions() {
                 let sm = (0..64).map(|s| Vector3::from(samples[s * 17 + j])).sum::<Vector3<f64>>() / 64.0;
                 assert!((sm - Vector3::from(mean[j])).norm() < 1e-9, "joint {j}: sample mean {sm:?} vs {:?}", mean[j]);
             }
-            let truth: Vec<[f64; 3]> = r["truth"][m["stamp"].as_str().unwrap()][p["id"].as_str().unwrap()].as_array().unwrap().iter().map(v3).collect();
+            let truth: Vec<[f64; 3]> = r["truth"][m["stamp"].as_str().unwrap()][p["id"].as_str().unwrap()]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(v3)
+                .collect();
             let e = metrics::mpjpe(&mean, &truth, 0);
             mpjpe_sum += e;
             let slot = per_id.entry(p["id"].as_str().unwrap().to_string()).or_default();
@@ -96,7 +108,13 @@ fn lifts_coco_and_mpii_people_to_calibrated_camera_frame_distributions() {
     // Markers: per person joints, bones and 17 ellipsoids, in stable per-track namespaces, with a lifetime.
     let arrays = r["markers"].as_array().unwrap();
     assert!(arrays.len() >= answers.len());
-    let last = arrays.iter().rev().find(|a| a.as_array().unwrap().iter().any(|m| m["ns"] == "pose3d/alice")).unwrap().as_array().unwrap();
+    let last = arrays
+        .iter()
+        .rev()
+        .find(|a| a.as_array().unwrap().iter().any(|m| m["ns"] == "pose3d/alice"))
+        .unwrap()
+        .as_array()
+        .unwrap();
     for who in ["pose3d/alice", "pose3d/bob"] {
         let mine: Vec<&Value> = last.iter().filter(|m| m["ns"] == who).collect();
         assert_eq!(mine.len(), 2 + 17, "{who}");
@@ -115,7 +133,10 @@ fn lifts_coco_and_mpii_people_to_calibrated_camera_frame_distributions() {
     let drops = &stats["dropped"];
     assert!(drops["person: wrong joint count"].as_u64().unwrap_or(0) >= 1, "{stats}");
     assert!(drops["person: unknown layout"].as_u64().unwrap_or(0) >= 2, "{stats}");
-    assert!(drops["person: root joint missing"].as_u64().unwrap_or(0) >= 1, "NaN keypoints are missing joints: {stats}");
+    assert!(
+        drops["person: root joint missing"].as_u64().unwrap_or(0) >= 1,
+        "NaN keypoints are missing joints: {stats}"
+    );
     assert!(drops["out-of-order stamp"].as_u64().unwrap_or(0) >= 1, "{stats}");
     let mixed = r["bad"]["mixed"].as_str().unwrap();
     let m = r["poses"].as_array().unwrap().iter().find(|m| m["stamp"] == mixed).expect("mixed message answered");
@@ -160,7 +181,11 @@ fn a_corrupt_model_stops_the_node_with_a_clear_error() {
 #[test]
 fn replaying_the_bundled_recording_scores_the_running_node() {
     let dir = tmp("replay");
-    let mut node = spawn_node(74, &["-r", "keypoints:=/detector/keypoints", "-r", "camera_info:=/camera/camera_info"], &dir.join("node.log"));
+    let mut node = spawn_node(
+        74,
+        &["-r", "keypoints:=/detector/keypoints", "-r", "camera_info:=/camera/camera_info"],
+        &dir.join("node.log"),
+    );
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pose3d-eval"));
     cmd.args(["replay", "--bag"]).arg(root().join("data/demo/cmu_two_people")).args(["--rate", "2", "--out"]).arg(&dir);
     ros_env(&mut cmd, 74);
@@ -177,7 +202,8 @@ fn replaying_the_bundled_recording_scores_the_running_node() {
     ros_env(&mut cmd, 74);
     let out = cmd.output().expect("running pose3d-eval bag");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let offline: Value = serde_json::from_str(&std::fs::read_to_string(offline_dir.join("metrics.json")).unwrap()).unwrap();
+    let offline: Value =
+        serde_json::from_str(&std::fs::read_to_string(offline_dir.join("metrics.json")).unwrap()).unwrap();
     // 240 frames x 2 people at 60 Hz: nearly all answered, with the accuracy of the offline run.
     let scored = m["persons_scored"].as_u64().unwrap();
     assert!(scored >= 400, "{m}");

@@ -45,7 +45,12 @@ fn read_rgb(path: &Path) -> Mat {
 
 /// Decodes the sample frames once into `dir` (h36m_<i>.npy, coco_<stem>.npy).
 fn prepare_frames(dir: &Path) {
-    let h36m = ["S1/S1_Directions_1.54138969/S1_Directions_1.54138969_000001.jpg", "S5/S5_SittingDown.54138969/S5_SittingDown.54138969_002061.jpg", "S7/S7_Greeting.55011271/S7_Greeting.55011271_000396.jpg", "S8/S8_WalkDog_1.55011271/S8_WalkDog_1.55011271_000026.jpg"];
+    let h36m = [
+        "S1/S1_Directions_1.54138969/S1_Directions_1.54138969_000001.jpg",
+        "S5/S5_SittingDown.54138969/S5_SittingDown.54138969_002061.jpg",
+        "S7/S7_Greeting.55011271/S7_Greeting.55011271_000396.jpg",
+        "S8/S8_WalkDog_1.55011271/S8_WalkDog_1.55011271_000026.jpg",
+    ];
     for (i, name) in h36m.iter().enumerate() {
         write_npy_rgb(&dir.join(format!("h36m_{i}.npy")), &read_rgb(&samples().join("h36m").join(name)));
     }
@@ -63,11 +68,38 @@ fn run(domain: u32, name: &str, transport: &str, debug_dir: &Path) -> (Value, St
     let log = dir.join("node.log");
     let model = format!("model_path:={}", fused_model().display());
     let transport_arg = format!("image_transport:={transport}");
-    let mut node = spawn_node(domain, &["-p", &model, "-p", "debug_image:=true", "-p", &transport_arg, "-p", "stats_period:=0.5", "-p", "image_reliable:=true"], &log);
+    let mut node = spawn_node(
+        domain,
+        &[
+            "-p",
+            &model,
+            "-p",
+            "debug_image:=true",
+            "-p",
+            &transport_arg,
+            "-p",
+            "stats_period:=0.5",
+            "-p",
+            "image_reliable:=true",
+        ],
+        &log,
+    );
     let out = dir.join("peer.json");
     let peer = root().join("tests/peers/image_peer.py");
     let s = samples();
-    let args = [peer.to_str().unwrap(), "--samples", s.to_str().unwrap(), "--out", out.to_str().unwrap(), "--debug-dir", debug_dir.to_str().unwrap(), "--rgb-dir", dir.to_str().unwrap(), "--transport", transport];
+    let args = [
+        peer.to_str().unwrap(),
+        "--samples",
+        s.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--debug-dir",
+        debug_dir.to_str().unwrap(),
+        "--rgb-dir",
+        dir.to_str().unwrap(),
+        "--transport",
+        transport,
+    ];
     run_peer(domain, &args, Duration::from_secs(120));
     let alive = node.0.try_wait().unwrap().is_none();
     drop(node);
@@ -78,7 +110,12 @@ fn run(domain: u32, name: &str, transport: &str, debug_dir: &Path) -> (Value, St
 fn mean_of(r: &Value, key: &str, id: &str) -> Vec<[f64; 3]> {
     let poses = r["poses"][key].as_array().unwrap_or_else(|| panic!("no poses for {key}"));
     let p = poses.iter().find(|p| p["id"] == id).unwrap();
-    p["mean"].as_array().unwrap().iter().map(|v| [v[0].as_f64().unwrap(), v[1].as_f64().unwrap(), v[2].as_f64().unwrap()]).collect()
+    p["mean"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| [v[0].as_f64().unwrap(), v[1].as_f64().unwrap(), v[2].as_f64().unwrap()])
+        .collect()
 }
 
 #[test]
@@ -109,7 +146,12 @@ fn real_sample_frames_run_through_the_image_path_and_debug_images_are_written() 
     // Human3.6M frames against their 3D ground truth (root-relative, mm).
     let mut errs = Vec::new();
     for f in h36m {
-        let truth: Vec<[f64; 3]> = f["truth"].as_array().unwrap().iter().map(|v| [v[0].as_f64().unwrap(), v[1].as_f64().unwrap(), v[2].as_f64().unwrap()]).collect();
+        let truth: Vec<[f64; 3]> = f["truth"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| [v[0].as_f64().unwrap(), v[1].as_f64().unwrap(), v[2].as_f64().unwrap()])
+            .collect();
         let mean = mean_of(&r, f["key"].as_str().unwrap(), "h36m");
         errs.push(1000.0 * pose3d::eval::metrics::mpjpe(&mean, &truth, 0));
     }

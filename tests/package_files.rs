@@ -20,17 +20,36 @@ fn launch_file_is_a_launch_ros_description_of_the_lifter() {
     );
     let st = Command::new(py).args(["-c", &src]).status().unwrap();
     assert!(st.success(), "launch file parses and defines generate_launch_description");
-    for needle in ["package=\"pose3d\"", "executable=\"lifter\"", "\"config\", \"lifter.yaml\"", "from launch_ros.actions import Node", "FindPackageShare(\"pose3d\")"] {
+    for needle in [
+        "package=\"pose3d\"",
+        "executable=\"lifter\"",
+        "\"config\", \"lifter.yaml\"",
+        "from launch_ros.actions import Node",
+        "FindPackageShare(\"pose3d\")",
+    ] {
         assert!(text.contains(needle), "launch file mentions {needle}");
     }
 }
 
 #[test]
 fn parameter_file_is_a_ros_params_file_with_the_node_parameters() {
-    let y: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(root().join("config/lifter.yaml")).unwrap()).unwrap();
+    let y: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root().join("config/lifter.yaml")).unwrap()).unwrap();
     let params = y["/**"]["ros__parameters"].as_mapping().expect("/**: ros__parameters:");
     let names: Vec<&str> = params.keys().map(|k| k.as_str().unwrap()).collect();
-    for n in ["model_path", "provider", "allow_cpu_fallback", "samples", "seed", "publish_samples", "flip_test", "min_score", "min_joints", "max_stamp_age", "marker_lifetime"] {
+    for n in [
+        "model_path",
+        "provider",
+        "allow_cpu_fallback",
+        "samples",
+        "seed",
+        "publish_samples",
+        "flip_test",
+        "min_score",
+        "min_joints",
+        "max_stamp_age",
+        "marker_lifetime",
+    ] {
         assert!(names.contains(&n), "{n} documented in config/lifter.yaml");
     }
     // The node's source reads every documented parameter.
@@ -43,7 +62,11 @@ fn parameter_file_is_a_ros_params_file_with_the_node_parameters() {
 #[test]
 fn package_manifests() {
     let p = std::fs::read_to_string(root().join("package.xml")).unwrap();
-    assert!(p.contains("<package format=\"3\">") && p.contains("<name>pose3d</name>") && p.contains("<build_type>ament_cargo</build_type>"));
+    assert!(
+        p.contains("<package format=\"3\">")
+            && p.contains("<name>pose3d</name>")
+            && p.contains("<build_type>ament_cargo</build_type>")
+    );
     let m = std::fs::read_to_string(root().join("msg/package.xml")).unwrap();
     assert!(m.contains("<name>pose3d_msgs</name>") && m.contains("rosidl_interface_packages"));
     let cargo = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();

@@ -14,7 +14,10 @@ fn fixture() -> PathBuf {
 }
 
 fn tiny_config() -> TrainConfig {
-    serde_yaml::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_tiny.yaml")).unwrap()).unwrap()
+    serde_yaml::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_tiny.yaml")).unwrap(),
+    )
+    .unwrap()
 }
 
 /// One training run shared by the tests of this file.
@@ -44,7 +47,11 @@ fn training_learns_and_writes_its_artifacts() {
     assert_eq!(card.modalities.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["kp2d", "pose3d"]);
     assert!(card.validation.contains_key("gt2d_mpjpe_mm"));
     // The fixture asks for the sampling calibration on both 2D inputs.
-    assert!(card.calibration.note.contains("(ground-truth 2D and detections, keypoints cues"), "{}", card.calibration.note);
+    assert!(
+        card.calibration.note.contains("(ground-truth 2D and detections, keypoints cues"),
+        "{}",
+        card.calibration.note
+    );
     // The config written beside the checkpoint reproduces the run's config.
     let back: TrainConfig = serde_yaml::from_str(&std::fs::read_to_string(out.join("config.yaml")).unwrap()).unwrap();
     assert_eq!(back, tiny_config());
@@ -59,7 +66,9 @@ fn onnx_matches_the_training_forward_pass() {
     let (rows, k, l) = (5, 7, vae.config.latent);
     let mut rng = rand_pcg::Pcg64::seed_from_u64(4);
     let kp: Vec<f32> = (0..rows * 53).map(|_| StandardNormal.sample(&mut rng)).collect();
-    let pose: Vec<f32> = (0..rows * 48).map(|_| 0.3 * <StandardNormal as Distribution<f32>>::sample(&StandardNormal, &mut rng)).collect();
+    let pose: Vec<f32> = (0..rows * 48)
+        .map(|_| 0.3 * <StandardNormal as Distribution<f32>>::sample(&StandardNormal, &mut rng))
+        .collect();
     let eps: Vec<f32> = (0..rows * k * l).map(|_| StandardNormal.sample(&mut rng)).collect();
     // Every subset of modalities, one per row (and row 4 with both).
     let presence = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0];
@@ -149,18 +158,29 @@ fn regularised_runs_resume_exactly_and_export_the_average() {
     train(&fixture(), &first, &dir.join("split"), false, false).expect("first epoch");
     let resumed = train(&fixture(), &cfg, &dir.join("split"), true, false).expect("resumed run");
     assert_eq!(resumed.log.len(), 2);
-    assert_eq!(resumed.vae.weights_to_bytes(), whole.vae.weights_to_bytes(), "resumed run differs from the uninterrupted one");
+    assert_eq!(
+        resumed.vae.weights_to_bytes(),
+        whole.vae.weights_to_bytes(),
+        "resumed run differs from the uninterrupted one"
+    );
     assert_eq!(resumed.log[1].val, whole.log[1].val);
     // The exported and reloadable model is the average, not the last step's weights.
     let reloaded = pose3d::train::load_trained(&dir.join("whole")).unwrap();
     assert_eq!(reloaded.weights_to_bytes(), whole.vae.weights_to_bytes());
-    let plain = train(&fixture(), &TrainConfig { ema_decay: 0.0, ..cfg.clone() }, &dir.join("plain"), false, false).unwrap();
+    let plain =
+        train(&fixture(), &TrainConfig { ema_decay: 0.0, ..cfg.clone() }, &dir.join("plain"), false, false).unwrap();
     assert_ne!(plain.vae.weights_to_bytes(), whole.vae.weights_to_bytes());
     // Learning still happens with the regularisers on.
     assert!(whole.log[1].val.gt2d_mpjpe_mm < 350.0, "{:?}", whole.log[1].val);
-    let e = train(&fixture(), &TrainConfig { epochs: 3, ema_decay: 0.0, ..cfg.clone() }, &dir.join("whole"), true, false).err().expect("ema_decay changed on resume");
+    let e =
+        train(&fixture(), &TrainConfig { epochs: 3, ema_decay: 0.0, ..cfg.clone() }, &dir.join("whole"), true, false)
+            .err()
+            .expect("ema_decay changed on resume");
     assert!(format!("{e:#}").contains("ema_decay was changed"), "{e:#}");
-    for (field, bad) in [("dropout must be in [0, 1), got 1", TrainConfig { dropout: 1.0, ..cfg.clone() }), ("ema_decay must be in [0, 1), got -0.5", TrainConfig { ema_decay: -0.5, ..cfg.clone() })] {
+    for (field, bad) in [
+        ("dropout must be in [0, 1), got 1", TrainConfig { dropout: 1.0, ..cfg.clone() }),
+        ("ema_decay must be in [0, 1), got -0.5", TrainConfig { ema_decay: -0.5, ..cfg.clone() }),
+    ] {
         let e = train(&fixture(), &bad, &dir.join("bad"), false, false).err().expect("out-of-range setting");
         assert!(format!("{e:#}").contains(field), "{e:#}");
     }
@@ -170,16 +190,26 @@ fn regularised_runs_resume_exactly_and_export_the_average() {
 /// A seconds-long run with the image expert (rendered crops): exported Conv graph == trainer's forward.
 #[test]
 fn image_model_trains_exports_and_matches_in_onnx() {
-    let cfg: TrainConfig = serde_yaml::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_tiny_image.yaml")).unwrap()).unwrap();
+    let cfg: TrainConfig = serde_yaml::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_tiny_image.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
     let out = std::env::temp_dir().join(format!("pose3d-train-image-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let o = train(&fixture(), &cfg, &out, false, false).expect("training with images");
     let val = &o.log.last().unwrap().val;
-    assert!(val.image_mpjpe_mm.is_some_and(f64::is_finite) && val.fused_mpjpe_mm.is_some_and(f64::is_finite), "{val:?}");
+    assert!(
+        val.image_mpjpe_mm.is_some_and(f64::is_finite) && val.fused_mpjpe_mm.is_some_and(f64::is_finite),
+        "{val:?}"
+    );
     let card = ModelCard::load(&out.join("model.yaml")).unwrap();
     let spec = card.image.clone().expect("card describes the crops");
     assert_eq!((card.crop_size, spec.size, spec.channels), (Some(16), 16, 3));
-    assert_eq!(card.modalities.iter().map(|m| (m.name.as_str(), m.dim)).collect::<Vec<_>>(), [("kp2d", 53), ("pose3d", 48), ("image", 768)]);
+    assert_eq!(
+        card.modalities.iter().map(|m| (m.name.as_str(), m.dim)).collect::<Vec<_>>(),
+        [("kp2d", 53), ("pose3d", 48), ("image", 768)]
+    );
 
     let mut rt = ModelRuntime::load(&o.onnx, &RuntimeOptions::default()).expect("runtime loads the Conv graph");
     let vae = &o.vae;
@@ -207,7 +237,9 @@ fn cuda_training_without_a_gpu_fails_with_the_reason() {
     let mut cfg = tiny_config();
     cfg.device = "cuda".into();
     let out = std::env::temp_dir().join(format!("pose3d-train-cuda-test-{}", std::process::id()));
-    let e = train(&fixture(), &cfg, &out, false, false).err().expect("no GPU on this machine: training must not silently run on the CPU");
+    let e = train(&fixture(), &cfg, &out, false, false)
+        .err()
+        .expect("no GPU on this machine: training must not silently run on the CPU");
     assert!(format!("{e:#}").contains("CUDA") || format!("{e:#}").contains("cuda"), "{e:#}");
     cfg.device = "tpu".into();
     let e = train(&fixture(), &cfg, &out, false, false).err().unwrap();
@@ -223,7 +255,12 @@ fn all_subject_runs_cite_the_held_out_run_and_keep_the_given_calibration() {
     cfg.train_subjects = vec!["S1".into(), "S2".into()];
     cfg.val_subjects = vec![];
     cfg.epochs = 1;
-    cfg.calibration = Some(pose3d::pipeline::modelcard::Calibration { latent_std_scale: 1.7, size_std: 0.04, image_weight: 1.0, note: "from the held-out run".into() });
+    cfg.calibration = Some(pose3d::pipeline::modelcard::Calibration {
+        latent_std_scale: 1.7,
+        size_std: 0.04,
+        image_weight: 1.0,
+        note: "from the held-out run".into(),
+    });
     cfg.validation_from = Some(held_out_dir.join("model.yaml").to_string_lossy().into());
     let out = std::env::temp_dir().join(format!("pose3d-train-all-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);

@@ -5,11 +5,11 @@ use anyhow::{anyhow, Context, Result};
 use futures::{FutureExt, StreamExt};
 use pose3d::geometry::camera::Camera;
 use pose3d::geometry::distribution::ellipsoid;
-use pose3d::pipeline::pairing::Pairing;
-use pose3d::pipeline::stamps::{StampGate, StampVerdict};
-use pose3d::pipeline::lifter::{Lifter, LifterConfig, PersonIn, PoseOut};
-use pose3d::pipeline::runtime::{ModelRuntime, RuntimeOptions};
 use pose3d::geometry::skeleton::{h36m17_bones, Kp};
+use pose3d::pipeline::lifter::{Lifter, LifterConfig, PersonIn, PoseOut};
+use pose3d::pipeline::pairing::Pairing;
+use pose3d::pipeline::runtime::{ModelRuntime, RuntimeOptions};
+use pose3d::pipeline::stamps::{StampGate, StampVerdict};
 use r2r::builtin_interfaces::msg::{Duration as RosDuration, Time};
 use r2r::geometry_msgs::msg::{Point, Pose, Quaternion, Vector3 as RosVector3};
 use r2r::pose3d_msgs::msg::{JointDistribution, PoseDistribution, PoseDistributionArray, Skeleton2DArray};
@@ -83,7 +83,10 @@ fn read_params(node: &r2r::Node) -> Result<Params> {
     let mut p = Params::default();
     macro_rules! get {
         ($name:ident, $ty:ty) => {
-            if let Some(v) = node.get_parameter::<Option<$ty>>(stringify!($name)).map_err(|e| anyhow!("parameter {}: {e}", stringify!($name)))? {
+            if let Some(v) = node
+                .get_parameter::<Option<$ty>>(stringify!($name))
+                .map_err(|e| anyhow!("parameter {}: {e}", stringify!($name)))?
+            {
                 p.$name = v;
             }
         };
@@ -110,8 +113,27 @@ fn read_params(node: &r2r::Node) -> Result<Params> {
     get!(image_reliable, bool);
     get!(crop_margin, f64);
     let known = [
-        "model_path", "provider", "allow_cpu_fallback", "intra_threads", "samples", "seed", "publish_samples", "flip_test", "min_score", "min_joints",
-        "max_stamp_age", "marker_lifetime", "ellipsoid_mass", "stats_period", "use_image", "image_transport", "image_slop", "image_queue", "debug_image", "image_reliable", "crop_margin",
+        "model_path",
+        "provider",
+        "allow_cpu_fallback",
+        "intra_threads",
+        "samples",
+        "seed",
+        "publish_samples",
+        "flip_test",
+        "min_score",
+        "min_joints",
+        "max_stamp_age",
+        "marker_lifetime",
+        "ellipsoid_mass",
+        "stats_period",
+        "use_image",
+        "image_transport",
+        "image_slop",
+        "image_queue",
+        "debug_image",
+        "image_reliable",
+        "crop_margin",
         "use_sim_time",
     ];
     for name in node.params.lock().unwrap().keys() {
@@ -120,10 +142,21 @@ fn read_params(node: &r2r::Node) -> Result<Params> {
         }
     }
     anyhow::ensure!((1..=4096).contains(&p.samples), "parameter samples must be in 1..=4096, got {}", p.samples);
-    anyhow::ensure!(["raw", "compressed"].contains(&p.image_transport.as_str()), "parameter image_transport must be \"raw\" or \"compressed\", got \"{}\"", p.image_transport);
-    anyhow::ensure!(p.crop_margin < 2.0 && p.crop_margin.is_finite(), "parameter crop_margin must be < 2 (negative: the model card's)");
+    anyhow::ensure!(
+        ["raw", "compressed"].contains(&p.image_transport.as_str()),
+        "parameter image_transport must be \"raw\" or \"compressed\", got \"{}\"",
+        p.image_transport
+    );
+    anyhow::ensure!(
+        p.crop_margin < 2.0 && p.crop_margin.is_finite(),
+        "parameter crop_margin must be < 2 (negative: the model card's)"
+    );
     anyhow::ensure!(p.image_slop >= 0.0 && p.image_slop.is_finite(), "parameter image_slop must be >= 0 seconds");
-    anyhow::ensure!((1..=100).contains(&p.image_queue), "parameter image_queue must be in 1..=100, got {}", p.image_queue);
+    anyhow::ensure!(
+        (1..=100).contains(&p.image_queue),
+        "parameter image_queue must be in 1..=100, got {}",
+        p.image_queue
+    );
     anyhow::ensure!(p.ellipsoid_mass > 0.0 && p.ellipsoid_mass < 1.0, "parameter ellipsoid_mass must be in (0, 1)");
     Ok(p)
 }
@@ -140,7 +173,11 @@ fn resolve_model(p: &Params) -> Result<PathBuf> {
         }
     }
     candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/default.onnx"));
-    candidates.iter().find(|c| c.is_file()).cloned().ok_or_else(|| anyhow!("no model_path given and no default model found in {candidates:?}"))
+    candidates
+        .iter()
+        .find(|c| c.is_file())
+        .cloned()
+        .ok_or_else(|| anyhow!("no model_path given and no default model found in {candidates:?}"))
 }
 
 #[derive(Default)]
@@ -177,7 +214,13 @@ impl Stats {
             v.sort_by(|a, b| a.total_cmp(b));
             v
         };
-        let q = |v: &[f64], p: f64| if v.is_empty() { None } else { Some(v[((p * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)]) };
+        let q = |v: &[f64], p: f64| {
+            if v.is_empty() {
+                None
+            } else {
+                Some(v[((p * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)])
+            }
+        };
         let (lat, inf) = (sorted(&self.processing_ms), sorted(&self.inference_ms));
         let mut drops = self.drops.lock().unwrap().clone();
         if superseded > 0 {
@@ -232,7 +275,10 @@ fn color(r: f32, g: f32, b: f32, a: f32) -> ColorRGBA {
 /// Joints, bones and one uncertainty ellipsoid per joint; namespaces per track id keep ids stable, and the
 /// lifetime makes people who are no longer seen vanish.
 fn markers(header: &r2r::std_msgs::msg::Header, poses: &[PoseOut], params: &Params) -> MarkerArray {
-    let life = RosDuration { sec: params.marker_lifetime.trunc() as i32, nanosec: (params.marker_lifetime.fract() * 1e9) as u32 };
+    let life = RosDuration {
+        sec: params.marker_lifetime.trunc() as i32,
+        nanosec: (params.marker_lifetime.fract() * 1e9) as u32,
+    };
     let mut out = Vec::new();
     for (i, p) in poses.iter().enumerate() {
         let ns = if p.id.is_empty() { format!("pose3d/#{i}") } else { format!("pose3d/{}", p.id) };
@@ -276,7 +322,6 @@ fn markers(header: &r2r::std_msgs::msg::Header, poses: &[PoseOut], params: &Para
     MarkerArray { markers: out }
 }
 
-
 /// A camera image as received, decoded only when a keypoints message pairs with it.
 enum Frame {
     Raw(Image),
@@ -286,14 +331,26 @@ enum Frame {
 impl Frame {
     fn rgb(&self) -> Result<opencv::core::Mat, pose3d::pipeline::image::ImageError> {
         match self {
-            Frame::Raw(m) => pose3d::pipeline::image::rgb_from_raw(&m.encoding, m.width, m.height, m.step, m.is_bigendian != 0, &m.data),
+            Frame::Raw(m) => pose3d::pipeline::image::rgb_from_raw(
+                &m.encoding,
+                m.width,
+                m.height,
+                m.step,
+                m.is_bigendian != 0,
+                &m.data,
+            ),
             Frame::Compressed(m) => pose3d::pipeline::image::rgb_from_compressed(&m.format, &m.data),
         }
     }
 }
 
 /// Per-person crops of a paired image (empty crop: that person's keypoints give no box).
-fn crops(rgb: &opencv::core::Mat, kps: &[Vec<Kp>], spec: &pose3d::pipeline::crop::ImageSpec, min_score: f64) -> Vec<Vec<f32>> {
+fn crops(
+    rgb: &opencv::core::Mat,
+    kps: &[Vec<Kp>],
+    spec: &pose3d::pipeline::crop::ImageSpec,
+    min_score: f64,
+) -> Vec<Vec<f32>> {
     kps.iter()
         .map(|k| {
             let mut c = Vec::with_capacity(spec.dim());
@@ -345,10 +402,19 @@ fn process(
     };
     if !cam_frame.is_empty() && !msg.header.frame_id.is_empty() && *cam_frame != msg.header.frame_id {
         stats.count_drop("frame mismatch with camera_info");
-        r2r::log_warn!(NODE, "keypoints in frame '{}' but camera_info in '{}': dropped", msg.header.frame_id, cam_frame);
+        r2r::log_warn!(
+            NODE,
+            "keypoints in frame '{}' but camera_info in '{}': dropped",
+            msg.header.frame_id,
+            cam_frame
+        );
         return;
     }
-    let kps: Vec<Vec<Kp>> = msg.skeletons.iter().map(|s| s.keypoints.iter().map(|k| Kp::new(k.x as f64, k.y as f64, k.score as f64)).collect()).collect();
+    let kps: Vec<Vec<Kp>> = msg
+        .skeletons
+        .iter()
+        .map(|s| s.keypoints.iter().map(|k| Kp::new(k.x as f64, k.y as f64, k.score as f64)).collect())
+        .collect();
     // The image path: decode the paired image, crop each person around its keypoints.
     let mut rgb = None;
     if let (Some(frame), Some(mut spec)) = (image, lifter.image_spec().cloned()) {
@@ -368,7 +434,12 @@ fn process(
         .iter()
         .zip(&kps)
         .enumerate()
-        .map(|(i, (s, k))| PersonIn { id: &s.id, layout: &s.layout, keypoints: k, crop: rgb.as_ref().map(|(c, _)| c[i].as_slice()) })
+        .map(|(i, (s, k))| PersonIn {
+            id: &s.id,
+            layout: &s.layout,
+            keypoints: k,
+            crop: rgb.as_ref().map(|(c, _)| c[i].as_slice()),
+        })
         .collect();
     let t_lift = Instant::now();
     let lifted = lifter.lift(cam, &persons, stamp_ns(&msg.header.stamp) as u64);
@@ -381,7 +452,8 @@ fn process(
             }
             let counter = if out.with_image > 0 { &stats.frames_with_image } else { &stats.frames_keypoints_only };
             counter.fetch_add(1, Ordering::Relaxed);
-            let arr = PoseDistributionArray { header: msg.header.clone(), poses: out.poses.iter().map(to_msg).collect() };
+            let arr =
+                PoseDistributionArray { header: msg.header.clone(), poses: out.poses.iter().map(to_msg).collect() };
             if let Err(e) = out_pubs.poses.publish(&arr) {
                 r2r::log_error!(NODE, "publishing poses: {e}");
             }
@@ -390,7 +462,8 @@ fn process(
                 r2r::log_error!(NODE, "publishing markers: {e}");
             }
             if let (Some(debug), Some((_, mut m))) = (out_pubs.debug, rgb) {
-                let drawn = pose3d::pipeline::overlay::draw(&mut m, cam, &kps, &out.poses, params.ellipsoid_mass).and_then(|_| image_msg(&msg.header, &m));
+                let drawn = pose3d::pipeline::overlay::draw(&mut m, cam, &kps, &out.poses, params.ellipsoid_mass)
+                    .and_then(|_| image_msg(&msg.header, &m));
                 match drawn {
                     Ok(img) => {
                         if let Err(e) = debug.publish(&img) {
@@ -421,7 +494,13 @@ fn main() -> Result<()> {
         intra_threads: params.intra_threads.max(1) as usize,
     };
     let runtime = ModelRuntime::load(&model, &opts).with_context(|| format!("loading model {}", model.display()))?;
-    r2r::log_info!(NODE, "model {} ({}), execution provider: {}", model.display(), runtime.card.name, runtime.provider_in_use);
+    r2r::log_info!(
+        NODE,
+        "model {} ({}), execution provider: {}",
+        model.display(),
+        runtime.card.name,
+        runtime.provider_in_use
+    );
     if runtime.provider_in_use.contains("fallback") {
         r2r::log_warn!(NODE, "CUDA was requested but the model runs on {}", runtime.provider_in_use);
     }
@@ -446,17 +525,34 @@ fn main() -> Result<()> {
     let image_path = params.use_image && lifter.image_spec().is_some();
     let compressed = params.image_transport == "compressed";
     // Best effort matches every publisher; reliable only reliable ones, but does not lose large frames.
-    let image_qos = if params.image_reliable { QosProfile::default().keep_last(params.image_queue as usize) } else { QosProfile::sensor_data() };
-    let mut image_sub = if image_path && !compressed { Some(node.subscribe::<Image>("image", image_qos.clone())?) } else { None };
-    let mut cimage_sub = if image_path && compressed { Some(node.subscribe::<CompressedImage>("image/compressed", image_qos)?) } else { None };
-    let debug_pub = if params.debug_image { Some(node.create_publisher::<Image>("~/debug_image", qos.clone())?) } else { None };
+    let image_qos = if params.image_reliable {
+        QosProfile::default().keep_last(params.image_queue as usize)
+    } else {
+        QosProfile::sensor_data()
+    };
+    let mut image_sub =
+        if image_path && !compressed { Some(node.subscribe::<Image>("image", image_qos.clone())?) } else { None };
+    let mut cimage_sub = if image_path && compressed {
+        Some(node.subscribe::<CompressedImage>("image/compressed", image_qos)?)
+    } else {
+        None
+    };
+    let debug_pub =
+        if params.debug_image { Some(node.create_publisher::<Image>("~/debug_image", qos.clone())?) } else { None };
     if params.debug_image && !image_path {
         r2r::log_warn!(NODE, "debug_image is set but the image path is off (use_image false or a keypoints-only model): nothing will be drawn");
     }
     r2r::log_info!(
         NODE,
         "image path: {}",
-        if image_path { format!("on ({} transport, slop {} s, queue {})", params.image_transport, params.image_slop, params.image_queue) } else { "off".into() }
+        if image_path {
+            format!(
+                "on ({} transport, slop {} s, queue {})",
+                params.image_transport, params.image_slop, params.image_queue
+            )
+        } else {
+            "off".into()
+        }
     );
     let mut images: Pairing<Frame> = Pairing::new(params.image_queue as usize, (params.image_slop * 1e9) as i128);
     let pose_pub = node.create_publisher::<PoseDistributionArray>("~/poses", qos.clone())?;
@@ -471,7 +567,8 @@ fn main() -> Result<()> {
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
             rt.block_on(async {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {},
                     _ = term.recv() => {},

@@ -30,7 +30,11 @@ struct TopicArgs {
 
 impl TopicArgs {
     fn topics(&self) -> Topics {
-        Topics { keypoints: self.keypoints_topic.clone(), camera_info: self.camera_info_topic.clone(), ground_truth: self.ground_truth_topic.clone() }
+        Topics {
+            keypoints: self.keypoints_topic.clone(),
+            camera_info: self.camera_info_topic.clone(),
+            ground_truth: self.ground_truth_topic.clone(),
+        }
     }
 }
 
@@ -51,7 +55,13 @@ struct DatasetArgs {
 impl DatasetArgs {
     fn load(&self) -> Result<(pose3d::formats::dataset::Dataset, pose3d::eval::dataset::Input)> {
         let input = self.input.parse()?;
-        Ok((pose3d::formats::dataset::Dataset::load(&self.data, &pose3d::formats::dataset::parse_subjects(&self.subjects))?, input))
+        Ok((
+            pose3d::formats::dataset::Dataset::load(
+                &self.data,
+                &pose3d::formats::dataset::parse_subjects(&self.subjects),
+            )?,
+            input,
+        ))
     }
 }
 
@@ -80,7 +90,17 @@ impl ModelArgs {
     fn lifter(&self, keep_samples: bool) -> Result<Lifter<'static>> {
         let model = self.model.clone().unwrap_or_else(default_model);
         let rt = ModelRuntime::load(&model, &RuntimeOptions::default())?;
-        Lifter::from_runtime(rt, LifterConfig { samples: self.samples, seed: self.seed, keep_samples, recenter: !self.raw_samples, flip_test: !self.no_flip_test, ..Default::default() })
+        Lifter::from_runtime(
+            rt,
+            LifterConfig {
+                samples: self.samples,
+                seed: self.seed,
+                keep_samples,
+                recenter: !self.raw_samples,
+                flip_test: !self.no_flip_test,
+                ..Default::default()
+            },
+        )
     }
 }
 
@@ -220,7 +240,16 @@ fn main() -> Result<()> {
                 let cov = |k: &str| r.coverage.get(k).copied().unwrap_or(f64::NAN);
                 table += &format!(
                     "| {} | {} | {:.1} | {:.1} | {:.1} | {:.3} | {:.2}/{:.2}/{:.2} | {:.0} |\n",
-                    r.cues, o.frames, o.mpjpe_mm, o.pa_mpjpe_mm, o.best_of_k_mm, o.pose_ece, cov("50%"), cov("90%"), cov("95%"), o.root_abs_error_mm
+                    r.cues,
+                    o.frames,
+                    o.mpjpe_mm,
+                    o.pa_mpjpe_mm,
+                    o.best_of_k_mm,
+                    o.pose_ece,
+                    cov("50%"),
+                    cov("90%"),
+                    cov("95%"),
+                    o.root_abs_error_mm
                 );
             }
             std::fs::write(out.join("table.md"), &table)?;
@@ -243,7 +272,9 @@ fn main() -> Result<()> {
             print_summary(&report, &out);
         }
         #[cfg(feature = "ros")]
-        Cmd::Replay { bag, node, rate, wait, out, topics } => replay::run(&bag, &node, rate, wait, &out, &topics.topics())?,
+        Cmd::Replay { bag, node, rate, wait, out, topics } => {
+            replay::run(&bag, &node, rate, wait, &out, &topics.topics())?
+        }
     }
     Ok(())
 }
@@ -258,7 +289,14 @@ mod replay {
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
-    pub fn run(bag: &std::path::Path, node_name: &str, rate: f64, wait: f64, out: &std::path::Path, topics: &Topics) -> Result<()> {
+    pub fn run(
+        bag: &std::path::Path,
+        node_name: &str,
+        rate: f64,
+        wait: f64,
+        out: &std::path::Path,
+        topics: &Topics,
+    ) -> Result<()> {
         anyhow::ensure!(rate > 0.0, "rate must be positive");
         let msgs = pose3d::formats::bag::read(bag).with_context(|| format!("reading {}", bag.display()))?;
         let truth = eval::ground_truth(&msgs, &topics.ground_truth)?;
@@ -271,7 +309,12 @@ mod replay {
                 pubs.insert(m.topic.clone(), node.create_publisher_untyped(&m.topic, &m.msg_type, qos.clone())?);
             }
         }
-        anyhow::ensure!(pubs.contains_key(&topics.keypoints), "no messages on {} in {}", topics.keypoints, bag.display());
+        anyhow::ensure!(
+            pubs.contains_key(&topics.keypoints),
+            "no messages on {} in {}",
+            topics.keypoints,
+            bag.display()
+        );
         let poses_topic = format!("/{node_name}/poses");
         let stream = node.subscribe_raw(&poses_topic, "pose3d_msgs/msg/PoseDistributionArray", qos.clone())?;
         let received: Arc<Mutex<Vec<(Instant, Vec<u8>)>>> = Arc::default();
@@ -297,17 +340,27 @@ mod replay {
         let t0 = Instant::now();
         loop {
             let subs = pubs[&topics.keypoints].get_inter_process_subscription_count().unwrap_or(0);
-            let publishers = node.lock().unwrap().get_publishers_info_by_topic(&poses_topic, false).map(|v| v.len()).unwrap_or(0);
+            let publishers =
+                node.lock().unwrap().get_publishers_info_by_topic(&poses_topic, false).map(|v| v.len()).unwrap_or(0);
             if subs > 0 && publishers > 0 {
                 break;
             }
-            anyhow::ensure!(t0.elapsed().as_secs_f64() < wait, "node '{node_name}' not found within {wait} s (is it running, with its inputs remapped to {} and {}?)", topics.keypoints, topics.camera_info);
+            anyhow::ensure!(
+                t0.elapsed().as_secs_f64() < wait,
+                "node '{node_name}' not found within {wait} s (is it running, with its inputs remapped to {} and {}?)",
+                topics.keypoints,
+                topics.camera_info
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(Duration::from_millis(500));
         eprintln!("replaying {} messages from {} at {rate}x", msgs.len(), bag.display());
         let bar = indicatif::ProgressBar::new(msgs.len() as u64);
-        bar.set_style(indicatif::ProgressStyle::with_template("replay [{bar:30}] {pos}/{len} messages eta {eta}").unwrap().progress_chars("=> "));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("replay [{bar:30}] {pos}/{len} messages eta {eta}")
+                .unwrap()
+                .progress_chars("=> "),
+        );
         let mut sent: BTreeMap<i64, Instant> = BTreeMap::new();
         let first = msgs.first().map(|m| m.log_time).unwrap_or(0);
         let start = Instant::now();

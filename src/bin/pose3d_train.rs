@@ -55,8 +55,10 @@ struct Args {
 fn main() -> Result<()> {
     let a = Args::parse();
     let mut cfg: TrainConfig = match &a.config {
-        Some(p) => serde_yaml::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
-            .with_context(|| format!("parsing {}", p.display()))?,
+        Some(p) => {
+            serde_yaml::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+                .with_context(|| format!("parsing {}", p.display()))?
+        }
         None => TrainConfig::default(),
     };
     if let Some(s) = &a.train_subjects {
@@ -93,7 +95,12 @@ fn main() -> Result<()> {
     } else {
         println!(
             "done: {} epochs, val P1 {:.1} mm / P2 {:.1} mm (gt 2D), {:.1} / {:.1} mm (detections); model {}",
-            out.log.len(), last.val.gt2d_mpjpe_mm, last.val.gt2d_pa_mpjpe_mm, last.val.detections_mpjpe_mm, last.val.detections_pa_mpjpe_mm, out.onnx.display()
+            out.log.len(),
+            last.val.gt2d_mpjpe_mm,
+            last.val.gt2d_pa_mpjpe_mm,
+            last.val.detections_mpjpe_mm,
+            last.val.detections_pa_mpjpe_mm,
+            out.onnx.display()
         );
     }
     Ok(())

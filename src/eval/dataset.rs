@@ -2,12 +2,12 @@
 //! subjects, from ground-truth 2D (projected through the camera with its distortion) or from detections,
 //! through exactly the node's pipeline (`Lifter`: undistort, encode, model, root fit, statistics).
 
-use crate::formats::dataset::{action_group, to_camera, Dataset};
-use crate::pipeline::lifter::{Lifter, PersonIn};
 use crate::eval::metrics;
-use crate::formats::npz;
 use crate::eval::plot;
+use crate::formats::dataset::{action_group, to_camera, Dataset};
+use crate::formats::npz;
 use crate::geometry::skeleton::{Kp, H36M17_NAMES, NUM_JOINTS};
+use crate::pipeline::lifter::{Lifter, PersonIn};
 use anyhow::{ensure, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use nalgebra::Vector3;
@@ -122,7 +122,16 @@ fn mm(p: &[[f64; 3]]) -> Vec<[f64; 3]> {
 
 /// Evaluates every `stride`-th frame; writes metrics.json, predictions.npz, report.md and plots into `out`.
 #[allow(clippy::too_many_arguments)]
-pub fn evaluate(data: &Dataset, input: Input, cues: Cues, lifter: &mut Lifter, stride: usize, save_samples: bool, out: &Path, progress: bool) -> Result<DatasetReport> {
+pub fn evaluate(
+    data: &Dataset,
+    input: Input,
+    cues: Cues,
+    lifter: &mut Lifter,
+    stride: usize,
+    save_samples: bool,
+    out: &Path,
+    progress: bool,
+) -> Result<DatasetReport> {
     std::fs::create_dir_all(out)?;
     let (report, predictions) = score_dataset(data, input, cues, lifter, stride, save_samples, progress)?;
     write(out, &report, &predictions)?;
@@ -131,18 +140,34 @@ pub fn evaluate(data: &Dataset, input: Input, cues: Cues, lifter: &mut Lifter, s
 
 /// The evaluation itself: the report and the predictions (keyed "<subject>/<action>/<camera>").
 #[allow(clippy::too_many_arguments)]
-pub fn score_dataset(data: &Dataset, input: Input, cues: Cues, lifter: &mut Lifter, stride: usize, save_samples: bool, progress: bool) -> Result<(DatasetReport, BTreeMap<String, npz::Array>)> {
+pub fn score_dataset(
+    data: &Dataset,
+    input: Input,
+    cues: Cues,
+    lifter: &mut Lifter,
+    stride: usize,
+    save_samples: bool,
+    progress: bool,
+) -> Result<(DatasetReport, BTreeMap<String, npz::Array>)> {
     let k = lifter.config.samples;
     lifter.config.keep_samples = true;
     let spec = match cues {
         Cues::Keypoints => None,
-        _ => Some(lifter.image_spec().cloned().ok_or_else(|| anyhow::anyhow!("cues {cues:?} need a model with an image modality"))?),
+        _ => Some(
+            lifter
+                .image_spec()
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("cues {cues:?} need a model with an image modality"))?,
+        ),
     };
     let use_keypoints = std::mem::replace(&mut lifter.config.use_keypoints, cues != Cues::Image);
     let mut crops: Vec<Vec<f32>> = Vec::new();
-    let total: usize = data.sequences.iter().map(|s| data.cameras[&s.subject].len() * s.poses.len().div_ceil(stride.max(1))).sum();
+    let total: usize =
+        data.sequences.iter().map(|s| data.cameras[&s.subject].len() * s.poses.len().div_ceil(stride.max(1))).sum();
     let bar = if progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} frames eta {eta}").unwrap().progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} frames eta {eta}").unwrap().progress_chars("=> "),
+    );
     let mut all = Acc::default();
     let mut per_action: BTreeMap<String, Acc> = BTreeMap::new();
     let mut per_joint = vec![Vec::new(); NUM_JOINTS];
@@ -159,9 +184,11 @@ pub fn score_dataset(data: &Dataset, input: Input, cues: Cues, lifter: &mut Lift
             }
             let frames: Vec<usize> = (0..seq.poses.len()).step_by(stride.max(1)).collect();
             let mut pred_mean = vec![f32::NAN; frames.len() * NUM_JOINTS * 3];
-            let mut pred_samples = if save_samples { vec![f32::NAN; frames.len() * k * NUM_JOINTS * 3] } else { Vec::new() };
+            let mut pred_samples =
+                if save_samples { vec![f32::NAN; frames.len() * k * NUM_JOINTS * 3] } else { Vec::new() };
             for (chunk_i, chunk) in frames.chunks(64).enumerate() {
-                let truth: Vec<[[f64; 3]; NUM_JOINTS]> = chunk.iter().map(|f| to_camera(&seq.poses[*f], &cam.extrinsics)).collect();
+                let truth: Vec<[[f64; 3]; NUM_JOINTS]> =
+                    chunk.iter().map(|f| to_camera(&seq.poses[*f], &cam.extrinsics)).collect();
                 let kps: Vec<Vec<Kp>> = chunk
                     .iter()
                     .zip(&truth)
@@ -183,13 +210,23 @@ pub fn score_dataset(data: &Dataset, input: Input, cues: Cues, lifter: &mut Lift
                 if let Some(spec) = &spec {
                     crops.resize_with(chunk.len(), Vec::new);
                     for ((f, t), c) in chunk.iter().zip(&truth).zip(crops.iter_mut()) {
-                        render_crop(t, spec, (*f as u64) << 20 ^ (seq.poses.len() as u64) << 8 ^ cam.id.len() as u64, c);
+                        render_crop(
+                            t,
+                            spec,
+                            (*f as u64) << 20 ^ (seq.poses.len() as u64) << 8 ^ cam.id.len() as u64,
+                            c,
+                        );
                     }
                 }
                 let persons: Vec<PersonIn> = kps
                     .iter()
                     .enumerate()
-                    .map(|(i, kp)| PersonIn { id: &ids[i], layout: "h36m17", keypoints: kp, crop: crops.get(i).filter(|_| spec.is_some()).map(|c| c.as_slice()) })
+                    .map(|(i, kp)| PersonIn {
+                        id: &ids[i],
+                        layout: "h36m17",
+                        keypoints: kp,
+                        crop: crops.get(i).filter(|_| spec.is_some()).map(|c| c.as_slice()),
+                    })
                     .collect();
                 let res = lifter.lift(&cam.intrinsics, &persons, (chunk_i * 64) as u64 ^ seq.poses.len() as u64)?;
                 all.dropped += res.dropped.len();
@@ -197,7 +234,8 @@ pub fn score_dataset(data: &Dataset, input: Input, cues: Cues, lifter: &mut Lift
                 for p in &res.poses {
                     let i: usize = p.id.parse()?;
                     let gt_abs = mm(&truth[i]);
-                    let mean_abs: Vec<[f64; 3]> = p.mean.iter().map(|v| [1000.0 * v.x, 1000.0 * v.y, 1000.0 * v.z]).collect();
+                    let mean_abs: Vec<[f64; 3]> =
+                        p.mean.iter().map(|v| [1000.0 * v.x, 1000.0 * v.y, 1000.0 * v.z]).collect();
                     let samples_abs = mm(&p.samples);
                     let n = samples_abs.len() / NUM_JOINTS;
                     // Root-relative samples (each sample around its own root), as the protocol scores poses.
@@ -205,8 +243,15 @@ pub fn score_dataset(data: &Dataset, input: Input, cues: Cues, lifter: &mut Lift
                         .chunks(NUM_JOINTS)
                         .flat_map(|s| s.iter().map(move |q| [q[0] - s[0][0], q[1] - s[0][1], q[2] - s[0][2]]))
                         .collect();
-                    let mean_rel: Vec<[f64; 3]> = (0..NUM_JOINTS).map(|j| std::array::from_fn(|a| (0..n).map(|s| rel[s * NUM_JOINTS + j][a]).sum::<f64>() / n as f64)).collect();
-                    let gt_rel: Vec<[f64; 3]> = gt_abs.iter().map(|q| [q[0] - gt_abs[0][0], q[1] - gt_abs[0][1], q[2] - gt_abs[0][2]]).collect();
+                    let mean_rel: Vec<[f64; 3]> = (0..NUM_JOINTS)
+                        .map(|j| {
+                            std::array::from_fn(|a| (0..n).map(|s| rel[s * NUM_JOINTS + j][a]).sum::<f64>() / n as f64)
+                        })
+                        .collect();
+                    let gt_rel: Vec<[f64; 3]> = gt_abs
+                        .iter()
+                        .map(|q| [q[0] - gt_abs[0][0], q[1] - gt_abs[0][1], q[2] - gt_abs[0][2]])
+                        .collect();
                     let e = metrics::mpjpe(&mean_rel, &gt_rel, 0);
                     let pa = metrics::pa_mpjpe(&mean_rel, &gt_rel);
                     let nm = metrics::n_mpjpe(&mean_rel, &gt_rel, 0);
@@ -224,7 +269,8 @@ pub fn score_dataset(data: &Dataset, input: Input, cues: Cues, lifter: &mut Lift
                         a.joint_err.extend(&je[1..]);
                         for j in 1..NUM_JOINTS {
                             let c = Vector3::from(mean_rel[j]);
-                            a.sample_err.push((0..n).map(|s| (Vector3::from(rel[s * NUM_JOINTS + j]) - c).norm()).collect());
+                            a.sample_err
+                                .push((0..n).map(|s| (Vector3::from(rel[s * NUM_JOINTS + j]) - c).norm()).collect());
                             a.gt_err.push((Vector3::from(gt_rel[j]) - c).norm());
                         }
                     }
@@ -232,7 +278,12 @@ pub fn score_dataset(data: &Dataset, input: Input, cues: Cues, lifter: &mut Lift
                         per_joint[j].push(je[j]);
                         let cov = p.covariance[j] * 1e6;
                         for (mi, m) in masses.iter().enumerate() {
-                            if metrics::inside_ellipsoid(&Vector3::from(gt_abs[j]), &Vector3::from(mean_abs[j]), &cov, *m) {
+                            if metrics::inside_ellipsoid(
+                                &Vector3::from(gt_abs[j]),
+                                &Vector3::from(mean_abs[j]),
+                                &cov,
+                                *m,
+                            ) {
                                 inside[mi] += 1;
                             }
                         }
@@ -248,7 +299,8 @@ pub fn score_dataset(data: &Dataset, input: Input, cues: Cues, lifter: &mut Lift
                         for s in 0..n.min(k) {
                             for j in 0..NUM_JOINTS {
                                 for a in 0..3 {
-                                    pred_samples[((row * k + s) * NUM_JOINTS + j) * 3 + a] = rel[s * NUM_JOINTS + j][a] as f32;
+                                    pred_samples[((row * k + s) * NUM_JOINTS + j) * 3 + a] =
+                                        rel[s * NUM_JOINTS + j][a] as f32;
                                 }
                             }
                         }
@@ -259,7 +311,10 @@ pub fn score_dataset(data: &Dataset, input: Input, cues: Cues, lifter: &mut Lift
             let key = format!("{}/{}/{}", seq.subject, seq.action, cam.id);
             predictions.insert(key.clone(), npz::Array { shape: vec![frames.len(), NUM_JOINTS, 3], data: pred_mean });
             if save_samples {
-                predictions.insert(format!("{key}/samples"), npz::Array { shape: vec![frames.len(), k, NUM_JOINTS, 3], data: pred_samples });
+                predictions.insert(
+                    format!("{key}/samples"),
+                    npz::Array { shape: vec![frames.len(), k, NUM_JOINTS, 3], data: pred_samples },
+                );
             }
         }
     }
@@ -278,20 +333,39 @@ pub fn score_dataset(data: &Dataset, input: Input, cues: Cues, lifter: &mut Lift
         stride,
         overall: all.summary(),
         per_action: per_action.iter().map(|(k, a)| (k.clone(), a.summary())).collect(),
-        per_joint_mpjpe_mm: (1..NUM_JOINTS).map(|j| (H36M17_NAMES[j].to_string(), per_joint[j].iter().sum::<f64>() / per_joint[j].len().max(1) as f64)).collect(),
-        per_joint_pck150: (1..NUM_JOINTS).map(|j| (H36M17_NAMES[j].to_string(), per_joint[j].iter().filter(|e| **e <= 150.0).count() as f64 / per_joint[j].len().max(1) as f64)).collect(),
-        coverage: masses.iter().enumerate().map(|(i, m)| (format!("{:.0}%", m * 100.0), inside[i] as f64 / nj.max(1) as f64)).collect(),
+        per_joint_mpjpe_mm: (1..NUM_JOINTS)
+            .map(|j| (H36M17_NAMES[j].to_string(), per_joint[j].iter().sum::<f64>() / per_joint[j].len().max(1) as f64))
+            .collect(),
+        per_joint_pck150: (1..NUM_JOINTS)
+            .map(|j| {
+                (
+                    H36M17_NAMES[j].to_string(),
+                    per_joint[j].iter().filter(|e| **e <= 150.0).count() as f64 / per_joint[j].len().max(1) as f64,
+                )
+            })
+            .collect(),
+        coverage: masses
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (format!("{:.0}%", m * 100.0), inside[i] as f64 / nj.max(1) as f64))
+            .collect(),
         calibration_curve: curve,
     };
     Ok((report, predictions))
 }
 
 /// A rendered crop of the camera-frame pose, as the training renders them (seeded appearance).
-pub fn render_crop(pose: &[[f64; 3]; NUM_JOINTS], spec: &crate::pipeline::crop::ImageSpec, seed: u64, out: &mut Vec<f32>) {
+pub fn render_crop(
+    pose: &[[f64; 3]; NUM_JOINTS],
+    spec: &crate::pipeline::crop::ImageSpec,
+    seed: u64,
+    out: &mut Vec<f32>,
+) {
     use rand::SeedableRng;
     let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
     out.clear();
-    let Some(bx) = crate::pipeline::crop::crop_box(pose.iter().map(|p| (p[0] / p[2], p[1] / p[2])), spec.margin as f64) else {
+    let Some(bx) = crate::pipeline::crop::crop_box(pose.iter().map(|p| (p[0] / p[2], p[1] / p[2])), spec.margin as f64)
+    else {
         return;
     };
     let app = crate::model::render::Appearance::random(&mut rng);
@@ -304,9 +378,23 @@ pub fn render_crop(pose: &[[f64; 3]; NUM_JOINTS], spec: &crate::pipeline::crop::
 fn write(out: &Path, r: &DatasetReport, predictions: &BTreeMap<String, npz::Array>) -> Result<()> {
     std::fs::write(out.join("metrics.json"), serde_json::to_string_pretty(r)?)?;
     npz::write(&out.join("predictions.npz"), predictions)?;
-    plot::bar_chart("MPJPE per action (mean pose, root-aligned)", "mm", &r.per_action.iter().map(|(k, s)| (k.clone(), s.mpjpe_mm)).collect::<Vec<_>>(), &out.join("per_action.png"))?;
-    plot::bar_chart("MPJPE per joint", "mm", &r.per_joint_mpjpe_mm.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>(), &out.join("per_joint.png"))?;
-    plot::calibration_curve(&format!("pose calibration (ECE {:.3})", r.overall.pose_ece), &r.calibration_curve, &out.join("calibration.png"))?;
+    plot::bar_chart(
+        "MPJPE per action (mean pose, root-aligned)",
+        "mm",
+        &r.per_action.iter().map(|(k, s)| (k.clone(), s.mpjpe_mm)).collect::<Vec<_>>(),
+        &out.join("per_action.png"),
+    )?;
+    plot::bar_chart(
+        "MPJPE per joint",
+        "mm",
+        &r.per_joint_mpjpe_mm.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>(),
+        &out.join("per_joint.png"),
+    )?;
+    plot::calibration_curve(
+        &format!("pose calibration (ECE {:.3})", r.overall.pose_ece),
+        &r.calibration_curve,
+        &out.join("calibration.png"),
+    )?;
     let o = &r.overall;
     let mut md = format!(
         "# Evaluation: subjects {}, input {}, K = {}, every {}th frame of every camera\n\n",
@@ -333,7 +421,10 @@ fn write(out: &Path, r: &DatasetReport, predictions: &BTreeMap<String, npz::Arra
     }
     md.push_str("\n## Per action\n\n| action | frames | P1 | P2 | best-of-K | ECE | root error |\n|---|---|---|---|---|---|---|\n");
     for (a, s) in &r.per_action {
-        md.push_str(&format!("| {a} | {} | {:.1} | {:.1} | {:.1} | {:.3} | {:.0} |\n", s.frames, s.mpjpe_mm, s.pa_mpjpe_mm, s.best_of_k_mm, s.pose_ece, s.root_abs_error_mm));
+        md.push_str(&format!(
+            "| {a} | {} | {:.1} | {:.1} | {:.1} | {:.3} | {:.0} |\n",
+            s.frames, s.mpjpe_mm, s.pa_mpjpe_mm, s.best_of_k_mm, s.pose_ece, s.root_abs_error_mm
+        ));
     }
     md.push_str("\n## Per joint\n\n| joint | MPJPE (mm) | PCK@150 |\n|---|---|---|\n");
     for (j, v) in &r.per_joint_mpjpe_mm {
@@ -346,9 +437,17 @@ fn write(out: &Path, r: &DatasetReport, predictions: &BTreeMap<String, npz::Arra
 
 /// Writes the dataset as a rosbag2 MCAP: per frame camera_info, keypoints (h36m17 pixels, id "<subject>")
 /// and ground truth (camera frame, metres). Returns the number of keypoint messages.
-pub fn make_bag(data: &Dataset, input: Input, max_frames: usize, topics: &crate::eval::recording::Topics, out: &Path) -> Result<usize> {
+pub fn make_bag(
+    data: &Dataset,
+    input: Input,
+    max_frames: usize,
+    topics: &crate::eval::recording::Topics,
+    out: &Path,
+) -> Result<usize> {
     use crate::formats::bag::Recorded;
-    use crate::formats::cdr::{CameraInfo, Header, PoseDistribution, PoseDistributionArray, Skeleton2D, Skeleton2DArray};
+    use crate::formats::cdr::{
+        CameraInfo, Header, PoseDistribution, PoseDistributionArray, Skeleton2D, Skeleton2DArray,
+    };
     use crate::geometry::camera::Distortion;
     let mut msgs = Vec::new();
     let mut t: u64 = 1_700_000_000_000_000_000;
@@ -365,30 +464,79 @@ pub fn make_bag(data: &Dataset, input: Input, max_frames: usize, topics: &crate:
                 Distortion::H36m { k, p } | Distortion::PlumbBob { k, p } => (k, p),
                 Distortion::None => ([0.0; 3], [0.0; 2]),
             };
-            let written = crate::geometry::camera::Camera::new(c.fx, c.fy, c.cx, c.cy, Distortion::PlumbBob { k, p: [0.0, 0.0] })?;
+            let written = crate::geometry::camera::Camera::new(
+                c.fx,
+                c.fy,
+                c.cx,
+                c.cy,
+                Distortion::PlumbBob { k, p: [0.0, 0.0] },
+            )?;
             for f in (0..seq.poses.len()).take(max_frames) {
-                let header = Header { sec: (t / 1_000_000_000) as i32, nanosec: (t % 1_000_000_000) as u32, frame_id: format!("{}_optical", cam.id) };
-                let info = CameraInfo { header: header.clone(), height: 1000, width: 1000, distortion_model: "plumb_bob".into(), d: vec![k[0], k[1], 0.0, 0.0, k[2]], k: [c.fx, 0.0, c.cx, 0.0, c.fy, c.cy, 0.0, 0.0, 1.0] };
+                let header = Header {
+                    sec: (t / 1_000_000_000) as i32,
+                    nanosec: (t % 1_000_000_000) as u32,
+                    frame_id: format!("{}_optical", cam.id),
+                };
+                let info = CameraInfo {
+                    header: header.clone(),
+                    height: 1000,
+                    width: 1000,
+                    distortion_model: "plumb_bob".into(),
+                    d: vec![k[0], k[1], 0.0, 0.0, k[2]],
+                    k: [c.fx, 0.0, c.cx, 0.0, c.fy, c.cy, 0.0, 0.0, 1.0],
+                };
                 let truth = to_camera(&seq.poses[f], &cam.extrinsics);
                 let keypoints: Vec<[f32; 3]> = (0..NUM_JOINTS)
                     .map(|j| match input {
-                        Input::GroundTruth2d => written.project(&Vector3::from(truth[j])).map(|(u, v)| [u as f32, v as f32, 1.0]).unwrap_or([0.0, 0.0, 0.0]),
+                        Input::GroundTruth2d => written
+                            .project(&Vector3::from(truth[j]))
+                            .map(|(u, v)| [u as f32, v as f32, 1.0])
+                            .unwrap_or([0.0, 0.0, 0.0]),
                         Input::Detections => {
                             // Detections live in the real (H36M-distorted) image: re-express them in the written camera.
                             let d = dets.unwrap()[f][j];
                             let (x, y) = c.undistort(d[0] as f64, d[1] as f64);
-                            written.project(&Vector3::new(x, y, 1.0)).map(|(u, v)| [u as f32, v as f32, 1.0]).unwrap_or([0.0, 0.0, 0.0])
+                            written
+                                .project(&Vector3::new(x, y, 1.0))
+                                .map(|(u, v)| [u as f32, v as f32, 1.0])
+                                .unwrap_or([0.0, 0.0, 0.0])
                         }
                     })
                     .collect();
-                let kp = Skeleton2DArray { header: header.clone(), skeletons: vec![Skeleton2D { id: seq.subject.clone(), layout: "h36m17".into(), keypoints }] };
+                let kp = Skeleton2DArray {
+                    header: header.clone(),
+                    skeletons: vec![Skeleton2D { id: seq.subject.clone(), layout: "h36m17".into(), keypoints }],
+                };
                 let gt = PoseDistributionArray {
                     header: header.clone(),
-                    poses: vec![PoseDistribution { id: seq.subject.clone(), layout: "h36m17".into(), means: truth.to_vec(), covariances: vec![[0.0; 9]; NUM_JOINTS], samples: vec![], confidence: 1.0, num_samples: 0 }],
+                    poses: vec![PoseDistribution {
+                        id: seq.subject.clone(),
+                        layout: "h36m17".into(),
+                        means: truth.to_vec(),
+                        covariances: vec![[0.0; 9]; NUM_JOINTS],
+                        samples: vec![],
+                        confidence: 1.0,
+                        num_samples: 0,
+                    }],
                 };
-                msgs.push(Recorded { topic: topics.camera_info.clone(), msg_type: "sensor_msgs/msg/CameraInfo".into(), log_time: t, data: info.encode() });
-                msgs.push(Recorded { topic: topics.keypoints.clone(), msg_type: "pose3d_msgs/msg/Skeleton2DArray".into(), log_time: t, data: kp.encode() });
-                msgs.push(Recorded { topic: topics.ground_truth.clone(), msg_type: "pose3d_msgs/msg/PoseDistributionArray".into(), log_time: t, data: gt.encode() });
+                msgs.push(Recorded {
+                    topic: topics.camera_info.clone(),
+                    msg_type: "sensor_msgs/msg/CameraInfo".into(),
+                    log_time: t,
+                    data: info.encode(),
+                });
+                msgs.push(Recorded {
+                    topic: topics.keypoints.clone(),
+                    msg_type: "pose3d_msgs/msg/Skeleton2DArray".into(),
+                    log_time: t,
+                    data: kp.encode(),
+                });
+                msgs.push(Recorded {
+                    topic: topics.ground_truth.clone(),
+                    msg_type: "pose3d_msgs/msg/PoseDistributionArray".into(),
+                    log_time: t,
+                    data: gt.encode(),
+                });
                 t += 40_000_000;
             }
         }

@@ -38,10 +38,12 @@ pub fn procrustes_align(pred: &[[f64; 3]], gt: &[[f64; 3]]) -> Vec<[f64; 3]> {
     }
     let r = u * d * vt;
     let s = if var_p > 0.0 { (svd.singular_values.component_mul(&d.diagonal())).sum() / var_p } else { 1.0 };
-    pred.iter().map(|p| {
-        let q = s * r * (v(p) - mp) + mg;
-        [q.x, q.y, q.z]
-    }).collect()
+    pred.iter()
+        .map(|p| {
+            let q = s * r * (v(p) - mp) + mg;
+            [q.x, q.y, q.z]
+        })
+        .collect()
 }
 
 /// PA-MPJPE (protocol 2): error after similarity Procrustes alignment.
@@ -59,10 +61,13 @@ pub fn n_mpjpe(pred: &[[f64; 3]], gt: &[[f64; 3]], root: usize) -> f64 {
         den += a.norm_squared();
     }
     let s = if den > 0.0 { num / den } else { 1.0 };
-    let scaled: Vec<[f64; 3]> = pred.iter().map(|p| {
-        let q = s * (v(p) - pr) + gr;
-        [q.x, q.y, q.z]
-    }).collect();
+    let scaled: Vec<[f64; 3]> = pred
+        .iter()
+        .map(|p| {
+            let q = s * (v(p) - pr) + gr;
+            [q.x, q.y, q.z]
+        })
+        .collect();
     abs_error(&scaled, gt)
 }
 
@@ -169,17 +174,20 @@ mod tests {
     fn pa_mpjpe_removes_rotation_translation_and_scale() {
         let gt = pose();
         let r = nalgebra::Rotation3::from_euler_angles(0.3, -0.5, 1.1);
-        let p: Vec<[f64; 3]> = gt.iter().map(|q| {
-            let x = 2.5 * (r * v(q)) + Vector3::new(1.0, -2.0, 7.0);
-            [x.x, x.y, x.z]
-        }).collect();
+        let p: Vec<[f64; 3]> = gt
+            .iter()
+            .map(|q| {
+                let x = 2.5 * (r * v(q)) + Vector3::new(1.0, -2.0, 7.0);
+                [x.x, x.y, x.z]
+            })
+            .collect();
         assert!(pa_mpjpe(&p, &gt) < 1e-9);
         assert!(mpjpe(&p, &gt, 0) > 0.5);
         // Scale only: N-MPJPE removes it, MPJPE does not.
         let s: Vec<[f64; 3]> = gt.iter().map(|q| [2.0 * q[0], 2.0 * q[1], 2.0 * q[2]]).collect();
         assert!(n_mpjpe(&s, &gt, 0) < 1e-9);
         assert!((mpjpe(&s, &gt, 0) - 1.5).abs() < 1e-12); // (0 + 1 + 2 + 3) / 4
-        // A reflection is not a rotation: PA cannot undo it.
+                                                          // A reflection is not a rotation: PA cannot undo it.
         let m: Vec<[f64; 3]> = vec![[0.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0]];
         assert!(pa_mpjpe(&m, &gt) > 0.1);
     }
@@ -215,6 +223,7 @@ mod tests {
         let m = Vector3::zeros();
         assert!(inside_ellipsoid(&Vector3::new(0.0, 3.0, 0.0), &m, &cov, 0.5)); // d2 = 2.25 < 2.37
         assert!(!inside_ellipsoid(&Vector3::new(0.0, 3.2, 0.0), &m, &cov, 0.5)); // 2.56
-        assert!(inside_ellipsoid(&Vector3::new(0.0, 0.0, 7.0), &m, &cov, 0.95)); // 5.44 < 7.81
+        assert!(inside_ellipsoid(&Vector3::new(0.0, 0.0, 7.0), &m, &cov, 0.95));
+        // 5.44 < 7.81
     }
 }

@@ -1,14 +1,14 @@
 //! Scoring of pose distributions against ground truth from recordings: offline through the node's own
 //! pipeline (`Lifter`), or of what a running node published during a replay.
 
-use crate::formats::bag::Recorded;
-use crate::geometry::camera::Camera;
-use crate::formats::cdr::{self, Decoded, PoseDistributionArray};
-use crate::pipeline::stamps::{StampGate, StampVerdict};
-use crate::pipeline::lifter::{Lifter, PersonIn};
 use crate::eval::metrics;
 use crate::eval::plot::{skeletons, DrawnPose};
+use crate::formats::bag::Recorded;
+use crate::formats::cdr::{self, Decoded, PoseDistributionArray};
+use crate::geometry::camera::Camera;
 use crate::geometry::skeleton::Kp;
+use crate::pipeline::lifter::{Lifter, PersonIn};
+use crate::pipeline::stamps::{StampGate, StampVerdict};
 use anyhow::{Context, Result};
 use nalgebra::{Matrix3, Vector3};
 use serde::Serialize;
@@ -25,7 +25,11 @@ pub struct Topics {
 
 impl Default for Topics {
     fn default() -> Self {
-        Topics { keypoints: "/detector/keypoints".into(), camera_info: "/camera/camera_info".into(), ground_truth: "/ground_truth/poses".into() }
+        Topics {
+            keypoints: "/detector/keypoints".into(),
+            camera_info: "/camera/camera_info".into(),
+            ground_truth: "/ground_truth/poses".into(),
+        }
     }
 }
 
@@ -40,7 +44,11 @@ pub fn ground_truth(msgs: &[Recorded], topic: &str) -> Result<BTreeMap<i64, Pose
 }
 
 /// Runs the recording's keypoints through the node's pipeline offline (same stamp gate, same lifter).
-pub fn run_offline(msgs: &[Recorded], topics: &Topics, lifter: &mut Lifter) -> Result<(Vec<PoseDistributionArray>, BTreeMap<String, u64>)> {
+pub fn run_offline(
+    msgs: &[Recorded],
+    topics: &Topics,
+    lifter: &mut Lifter,
+) -> Result<(Vec<PoseDistributionArray>, BTreeMap<String, u64>)> {
     let mut camera: Option<Camera> = None;
     let mut gate = StampGate::default();
     let mut drops: BTreeMap<String, u64> = BTreeMap::new();
@@ -62,8 +70,17 @@ pub fn run_offline(msgs: &[Recorded], topics: &Topics, lifter: &mut Lifter) -> R
                 *drops.entry("no camera_info yet".into()).or_default() += 1;
                 continue;
             };
-            let kps: Vec<Vec<Kp>> = kp.skeletons.iter().map(|s| s.keypoints.iter().map(|k| Kp::new(k[0] as f64, k[1] as f64, k[2] as f64)).collect()).collect();
-            let persons: Vec<PersonIn> = kp.skeletons.iter().zip(&kps).map(|(s, k)| PersonIn { id: &s.id, layout: &s.layout, keypoints: k, crop: None }).collect();
+            let kps: Vec<Vec<Kp>> = kp
+                .skeletons
+                .iter()
+                .map(|s| s.keypoints.iter().map(|k| Kp::new(k[0] as f64, k[1] as f64, k[2] as f64)).collect())
+                .collect();
+            let persons: Vec<PersonIn> = kp
+                .skeletons
+                .iter()
+                .zip(&kps)
+                .map(|(s, k)| PersonIn { id: &s.id, layout: &s.layout, keypoints: k, crop: None })
+                .collect();
             let res = lifter.lift(&cam, &persons, kp.header.stamp_ns() as u64)?;
             for d in &res.dropped {
                 *drops.entry(format!("person: {}", d.category)).or_default() += 1;
@@ -123,11 +140,16 @@ fn percentile(v: &[f64], q: f64) -> Option<f64> {
 }
 
 /// Scores predictions (with optional end-to-end latencies, ms) against ground truth matched by stamp and id.
-pub fn score(preds: &[(PoseDistributionArray, Option<f64>)], truth: &BTreeMap<i64, PoseDistributionArray>, dropped: BTreeMap<String, u64>) -> RecordingReport {
+pub fn score(
+    preds: &[(PoseDistributionArray, Option<f64>)],
+    truth: &BTreeMap<i64, PoseDistributionArray>,
+    dropped: BTreeMap<String, u64>,
+) -> RecordingReport {
     let mut r = RecordingReport { messages_with_truth: truth.len(), dropped, ..Default::default() };
     let masses = [0.5, 0.9, 0.95];
     let (mut inside, mut joints) = ([0usize; 3], 0usize);
-    let (mut sum, mut pa, mut root, mut abs, mut bok, mut nbok, mut sample_err) = (0.0, 0.0, 0.0, 0.0, 0.0, 0usize, 0.0);
+    let (mut sum, mut pa, mut root, mut abs, mut bok, mut nbok, mut sample_err) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0usize, 0.0);
     let mut per: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     let mut lat = Vec::new();
     for (p, latency) in preds {
@@ -167,7 +189,11 @@ pub fn score(preds: &[(PoseDistributionArray, Option<f64>)], truth: &BTreeMap<i6
             }
         }
     }
-    r.persons_missed += truth.iter().filter(|(s, _)| !preds.iter().any(|(p, _)| p.header.stamp_ns() == **s)).map(|(_, g)| g.poses.len()).sum::<usize>();
+    r.persons_missed += truth
+        .iter()
+        .filter(|(s, _)| !preds.iter().any(|(p, _)| p.header.stamp_ns() == **s))
+        .map(|(_, g)| g.poses.len())
+        .sum::<usize>();
     let n = r.persons_scored.max(1) as f64;
     r.mpjpe_mm = 1000.0 * sum / n;
     r.pa_mpjpe_mm = 1000.0 * pa / n;
@@ -186,24 +212,51 @@ pub fn score(preds: &[(PoseDistributionArray, Option<f64>)], truth: &BTreeMap<i6
 }
 
 /// Writes metrics.json, report.md and skeletons.png (the middle scored frame) into `out`.
-pub fn write_report(out: &Path, title: &str, report: &RecordingReport, preds: &[(PoseDistributionArray, Option<f64>)], truth: &BTreeMap<i64, PoseDistributionArray>) -> Result<()> {
+pub fn write_report(
+    out: &Path,
+    title: &str,
+    report: &RecordingReport,
+    preds: &[(PoseDistributionArray, Option<f64>)],
+    truth: &BTreeMap<i64, PoseDistributionArray>,
+) -> Result<()> {
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("metrics.json"), serde_json::to_string_pretty(report)?)?;
-    let scored: Vec<&(PoseDistributionArray, Option<f64>)> = preds.iter().filter(|(p, _)| truth.contains_key(&p.header.stamp_ns()) && !p.poses.is_empty()).collect();
+    let scored: Vec<&(PoseDistributionArray, Option<f64>)> =
+        preds.iter().filter(|(p, _)| truth.contains_key(&p.header.stamp_ns()) && !p.poses.is_empty()).collect();
     if let Some((p, _)) = scored.get(scored.len() / 2) {
         let gt = &truth[&p.header.stamp_ns()];
-        let means: Vec<Vec<Vector3<f64>>> = p.poses.iter().map(|e| e.means.iter().map(|m| Vector3::from(*m)).collect()).collect();
-        let covs: Vec<Vec<Matrix3<f64>>> = p.poses.iter().map(|e| e.covariances.iter().map(|c| Matrix3::from_row_slice(c)).collect()).collect();
-        let truths: Vec<Option<Vec<Vector3<f64>>>> =
-            p.poses.iter().map(|e| gt.poses.iter().find(|g| g.id == e.id).map(|g| g.means.iter().map(|m| Vector3::from(*m)).collect())).collect();
-        let drawn: Vec<DrawnPose> = (0..p.poses.len())
-            .map(|i| DrawnPose { mean: &means[i], covariance: &covs[i], truth: truths[i].as_deref(), label: p.poses[i].id.clone() })
+        let means: Vec<Vec<Vector3<f64>>> =
+            p.poses.iter().map(|e| e.means.iter().map(|m| Vector3::from(*m)).collect()).collect();
+        let covs: Vec<Vec<Matrix3<f64>>> =
+            p.poses.iter().map(|e| e.covariances.iter().map(|c| Matrix3::from_row_slice(c)).collect()).collect();
+        let truths: Vec<Option<Vec<Vector3<f64>>>> = p
+            .poses
+            .iter()
+            .map(|e| {
+                gt.poses.iter().find(|g| g.id == e.id).map(|g| g.means.iter().map(|m| Vector3::from(*m)).collect())
+            })
             .collect();
-        skeletons(&format!("{title}: stamp {}.{:09}", p.header.sec, p.header.nanosec), &drawn, &out.join("skeletons.png"))?;
+        let drawn: Vec<DrawnPose> = (0..p.poses.len())
+            .map(|i| DrawnPose {
+                mean: &means[i],
+                covariance: &covs[i],
+                truth: truths[i].as_deref(),
+                label: p.poses[i].id.clone(),
+            })
+            .collect();
+        skeletons(
+            &format!("{title}: stamp {}.{:09}", p.header.sec, p.header.nanosec),
+            &drawn,
+            &out.join("skeletons.png"),
+        )?;
     }
     let mut md = format!("# {title}\n\n| figure | value |\n|---|---|\n");
     let row = |md: &mut String, k: &str, v: String| md.push_str(&format!("| {k} | {v} |\n"));
-    row(&mut md, "messages with ground truth / answered", format!("{} / {}", report.messages_with_truth, report.messages_answered));
+    row(
+        &mut md,
+        "messages with ground truth / answered",
+        format!("{} / {}", report.messages_with_truth, report.messages_answered),
+    );
     row(&mut md, "persons scored / missed", format!("{} / {}", report.persons_scored, report.persons_missed));
     row(&mut md, "MPJPE (root-aligned, mean pose)", format!("{:.1} mm", report.mpjpe_mm));
     row(&mut md, "PA-MPJPE", format!("{:.1} mm", report.pa_mpjpe_mm));

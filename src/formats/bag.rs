@@ -52,7 +52,12 @@ fn read_mcap(path: &Path, out: &mut Vec<Recorded>) -> Result<()> {
     for m in mcap::MessageStream::new(&bytes).with_context(|| format!("{} is not an MCAP file", path.display()))? {
         let m = m.with_context(|| format!("reading {}", path.display()))?;
         let msg_type = m.channel.schema.as_ref().map(|s| s.name.clone()).unwrap_or_default();
-        out.push(Recorded { topic: m.channel.topic.clone(), msg_type, log_time: m.log_time, data: m.data.into_owned() });
+        out.push(Recorded {
+            topic: m.channel.topic.clone(),
+            msg_type,
+            log_time: m.log_time,
+            data: m.data.into_owned(),
+        });
     }
     Ok(())
 }
@@ -61,7 +66,9 @@ fn read_sqlite(path: &Path, out: &mut Vec<Recorded>) -> Result<()> {
     let db = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .with_context(|| format!("opening {}", path.display()))?;
     let mut topics = BTreeMap::new();
-    let mut q = db.prepare("SELECT id, name, type FROM topics").with_context(|| format!("{} is not a rosbag2 sqlite3 file", path.display()))?;
+    let mut q = db
+        .prepare("SELECT id, name, type FROM topics")
+        .with_context(|| format!("{} is not a rosbag2 sqlite3 file", path.display()))?;
     let rows = q.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
     for r in rows {
         let (id, name, ty) = r?;
@@ -71,7 +78,9 @@ fn read_sqlite(path: &Path, out: &mut Vec<Recorded>) -> Result<()> {
     let rows = q.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?)))?;
     for r in rows {
         let (tid, t, data) = r?;
-        let Some((topic, ty)) = topics.get(&tid) else { bail!("message of unknown topic id {tid} in {}", path.display()) };
+        let Some((topic, ty)) = topics.get(&tid) else {
+            bail!("message of unknown topic id {tid} in {}", path.display())
+        };
         out.push(Recorded { topic: topic.clone(), msg_type: ty.clone(), log_time: t as u64, data });
     }
     Ok(())
@@ -103,7 +112,12 @@ pub fn write_mcap(dir: &Path, messages: &[Recorded]) -> Result<()> {
         let entry = channels.get_mut(&m.topic).unwrap();
         entry.2 += 1;
         w.write_to_known_channel(
-            &mcap::records::MessageHeader { channel_id: entry.0, sequence: seq as u32, log_time: m.log_time, publish_time: m.log_time },
+            &mcap::records::MessageHeader {
+                channel_id: entry.0,
+                sequence: seq as u32,
+                log_time: m.log_time,
+                publish_time: m.log_time,
+            },
             &m.data,
         )?;
         t_min = t_min.min(m.log_time);

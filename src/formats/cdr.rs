@@ -13,7 +13,12 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     pub fn new(data: &'a [u8]) -> Result<Self> {
         ensure!(data.len() >= 4, "message shorter than its CDR header");
-        ensure!(data[0] == 0 && data[1] == 1, "only little-endian CDR is supported (header {:02x}{:02x})", data[0], data[1]);
+        ensure!(
+            data[0] == 0 && data[1] == 1,
+            "only little-endian CDR is supported (header {:02x}{:02x})",
+            data[0],
+            data[1]
+        );
         Ok(Reader { buf: &data[4..], pos: 0 })
     }
     fn align(&mut self, n: usize) {
@@ -53,7 +58,10 @@ impl<'a> Reader<'a> {
     /// A sequence length, checked against what is left so corrupt data cannot ask for huge allocations.
     pub fn len(&mut self, min_elem: usize) -> Result<usize> {
         let n = self.u32()? as usize;
-        ensure!(n.saturating_mul(min_elem.max(1)) <= self.buf.len() - self.pos.min(self.buf.len()), "sequence of {n} elements exceeds the message");
+        ensure!(
+            n.saturating_mul(min_elem.max(1)) <= self.buf.len() - self.pos.min(self.buf.len()),
+            "sequence of {n} elements exceeds the message"
+        );
         Ok(n)
     }
 }
@@ -318,20 +326,49 @@ mod tests {
     #[test]
     fn round_trips() {
         let h = Header { sec: 17, nanosec: 5, frame_id: "cam".into() };
-        let ci = CameraInfo { header: h.clone(), height: 480, width: 640, distortion_model: "plumb_bob".into(), d: vec![0.1, 0.2, 0.0, 0.0, 0.01], k: [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0] };
+        let ci = CameraInfo {
+            header: h.clone(),
+            height: 480,
+            width: 640,
+            distortion_model: "plumb_bob".into(),
+            d: vec![0.1, 0.2, 0.0, 0.0, 0.01],
+            k: [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0],
+        };
         assert_eq!(CameraInfo::decode(&ci.encode()).unwrap(), ci);
-        let kp = Skeleton2DArray { header: h.clone(), skeletons: vec![Skeleton2D { id: "a".into(), layout: "coco17".into(), keypoints: vec![[1.0, 2.0, 0.5]; 17] }] };
+        let kp = Skeleton2DArray {
+            header: h.clone(),
+            skeletons: vec![Skeleton2D {
+                id: "a".into(),
+                layout: "coco17".into(),
+                keypoints: vec![[1.0, 2.0, 0.5]; 17],
+            }],
+        };
         assert_eq!(Skeleton2DArray::decode(&kp.encode()).unwrap(), kp);
         let p = PoseDistributionArray {
             header: h,
-            poses: vec![PoseDistribution { id: "x".into(), layout: "h36m17".into(), means: vec![[1.0, 2.0, 3.0]; 17], covariances: vec![[0.5; 9]; 17], samples: vec![[4.0, 5.0, 6.0]; 34], confidence: 0.7, num_samples: 2 }],
+            poses: vec![PoseDistribution {
+                id: "x".into(),
+                layout: "h36m17".into(),
+                means: vec![[1.0, 2.0, 3.0]; 17],
+                covariances: vec![[0.5; 9]; 17],
+                samples: vec![[4.0, 5.0, 6.0]; 34],
+                confidence: 0.7,
+                num_samples: 2,
+            }],
         };
         assert_eq!(PoseDistributionArray::decode(&p.encode()).unwrap(), p);
     }
 
     #[test]
     fn corrupt_data_is_an_error() {
-        let kp = Skeleton2DArray { header: Header::default(), skeletons: vec![Skeleton2D { id: "a".into(), layout: "coco17".into(), keypoints: vec![[1.0, 2.0, 0.5]; 17] }] };
+        let kp = Skeleton2DArray {
+            header: Header::default(),
+            skeletons: vec![Skeleton2D {
+                id: "a".into(),
+                layout: "coco17".into(),
+                keypoints: vec![[1.0, 2.0, 0.5]; 17],
+            }],
+        };
         let b = kp.encode();
         assert!(Skeleton2DArray::decode(&b[..b.len() - 5]).is_err());
         let mut huge = b.clone();

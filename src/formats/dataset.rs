@@ -2,8 +2,8 @@
 //! (N, 17, 3) world mm, Z up), `detections_sh2d16_px_25hz.npz` (key "S<n>/<Action>/<camera>", (N, 16, 2)
 //! pixels, MPII order) and `cameras.json`.
 
-use crate::geometry::camera::{Camera, Distortion, Extrinsics};
 use crate::formats::npz;
+use crate::geometry::camera::{Camera, Distortion, Extrinsics};
 use crate::geometry::skeleton::{mpii16_to_h36m17_f32, NUM_JOINTS};
 use anyhow::{bail, ensure, Context, Result};
 use nalgebra::{Matrix3, Vector3};
@@ -57,9 +57,10 @@ impl Dataset {
     pub fn load(dir: &Path, subjects: &[String]) -> Result<Self> {
         ensure!(!subjects.is_empty(), "no subjects given");
         let cams_path = dir.join(CAMERAS_FILE);
-        let cams_json: BTreeMap<String, BTreeMap<String, CamJson>> =
-            serde_json::from_str(&std::fs::read_to_string(&cams_path).with_context(|| format!("reading {}", cams_path.display()))?)
-                .with_context(|| format!("parsing {}", cams_path.display()))?;
+        let cams_json: BTreeMap<String, BTreeMap<String, CamJson>> = serde_json::from_str(
+            &std::fs::read_to_string(&cams_path).with_context(|| format!("reading {}", cams_path.display()))?,
+        )
+        .with_context(|| format!("parsing {}", cams_path.display()))?;
         let mut cameras = BTreeMap::new();
         for s in subjects {
             let Some(cs) = cams_json.get(s) else { bail!("subject {s} has no cameras in {}", cams_path.display()) };
@@ -81,18 +82,31 @@ impl Dataset {
             if !subjects.iter().any(|s| s == subject) {
                 continue;
             }
-            ensure!(a.shape.len() == 3 && a.shape[1] == NUM_JOINTS && a.shape[2] == 3, "{key}: shape {:?}, expected (N, 17, 3)", a.shape);
+            ensure!(
+                a.shape.len() == 3 && a.shape[1] == NUM_JOINTS && a.shape[2] == 3,
+                "{key}: shape {:?}, expected (N, 17, 3)",
+                a.shape
+            );
             let n = a.shape[0];
-            let poses: Vec<[[f32; 3]; NUM_JOINTS]> =
-                (0..n).map(|f| std::array::from_fn(|j| std::array::from_fn(|c| a.data[(f * NUM_JOINTS + j) * 3 + c] / 1000.0))).collect();
+            let poses: Vec<[[f32; 3]; NUM_JOINTS]> = (0..n)
+                .map(|f| {
+                    std::array::from_fn(|j| std::array::from_fn(|c| a.data[(f * NUM_JOINTS + j) * 3 + c] / 1000.0))
+                })
+                .collect();
             let mut detections = BTreeMap::new();
             for cam in &cameras[subject] {
                 if let Some(d) = dets.remove(&format!("{key}/{}", cam.id)) {
-                    ensure!(d.shape.len() == 3 && d.shape[1] == 16 && d.shape[2] == 2, "{key}/{}: detections shape {:?}", cam.id, d.shape);
+                    ensure!(
+                        d.shape.len() == 3 && d.shape[1] == 16 && d.shape[2] == 2,
+                        "{key}/{}: detections shape {:?}",
+                        cam.id,
+                        d.shape
+                    );
                     ensure!(d.shape[0] == n, "{key}/{}: {} detections for {n} frames", cam.id, d.shape[0]);
                     let conv = (0..n)
                         .map(|f| {
-                            let src: Vec<[f32; 2]> = (0..16).map(|j| [d.data[(f * 16 + j) * 2], d.data[(f * 16 + j) * 2 + 1]]).collect();
+                            let src: Vec<[f32; 2]> =
+                                (0..16).map(|j| [d.data[(f * 16 + j) * 2], d.data[(f * 16 + j) * 2 + 1]]).collect();
                             mpii16_to_h36m17_f32(&src)
                         })
                         .collect();
@@ -102,7 +116,11 @@ impl Dataset {
             sequences.push(Sequence { subject: subject.to_string(), action: action.to_string(), poses, detections });
         }
         for s in subjects {
-            ensure!(sequences.iter().any(|q| &q.subject == s), "subject {s} has no sequences in {}", dir.join(POSES_FILE).display());
+            ensure!(
+                sequences.iter().any(|q| &q.subject == s),
+                "subject {s} has no sequences in {}",
+                dir.join(POSES_FILE).display()
+            );
         }
         Ok(Dataset { sequences, cameras })
     }

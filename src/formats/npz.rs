@@ -27,7 +27,8 @@ fn parse_npy(bytes: &[u8], name: &str) -> Result<Array> {
     }
     ensure!(header.contains("'fortran_order': False"), "{name}: Fortran-ordered arrays are not supported");
     let s = header.split("'shape': (").nth(1).and_then(|r| r.split(')').next()).context("no shape in header")?;
-    let shape: Vec<usize> = s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(|t| t.parse()).collect::<Result<_, _>>()?;
+    let shape: Vec<usize> =
+        s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(|t| t.parse()).collect::<Result<_, _>>()?;
     let n: usize = shape.iter().product();
     let body = &bytes[off + hlen..];
     ensure!(body.len() == 4 * n, "{name}: {} bytes of data for shape {shape:?}", body.len());
@@ -55,9 +56,15 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, Array>> {
 pub fn write(path: &Path, arrays: &BTreeMap<String, Array>) -> Result<()> {
     let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut z = zip::ZipWriter::new(f);
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored).large_file(true);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored).large_file(true);
     for (k, a) in arrays {
-        ensure!(a.shape.iter().product::<usize>() == a.data.len(), "{k}: shape {:?} does not hold {} values", a.shape, a.data.len());
+        ensure!(
+            a.shape.iter().product::<usize>() == a.data.len(),
+            "{k}: shape {:?} does not hold {} values",
+            a.shape,
+            a.data.len()
+        );
         let shape = match a.shape.len() {
             1 => format!("({},)", a.shape[0]),
             _ => format!("({})", a.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
@@ -88,7 +95,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("a.npz");
         let mut m = BTreeMap::new();
-        m.insert("S1/Walk 1/54138969".to_string(), Array { shape: vec![2, 3], data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5] });
+        m.insert(
+            "S1/Walk 1/54138969".to_string(),
+            Array { shape: vec![2, 3], data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5] },
+        );
         m.insert("v".to_string(), Array { shape: vec![1], data: vec![7.0] });
         write(&p, &m).unwrap();
         assert_eq!(read(&p).unwrap(), m);

@@ -8,9 +8,15 @@ use thiserror::Error;
 pub enum Distortion {
     None,
     /// ROS `plumb_bob` / OpenCV: D = [k1, k2, p1, p2, k3].
-    PlumbBob { k: [f64; 3], p: [f64; 2] },
+    PlumbBob {
+        k: [f64; 3],
+        p: [f64; 2],
+    },
     /// Human3.6M's own model (its tangential terms differ from OpenCV's by a factor 2).
-    H36m { k: [f64; 3], p: [f64; 2] },
+    H36m {
+        k: [f64; 3],
+        p: [f64; 2],
+    },
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -170,8 +176,14 @@ mod tests {
                 Distortion::H36m { k: [-0.207, 0.248, -0.003], p: [-0.0009, -0.0014] },
             )
             .unwrap(),
-            Camera::new(600.0, 600.0, 320.0, 240.0, Distortion::PlumbBob { k: [-0.28, 0.07, 0.0], p: [0.001, -0.0005] })
-                .unwrap(),
+            Camera::new(
+                600.0,
+                600.0,
+                320.0,
+                240.0,
+                Distortion::PlumbBob { k: [-0.28, 0.07, 0.0], p: [0.001, -0.0005] },
+            )
+            .unwrap(),
         ]
     }
 
@@ -198,7 +210,10 @@ mod tests {
             Err(CameraError::UnsupportedModel(_))
         ));
         let zero_k = [0.0; 9];
-        assert!(matches!(Camera::from_camera_info(&zero_k, "plumb_bob", &[0.0; 5]), Err(CameraError::Uncalibrated { .. })));
+        assert!(matches!(
+            Camera::from_camera_info(&zero_k, "plumb_bob", &[0.0; 5]),
+            Err(CameraError::Uncalibrated { .. })
+        ));
         assert_eq!(Camera::from_camera_info(&k, "plumb_bob", &[f64::NAN; 5]), Err(CameraError::NonFinite));
     }
 

@@ -33,9 +33,11 @@ mod tests {
 
     #[test]
     fn recovers_the_translation_of_a_projected_pose() {
-        let pose: Vec<[f64; 3]> = (0..17).map(|j| [0.1 * (j % 4) as f64 - 0.15, 0.11 * j as f64 - 0.9, 0.05 * (j % 3) as f64]).collect();
+        let pose: Vec<[f64; 3]> =
+            (0..17).map(|j| [0.1 * (j % 4) as f64 - 0.15, 0.11 * j as f64 - 0.9, 0.05 * (j % 3) as f64]).collect();
         let t = Vector3::new(0.4, -0.2, 4.5);
-        let uv: Vec<[f64; 2]> = pose.iter().map(|p| [(p[0] + t.x) / (p[2] + t.z), (p[1] + t.y) / (p[2] + t.z)]).collect();
+        let uv: Vec<[f64; 2]> =
+            pose.iter().map(|p| [(p[0] + t.x) / (p[2] + t.z), (p[1] + t.y) / (p[2] + t.z)]).collect();
         let mut w = vec![1.0; 17];
         let got = fit_root(&pose, &uv, &w).unwrap();
         assert!((got - t).norm() < 1e-9, "{got:?}");

@@ -4,8 +4,23 @@ use thiserror::Error;
 
 /// Joints of the H36M-17 layout (3d-pose-baseline / VideoPose3D order); the model's input and output layout.
 pub const H36M17_NAMES: [&str; 17] = [
-    "hip", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "spine", "thorax", "neck_nose",
-    "head", "l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist",
+    "hip",
+    "r_hip",
+    "r_knee",
+    "r_ankle",
+    "l_hip",
+    "l_knee",
+    "l_ankle",
+    "spine",
+    "thorax",
+    "neck_nose",
+    "head",
+    "l_shoulder",
+    "l_elbow",
+    "l_wrist",
+    "r_shoulder",
+    "r_elbow",
+    "r_wrist",
 ];
 pub const H36M17_PARENTS: [i32; 17] = [-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15];
 pub const NUM_JOINTS: usize = 17;
@@ -130,8 +145,23 @@ pub fn to_h36m17(layout: Layout, kps: &[Kp]) -> Result<[Kp; 17], LayoutError> {
             let pelvis = k(6);
             let thorax = k(7);
             [
-                pelvis, k(2), k(1), k(0), k(3), k(4), k(5), mid(pelvis, thorax), thorax, k(8), k(9), k(13), k(14),
-                k(15), k(12), k(11), k(10),
+                pelvis,
+                k(2),
+                k(1),
+                k(0),
+                k(3),
+                k(4),
+                k(5),
+                mid(pelvis, thorax),
+                thorax,
+                k(8),
+                k(9),
+                k(13),
+                k(14),
+                k(15),
+                k(12),
+                k(11),
+                k(10),
             ]
         }
         Layout::Coco17 => {
@@ -140,8 +170,23 @@ pub fn to_h36m17(layout: Layout, kps: &[Kp]) -> Result<[Kp; 17], LayoutError> {
             let hip = mid(k(11), k(12));
             let thorax = mid(k(5), k(6));
             [
-                hip, k(12), k(14), k(16), k(11), k(13), k(15), mid(hip, thorax), thorax, k(0), Kp::missing(), k(5), k(7),
-                k(9), k(6), k(8), k(10),
+                hip,
+                k(12),
+                k(14),
+                k(16),
+                k(11),
+                k(13),
+                k(15),
+                mid(hip, thorax),
+                thorax,
+                k(0),
+                Kp::missing(),
+                k(5),
+                k(7),
+                k(9),
+                k(6),
+                k(8),
+                k(10),
             ]
         }
     };
@@ -161,7 +206,8 @@ mod tests {
 
     #[test]
     fn scaled_bones_keep_directions_and_take_the_factors() {
-        let pose: [[f64; 3]; NUM_JOINTS] = std::array::from_fn(|j| [0.1 * j as f64, (j as f64).sin(), 3.0 + 0.05 * (j * j) as f64]);
+        let pose: [[f64; 3]; NUM_JOINTS] =
+            std::array::from_fn(|j| [0.1 * j as f64, (j as f64).sin(), 3.0 + 0.05 * (j * j) as f64]);
         let factors: [f64; NUM_JOINTS] = std::array::from_fn(|j| 0.8 + 0.03 * j as f64);
         let out = scale_bones(&pose, &factors);
         assert_eq!(out[ROOT], pose[ROOT]);

@@ -51,7 +51,9 @@ impl Conv2d {
         let cin = self.cin;
         cols.clear();
         cols.resize(rows * ho * wo * 9 * cin, 0.0);
-        self.for_each_tap(rows, |patch, tap, px| cols[(patch * 9 + tap) * cin..][..cin].copy_from_slice(&x[px * cin..(px + 1) * cin]));
+        self.for_each_tap(rows, |patch, tap, px| {
+            cols[(patch * 9 + tap) * cin..][..cin].copy_from_slice(&x[px * cin..(px + 1) * cin])
+        });
     }
 
     /// The adjoint of im2col: scatters patch gradients back onto the input images.
@@ -139,7 +141,13 @@ impl ConvNet {
                 }
             }
             let want_gx = i > 0;
-            l.lin.backward(&cache.cols[i], &cur, rows * ho * wo, &mut g.layers[i].lin, want_gx.then_some(&mut cache.gcols));
+            l.lin.backward(
+                &cache.cols[i],
+                &cur,
+                rows * ho * wo,
+                &mut g.layers[i].lin,
+                want_gx.then_some(&mut cache.gcols),
+            );
             if want_gx {
                 l.col2im(&cache.gcols, rows, &mut cur);
             }
@@ -175,7 +183,8 @@ mod tests {
                                 continue;
                             }
                             for c in 0..l.cin {
-                                s += x[(iy as usize * l.w + ix as usize) * l.cin + c] * l.lin.w[((ky * 3 + kx) * l.cin + c) * l.cout + o];
+                                s += x[(iy as usize * l.w + ix as usize) * l.cin + c]
+                                    * l.lin.w[((ky * 3 + kx) * l.cin + c) * l.cout + o];
                             }
                         }
                     }
@@ -231,7 +240,10 @@ mod tests {
                 m.tensors_mut()[ti][idx] -= h;
                 let num = (f(&p) - f(&m)) / (2.0 * h as f64);
                 let ana = g.tensors()[ti][idx] as f64;
-                assert!((num - ana).abs() < 2e-3 + 2e-2 * ana.abs(), "tensor {ti}[{idx}]: numeric {num}, analytic {ana}");
+                assert!(
+                    (num - ana).abs() < 2e-3 + 2e-2 * ana.abs(),
+                    "tensor {ti}[{idx}]: numeric {num}, analytic {ana}"
+                );
                 checked += 1;
             }
         }

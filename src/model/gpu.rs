@@ -31,8 +31,15 @@ pub fn enable() -> Result<String> {
     let (ctx, name) = match opened {
         Ok(r) => r.map_err(|e| anyhow!("CUDA device 0 unavailable: {e}"))?,
         Err(p) => {
-            let why = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-            return Err(anyhow!("CUDA unavailable (cannot load the driver library): {}", why.lines().next().unwrap_or("")));
+            let why = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            return Err(anyhow!(
+                "CUDA unavailable (cannot load the driver library): {}",
+                why.lines().next().unwrap_or("")
+            ));
         }
     };
     let stream = ctx.default_stream();
@@ -45,7 +52,17 @@ pub fn enable() -> Result<String> {
 
 /// C (m x n) = op(A) op(B) + beta C, row-major, on the GPU if `enable` succeeded; false if not enabled.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) -> bool {
+pub fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    a_t: bool,
+    b: &[f32],
+    b_t: bool,
+    beta: f32,
+    c: &mut [f32],
+) -> bool {
     let Some(g) = GPU.get() else { return false };
     let g = g.lock().unwrap();
     // Row-major C = A B is column-major C^T = B^T A^T: pass B first, with the transposes swapped in.

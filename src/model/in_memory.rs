@@ -25,7 +25,16 @@ impl PoseModel for InMemory<'_> {
     fn image(&self) -> Option<ImageSpec> {
         self.vae.config.image.clone()
     }
-    fn run(&mut self, inputs: &[&[f32]], presence: &[f32], eps: &[f32], rows: usize, k: usize, samples: &mut Vec<f32>, mean: &mut Vec<f32>) -> Result<()> {
+    fn run(
+        &mut self,
+        inputs: &[&[f32]],
+        presence: &[f32],
+        eps: &[f32],
+        rows: usize,
+        k: usize,
+        samples: &mut Vec<f32>,
+        mean: &mut Vec<f32>,
+    ) -> Result<()> {
         self.vae.infer(inputs, presence, eps, rows, k, samples, mean, &mut self.ws);
         Ok(())
     }
@@ -35,20 +44,24 @@ impl PoseModel for InMemory<'_> {
 mod tests {
     use super::*;
     use crate::geometry::camera::Camera;
+    use crate::geometry::camera::Distortion;
+    use crate::geometry::skeleton::H36M17_FLIP;
     use crate::geometry::skeleton::{Kp, NUM_JOINTS};
+    use crate::model::vae::VaeConfig;
     use crate::pipeline::lifter::{Lifter, LifterConfig, PersonIn};
     use crate::pipeline::normalize::INPUT_DIM;
     use nalgebra::Vector3;
     use rand::SeedableRng;
-    use crate::geometry::camera::Distortion;
-    use crate::geometry::skeleton::H36M17_FLIP;
-    use crate::model::vae::VaeConfig;
 
     /// Root-relative mean over a person's samples (K x 17, sample-major).
     fn relative_mean(samples: &[[f64; 3]]) -> Vec<[f64; 3]> {
         let k = samples.len() / NUM_JOINTS;
         (0..NUM_JOINTS)
-            .map(|j| std::array::from_fn(|a| (0..k).map(|s| samples[s * NUM_JOINTS + j][a] - samples[s * NUM_JOINTS][a]).sum::<f64>() / k as f64))
+            .map(|j| {
+                std::array::from_fn(|a| {
+                    (0..k).map(|s| samples[s * NUM_JOINTS + j][a] - samples[s * NUM_JOINTS][a]).sum::<f64>() / k as f64
+                })
+            })
             .collect()
     }
 
@@ -69,7 +82,8 @@ mod tests {
         };
         let mut vae = Vae::new(cfg, &mut rng);
         // Every root fit succeeds on such poses.
-        let base: [[f64; 3]; NUM_JOINTS] = std::array::from_fn(|j| [0.1 * (j % 4) as f64 - 0.15, 0.11 * j as f64 - 0.9, 0.05 * (j % 3) as f64]);
+        let base: [[f64; 3]; NUM_JOINTS] =
+            std::array::from_fn(|j| [0.1 * (j % 4) as f64 - 0.15, 0.11 * j as f64 - 0.9, 0.05 * (j % 3) as f64]);
         let last = vae.decoder.layers.last_mut().unwrap();
         last.w.iter_mut().for_each(|w| *w *= 0.05);
         last.b = crate::pipeline::normalize::encode_pose3d(&base).to_vec();
@@ -89,7 +103,11 @@ mod tests {
         let (vae, kps, cam) = small_world();
         let persons = [PersonIn { id: "a", layout: "h36m17", keypoints: &kps, crop: None }];
         let run = |config: LifterConfig| {
-            let mut l = Lifter::new(Box::new(InMemory { vae: &vae, ws: Workspace::default() }), LifterConfig { keep_samples: true, ..config }).unwrap();
+            let mut l = Lifter::new(
+                Box::new(InMemory { vae: &vae, ws: Workspace::default() }),
+                LifterConfig { keep_samples: true, ..config },
+            )
+            .unwrap();
             let out = l.lift(&cam, &persons, 1).unwrap();
             assert_eq!(out.poses[0].num_samples, config.samples);
             relative_mean(&out.poses[0].samples)
@@ -97,7 +115,9 @@ mod tests {
         // One sample at zero spread is the decoded posterior mean itself.
         let decoded = run(LifterConfig { samples: 1, latent_std_scale: 0.0, ..Default::default() });
         let wide = LifterConfig { samples: 64, latent_std_scale: 3.0, flip_test: false, ..Default::default() };
-        let gap = |m: &[[f64; 3]]| m.iter().zip(&decoded).flat_map(|(a, b)| (0..3).map(move |i| (a[i] - b[i]).abs())).fold(0.0, f64::max);
+        let gap = |m: &[[f64; 3]]| {
+            m.iter().zip(&decoded).flat_map(|(a, b)| (0..3).map(move |i| (a[i] - b[i]).abs())).fold(0.0, f64::max)
+        };
         let centred = gap(&run(wide.clone()));
         let raw = gap(&run(LifterConfig { recenter: false, ..wide }));
         assert!(centred < 1e-5, "recentered sample mean is {centred} m from the decoded mean");
@@ -109,7 +129,8 @@ mod tests {
     fn flip_test_makes_the_lifter_mirror_equivariant() {
         let (vae, kps, cam) = small_world();
         // The same person mirrored in the image (about the principal point's column), left and right swapped.
-        let mirrored: Vec<Kp> = (0..NUM_JOINTS).map(|j| Kp::new(2.0 * 320.0 - kps[H36M17_FLIP[j]].x, kps[H36M17_FLIP[j]].y, 0.9)).collect();
+        let mirrored: Vec<Kp> =
+            (0..NUM_JOINTS).map(|j| Kp::new(2.0 * 320.0 - kps[H36M17_FLIP[j]].x, kps[H36M17_FLIP[j]].y, 0.9)).collect();
         let lift = |keypoints: &[Kp], flip_test: bool| {
             let config = LifterConfig { samples: 8, latent_std_scale: 0.0, flip_test, ..Default::default() };
             let mut l = Lifter::new(Box::new(InMemory { vae: &vae, ws: Workspace::default() }), config).unwrap();
@@ -117,7 +138,11 @@ mod tests {
             out.poses[0].mean.clone()
         };
         // Mirror a camera-frame pose back: x -> -x, left <-> right.
-        let gap = |a: &[Vector3<f64>], b: &[Vector3<f64>]| (0..NUM_JOINTS).map(|j| (a[j] - Vector3::new(-b[H36M17_FLIP[j]].x, b[H36M17_FLIP[j]].y, b[H36M17_FLIP[j]].z)).norm()).fold(0.0, f64::max);
+        let gap = |a: &[Vector3<f64>], b: &[Vector3<f64>]| {
+            (0..NUM_JOINTS)
+                .map(|j| (a[j] - Vector3::new(-b[H36M17_FLIP[j]].x, b[H36M17_FLIP[j]].y, b[H36M17_FLIP[j]].z)).norm())
+                .fold(0.0, f64::max)
+        };
         let with = gap(&lift(&kps, true), &lift(&mirrored, true));
         assert!(with < 1e-5, "with flip_test the mirrored person's pose is {with} m from the mirrored pose");
         // An untrained network is not symmetric: without flip_test the two lifts disagree.

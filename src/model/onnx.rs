@@ -151,7 +151,8 @@ impl Graph {
     /// The image trunk: the flat NHWC input to NCHW, Conv + LeakyRelu per layer, back to flat NHWC.
     fn trunk(&mut self, prefix: &str, t: &ConvNet, x: &str) -> String {
         let first = &t.layers[0];
-        let shape = self.init_i64(&format!("{prefix}.in_shape"), &[-1, first.h as i64, first.w as i64, first.cin as i64]);
+        let shape =
+            self.init_i64(&format!("{prefix}.in_shape"), &[-1, first.h as i64, first.w as i64, first.cin as i64]);
         let h = self.node("Reshape", &[x, &shape], &[], None);
         let mut h = self.node("Transpose", &[&h], &[("perm", Attr::Ints(vec![0, 3, 1, 2]))], None);
         for (i, l) in t.layers.iter().enumerate() {
@@ -169,7 +170,11 @@ impl Graph {
             h = self.node(
                 "Conv",
                 &[&h, &wn, &bn],
-                &[("kernel_shape", Attr::Ints(vec![3, 3])), ("strides", Attr::Ints(vec![2, 2])), ("pads", Attr::Ints(vec![1, 1, 1, 1]))],
+                &[
+                    ("kernel_shape", Attr::Ints(vec![3, 3])),
+                    ("strides", Attr::Ints(vec![2, 2])),
+                    ("pads", Attr::Ints(vec![1, 1, 1, 1])),
+                ],
                 None,
             );
             h = self.node("LeakyRelu", &[&h], &[("alpha", Attr::Float(LEAKY_SLOPE))], None);

@@ -4,8 +4,8 @@
 //! augmentations. Renders straight into the crop the node would cut (`crop::CropBox`), in normalized
 //! camera coordinates, so no intrinsics are needed.
 
-use crate::pipeline::crop::CropBox;
 use crate::geometry::skeleton::NUM_JOINTS;
+use crate::pipeline::crop::CropBox;
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
@@ -60,7 +60,10 @@ impl Appearance {
         let clutter = (0..rng.random_range(0..5))
             .map(|_| {
                 let (x, y) = (rng.random_range(-0.2f32..1.0), rng.random_range(-0.2f32..1.0));
-                ([x, y, x + rng.random_range(0.05..0.6), y + rng.random_range(0.05..0.6)], std::array::from_fn(|_| rng.random_range(0.0..1.0)))
+                (
+                    [x, y, x + rng.random_range(0.05..0.6), y + rng.random_range(0.05..0.6)],
+                    std::array::from_fn(|_| rng.random_range(0.0..1.0)),
+                )
             })
             .collect();
         let l = [rng.random_range(-0.8..0.8), rng.random_range(-0.9..0.3), -1.0];
@@ -80,7 +83,14 @@ impl Appearance {
 
 /// Renders the person (camera-frame joints, metres, H36M-17) into the crop `bx` (normalized camera
 /// coordinates) as `size` x `size` RGB in [0, 1], NHWC, into `out`.
-pub fn render(pose: &[[f64; 3]; NUM_JOINTS], bx: &CropBox, size: usize, app: &Appearance, rng: &mut impl Rng, out: &mut Vec<f32>) {
+pub fn render(
+    pose: &[[f64; 3]; NUM_JOINTS],
+    bx: &CropBox,
+    size: usize,
+    app: &Appearance,
+    rng: &mut impl Rng,
+    out: &mut Vec<f32>,
+) {
     let n = size * size;
     out.clear();
     out.resize(n * 3, 0.0);
@@ -101,7 +111,9 @@ pub fn render(pose: &[[f64; 3]; NUM_JOINTS], bx: &CropBox, size: usize, app: &Ap
     // Limbs, z-buffered.
     let mut zbuf = vec![f64::INFINITY; n];
     let scale = size as f64 / bx.side;
-    let to_px = |p: &[f64; 3]| -> (f64, f64) { ((p[0] / p[2] - (bx.cx - bx.side / 2.0)) * scale, (p[1] / p[2] - (bx.cy - bx.side / 2.0)) * scale) };
+    let to_px = |p: &[f64; 3]| -> (f64, f64) {
+        ((p[0] / p[2] - (bx.cx - bx.side / 2.0)) * scale, (p[1] / p[2] - (bx.cy - bx.side / 2.0)) * scale)
+    };
     for &(a, b, radius, part) in &LIMBS {
         let (pa, pb) = (&pose[a], &pose[b]);
         if pa[2] <= 0.05 || pb[2] <= 0.05 {
@@ -226,7 +238,12 @@ mod tests {
         let bx = box_of(&p);
         let mut img = Vec::new();
         render(&p, &bx, 48, &plain(), &mut rand_pcg::Pcg64::seed_from_u64(1), &mut img);
-        let px = |q: &[f64; 3]| (((q[0] / q[2] - (bx.cx - bx.side / 2.0)) / bx.side * 48.0) as usize, ((q[1] / q[2] - (bx.cy - bx.side / 2.0)) / bx.side * 48.0) as usize);
+        let px = |q: &[f64; 3]| {
+            (
+                ((q[0] / q[2] - (bx.cx - bx.side / 2.0)) / bx.side * 48.0) as usize,
+                ((q[1] / q[2] - (bx.cy - bx.side / 2.0)) / bx.side * 48.0) as usize,
+            )
+        };
         let at = |(x, y): (usize, usize)| -> [f32; 3] { std::array::from_fn(|k| img[(y * 48 + x) * 3 + k]) };
         // Torso (spine) is upper-clothes blue, a knee is lower-clothes red, the head is skin.
         let spine = at(px(&p[7]));
@@ -254,7 +271,10 @@ mod tests {
         let mut img = Vec::new();
         render(&p, &bx, 48, &app, &mut rand_pcg::Pcg64::seed_from_u64(1), &mut img);
         let q = [0.02, -0.3, 3.65];
-        let (x, y) = (((q[0] / q[2] - (bx.cx - bx.side / 2.0)) / bx.side * 48.0) as usize, ((q[1] / q[2] - (bx.cy - bx.side / 2.0)) / bx.side * 48.0) as usize);
+        let (x, y) = (
+            ((q[0] / q[2] - (bx.cx - bx.side / 2.0)) / bx.side * 48.0) as usize,
+            ((q[1] / q[2] - (bx.cy - bx.side / 2.0)) / bx.side * 48.0) as usize,
+        );
         let c = &img[(y * 48 + x) * 3..][..3];
         assert!(c[1] > 0.5 && c[2] < 0.1, "the forearm (green) covers the torso (blue): {c:?}");
         // Moved behind the body, the torso covers it.

@@ -137,7 +137,8 @@ impl Vae {
 
     /// Parameter tensors: experts, decoder, then the image trunk (so models without one keep their layout).
     pub fn tensors(&self) -> Vec<&Vec<f32>> {
-        let mut v: Vec<&Vec<f32>> = self.experts.iter().flat_map(|e| e.tensors()).chain(self.decoder.tensors()).collect();
+        let mut v: Vec<&Vec<f32>> =
+            self.experts.iter().flat_map(|e| e.tensors()).chain(self.decoder.tensors()).collect();
         if let Some(t) = &self.trunk {
             v.extend(t.tensors());
         }
@@ -166,7 +167,12 @@ impl Vae {
         let mut copied = Vec::new();
         for (i, (name, _)) in self.config.modalities.iter().enumerate() {
             if let Some(j) = other.modality_index(name) {
-                if other.experts[j].layers.iter().map(|l| (l.inp, l.out)).eq(self.experts[i].layers.iter().map(|l| (l.inp, l.out))) {
+                if other.experts[j]
+                    .layers
+                    .iter()
+                    .map(|l| (l.inp, l.out))
+                    .eq(self.experts[i].layers.iter().map(|l| (l.inp, l.out)))
+                {
                     self.experts[i] = other.experts[j].clone();
                     copied.push(format!("expert {name}"));
                 }
@@ -369,7 +375,13 @@ impl Vae {
                             ws.go_img.extend_from_slice(&go[r * 2 * l..(r + 1) * 2 * l]);
                         }
                         let mut gfeat = std::mem::take(&mut ws.gfeat);
-                        self.experts[i].backward(&ws.go_img, n, &mut ws.expert_cache[i], &mut grads.experts[i], Some(&mut gfeat));
+                        self.experts[i].backward(
+                            &ws.go_img,
+                            n,
+                            &mut ws.expert_cache[i],
+                            &mut grads.experts[i],
+                            Some(&mut gfeat),
+                        );
                         t.backward(&gfeat, n, &mut ws.conv_cache, gt);
                         ws.gfeat = gfeat;
                     }
@@ -508,7 +520,10 @@ mod tests {
                 m.tensors_mut()[ti][idx] -= h;
                 let num = (f(&p, &mut p.zeros_like()) - f(&m, &mut m.zeros_like())) / (2.0 * h as f64);
                 let ana = g.tensors()[ti][idx] as f64;
-                assert!((num - ana).abs() < 5e-3 + 3e-2 * ana.abs(), "tensor {ti}[{idx}]: numeric {num} analytic {ana}");
+                assert!(
+                    (num - ana).abs() < 5e-3 + 3e-2 * ana.abs(),
+                    "tensor {ti}[{idx}]: numeric {num} analytic {ana}"
+                );
                 checked += 1;
             }
         }
@@ -536,10 +551,37 @@ mod tests {
         let n = vae.tensors().len();
         // Without and with the conditional KL term (b as the target: it applies to row 0 only).
         for cond in [None, Some(CondKl { target: 1, weight: 0.6 })] {
-            let checked = check_gradients(&vae, 0..n, |v, g| v.train_pass(&[&xa, &xb], &presence, &target, &eps, rows, beta, sigma, cond, g, &mut Workspace::default()).total);
+            let checked = check_gradients(&vae, 0..n, |v, g| {
+                v.train_pass(
+                    &[&xa, &xb],
+                    &presence,
+                    &target,
+                    &eps,
+                    rows,
+                    beta,
+                    sigma,
+                    cond,
+                    g,
+                    &mut Workspace::default(),
+                )
+                .total
+            });
             assert_eq!(checked, 3 * n);
         }
-        let pass = |cond| vae.train_pass(&[&xa, &xb], &presence, &target, &eps, rows, beta, sigma, cond, &mut vae.zeros_like(), &mut Workspace::default());
+        let pass = |cond| {
+            vae.train_pass(
+                &[&xa, &xb],
+                &presence,
+                &target,
+                &eps,
+                rows,
+                beta,
+                sigma,
+                cond,
+                &mut vae.zeros_like(),
+                &mut Workspace::default(),
+            )
+        };
         let (plain, with) = (pass(None), pass(Some(CondKl { target: 1, weight: 0.6 })));
         assert_eq!(plain.cond_kl, 0.0);
         assert!(with.cond_kl > 0.0, "row 0's posterior with b differs from the one without");
@@ -549,7 +591,15 @@ mod tests {
     #[test]
     fn image_expert_gradients_match_finite_differences() {
         let mut rng = rand_pcg::Pcg64::seed_from_u64(11);
-        let spec = ImageSpec { modality: "img".into(), size: 6, channels: 2, conv: vec![3, 2], mean: 0.5, std: 0.25, margin: 0.2 };
+        let spec = ImageSpec {
+            modality: "img".into(),
+            size: 6,
+            channels: 2,
+            conv: vec![3, 2],
+            mean: 0.5,
+            std: 0.25,
+            margin: 0.2,
+        };
         let cfg = VaeConfig {
             modalities: vec![("a".into(), 4), ("img".into(), spec.dim())],
             latent: 3,
@@ -572,7 +622,10 @@ mod tests {
         // The trunk's tensors are the last ones.
         let n = vae.tensors().len();
         let trunk_tensors = vae.trunk.as_ref().unwrap().tensors().len();
-        let checked = check_gradients(&vae, n - trunk_tensors..n, |v, g| v.train_pass(&[&xa, &xi], &presence, &target, &eps, rows, 0.5, 0.8, None, g, &mut Workspace::default()).total);
+        let checked = check_gradients(&vae, n - trunk_tensors..n, |v, g| {
+            v.train_pass(&[&xa, &xi], &presence, &target, &eps, rows, 0.5, 0.8, None, g, &mut Workspace::default())
+                .total
+        });
         assert_eq!(checked, 3 * trunk_tensors);
         // A model without the image modality takes the shared parts.
         let mut plain_cfg = vae.config.clone();

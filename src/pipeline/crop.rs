@@ -2,10 +2,10 @@
 //! images in the node and for rendered training crops), cut from an RGB image with OpenCV, resized to the
 //! model's crop size and normalized as its model card says.
 
-use serde::{Deserialize, Serialize};
 use anyhow::{ensure, Context, Result};
 use opencv::core::{Mat, Rect, Scalar, Size, CV_8UC3};
 use opencv::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// An image-crop modality: a square crop around the person's keypoints, NHWC RGB, normalized.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,7 +69,8 @@ pub fn crop_rgb(rgb: &Mat, bx: &CropBox, spec: &ImageSpec, out: &mut Vec<f32>) -
     // The part of the square inside the image, and where it lands in the output: resize only that part
     // (area interpolation: crops are usually much larger than the model's input) into its place.
     let (ix0, iy0) = (x0.max(0.0).round() as i32, y0.max(0.0).round() as i32);
-    let (ix1, iy1) = ((x0 + side).min(rgb.cols() as f64).round() as i32, (y0 + side).min(rgb.rows() as f64).round() as i32);
+    let (ix1, iy1) =
+        ((x0 + side).min(rgb.cols() as f64).round() as i32, (y0 + side).min(rgb.rows() as f64).round() as i32);
     let to_out = |v: f64, o: f64| (((v - o) / side) * s as f64).round() as i32;
     let (ox0, oy0) = (to_out(ix0 as f64, x0).clamp(0, s), to_out(iy0 as f64, y0).clamp(0, s));
     let (ox1, oy1) = (to_out(ix1 as f64, x0).clamp(0, s), to_out(iy1 as f64, y0).clamp(0, s));
@@ -83,10 +84,13 @@ pub fn crop_rgb(rgb: &Mat, bx: &CropBox, spec: &ImageSpec, out: &mut Vec<f32>) -
         let mut part = Mat::default();
         if src.cols() > 2 * w && src.rows() > 2 * h {
             let mut twice = Mat::default();
-            opencv::imgproc::resize(&src, &mut twice, Size::new(2 * w, 2 * h), 0.0, 0.0, opencv::imgproc::INTER_LINEAR).context("resizing the crop")?;
-            opencv::imgproc::resize(&twice, &mut part, Size::new(w, h), 0.0, 0.0, opencv::imgproc::INTER_AREA).context("resizing the crop")?;
+            opencv::imgproc::resize(&src, &mut twice, Size::new(2 * w, 2 * h), 0.0, 0.0, opencv::imgproc::INTER_LINEAR)
+                .context("resizing the crop")?;
+            opencv::imgproc::resize(&twice, &mut part, Size::new(w, h), 0.0, 0.0, opencv::imgproc::INTER_AREA)
+                .context("resizing the crop")?;
         } else {
-            opencv::imgproc::resize(&src, &mut part, Size::new(w, h), 0.0, 0.0, opencv::imgproc::INTER_AREA).context("resizing the crop")?;
+            opencv::imgproc::resize(&src, &mut part, Size::new(w, h), 0.0, 0.0, opencv::imgproc::INTER_AREA)
+                .context("resizing the crop")?;
         }
         part.copy_to(&mut dst)?;
     }
@@ -141,7 +145,9 @@ mod tests {
         // A crop centred on the border between the halves.
         crop_rgb(&img, &CropBox { cx: 50.0, cy: 30.0, side: 40.0 }, &spec(), &mut out).unwrap();
         assert_eq!(out.len(), 8 * 8 * 3);
-        let px = |out: &[f32], x: usize, y: usize| -> [f32; 3] { std::array::from_fn(|k| out[(y * 8 + x) * 3 + k] * 0.25 + 0.5) };
+        let px = |out: &[f32], x: usize, y: usize| -> [f32; 3] {
+            std::array::from_fn(|k| out[(y * 8 + x) * 3 + k] * 0.25 + 0.5)
+        };
         assert_eq!(px(&out, 0, 4), [1.0, 0.0, 0.0]);
         assert_eq!(px(&out, 7, 4), [0.0, 0.0, 1.0]);
         // Half outside the image (left edge): black padding.
@@ -158,7 +164,9 @@ mod tests {
     #[test]
     fn mirrored_crops_swap_columns_and_keep_channels() {
         // 2 x 3 pixels, 2 channels: values encode (row, column, channel).
-        let mut c: Vec<f32> = (0..2).flat_map(|r| (0..3).flat_map(move |x| (0..2).map(move |ch| (100 * r + 10 * x + ch) as f32))).collect();
+        let mut c: Vec<f32> = (0..2)
+            .flat_map(|r| (0..3).flat_map(move |x| (0..2).map(move |ch| (100 * r + 10 * x + ch) as f32)))
+            .collect();
         mirror(&mut c, 3, 2);
         assert_eq!(c, [20., 21., 10., 11., 0., 1., 120., 121., 110., 111., 100., 101.]);
     }

@@ -32,7 +32,14 @@ impl ImageError {
 }
 
 /// A raw sensor_msgs/Image as 8-bit RGB.
-pub fn rgb_from_raw(encoding: &str, width: u32, height: u32, step: u32, is_bigendian: bool, data: &[u8]) -> Result<Mat, ImageError> {
+pub fn rgb_from_raw(
+    encoding: &str,
+    width: u32,
+    height: u32,
+    step: u32,
+    is_bigendian: bool,
+    data: &[u8],
+) -> Result<Mat, ImageError> {
     let (typ, bpp) = match encoding {
         "rgb8" | "bgr8" => (CV_8UC3, 3),
         "rgba8" | "bgra8" => (CV_8UC4, 4),
@@ -96,7 +103,8 @@ fn bpp_channels(bpp: usize) -> i32 {
 /// A sensor_msgs/CompressedImage (jpeg or png) as 8-bit RGB.
 pub fn rgb_from_compressed(format: &str, data: &[u8]) -> Result<Mat, ImageError> {
     let buf = Vector::<u8>::from_slice(data);
-    let bgr = opencv::imgcodecs::imdecode(&buf, opencv::imgcodecs::IMREAD_COLOR).map_err(|e| ImageError::Decode { format: format.into(), reason: e.to_string() })?;
+    let bgr = opencv::imgcodecs::imdecode(&buf, opencv::imgcodecs::IMREAD_COLOR)
+        .map_err(|e| ImageError::Decode { format: format.into(), reason: e.to_string() })?;
     if bgr.empty() {
         return Err(ImageError::Decode { format: format.into(), reason: "not a jpeg or png image".into() });
     }
@@ -138,7 +146,11 @@ mod tests {
     #[test]
     fn bad_images_are_clear_errors() {
         for depth in ["16UC1", "32FC1", "8UC3"] {
-            assert_eq!(rgb_from_raw(depth, 1, 1, 4, false, &[0; 4]).unwrap_err().category(), "unsupported image encoding", "{depth}");
+            assert_eq!(
+                rgb_from_raw(depth, 1, 1, 4, false, &[0; 4]).unwrap_err().category(),
+                "unsupported image encoding",
+                "{depth}"
+            );
         }
         let e = rgb_from_raw("yuv422", 2, 1, 4, false, &[0; 4]).unwrap_err();
         assert_eq!(e.category(), "unsupported image encoding");

@@ -7,9 +7,9 @@
 
 use crate::geometry::camera::Camera;
 use crate::geometry::distribution::joint_statistics;
-use crate::pipeline::normalize::{decode_pose3d, encode, encode_pose3d, Encoded, NormalizeError, INPUT_DIM};
 use crate::geometry::rootfit::fit_root;
 use crate::geometry::skeleton::{mirror_keypoints, mirror_pose, to_h36m17, Kp, Layout, NUM_JOINTS};
+use crate::pipeline::normalize::{decode_pose3d, encode, encode_pose3d, Encoded, NormalizeError, INPUT_DIM};
 use anyhow::{ensure, Result};
 use nalgebra::{Matrix3, Vector3};
 use rand::SeedableRng;
@@ -50,7 +50,19 @@ pub struct LifterConfig {
 
 impl Default for LifterConfig {
     fn default() -> Self {
-        LifterConfig { samples: 32, seed: 0, min_score: 0.05, min_joints: 8, keep_samples: false, latent_std_scale: 1.0, size_std: 0.0, use_keypoints: true, image_weight: 1.0, recenter: true, flip_test: true }
+        LifterConfig {
+            samples: 32,
+            seed: 0,
+            min_score: 0.05,
+            min_joints: 8,
+            keep_samples: false,
+            latent_std_scale: 1.0,
+            size_std: 0.0,
+            use_keypoints: true,
+            image_weight: 1.0,
+            recenter: true,
+            flip_test: true,
+        }
     }
 }
 
@@ -104,7 +116,16 @@ pub trait PoseModel {
     /// The image modality's crop specification, if the model has one.
     fn image(&self) -> Option<crate::pipeline::crop::ImageSpec>;
     #[allow(clippy::too_many_arguments)]
-    fn run(&mut self, inputs: &[&[f32]], presence: &[f32], eps: &[f32], rows: usize, k: usize, samples: &mut Vec<f32>, mean: &mut Vec<f32>) -> Result<()>;
+    fn run(
+        &mut self,
+        inputs: &[&[f32]],
+        presence: &[f32],
+        eps: &[f32],
+        rows: usize,
+        k: usize,
+        samples: &mut Vec<f32>,
+        mean: &mut Vec<f32>,
+    ) -> Result<()>;
 }
 
 impl PoseModel for crate::pipeline::runtime::ModelRuntime {
@@ -120,7 +141,16 @@ impl PoseModel for crate::pipeline::runtime::ModelRuntime {
     fn image(&self) -> Option<crate::pipeline::crop::ImageSpec> {
         self.card.image.clone()
     }
-    fn run(&mut self, inputs: &[&[f32]], presence: &[f32], eps: &[f32], rows: usize, k: usize, samples: &mut Vec<f32>, mean: &mut Vec<f32>) -> Result<()> {
+    fn run(
+        &mut self,
+        inputs: &[&[f32]],
+        presence: &[f32],
+        eps: &[f32],
+        rows: usize,
+        k: usize,
+        samples: &mut Vec<f32>,
+        mean: &mut Vec<f32>,
+    ) -> Result<()> {
         crate::pipeline::runtime::ModelRuntime::run(self, inputs, presence, eps, rows, k, samples, mean)
     }
 }
@@ -151,7 +181,10 @@ pub struct Lifter<'m> {
 
 impl<'m> Lifter<'m> {
     /// A lifter over the node's ONNX runtime, calibrated as its model card says.
-    pub fn from_runtime(runtime: crate::pipeline::runtime::ModelRuntime, mut config: LifterConfig) -> Result<Lifter<'static>> {
+    pub fn from_runtime(
+        runtime: crate::pipeline::runtime::ModelRuntime,
+        mut config: LifterConfig,
+    ) -> Result<Lifter<'static>> {
         config.latent_std_scale = runtime.card.calibration.latent_std_scale;
         config.size_std = runtime.card.calibration.size_std;
         config.image_weight = runtime.card.calibration.image_weight;
@@ -163,9 +196,19 @@ impl<'m> Lifter<'m> {
         let mods = model.modalities();
         let image_spec = model.image();
         let image_index = image_spec.as_ref().and_then(|s| mods.iter().position(|(n, _)| *n == s.modality));
-        let kp_index = mods.iter().position(|(n, _)| n == "kp2d").ok_or_else(|| anyhow::anyhow!("model has no kp2d modality"))?;
-        ensure!(mods[kp_index].1 == INPUT_DIM, "model's kp2d input has {} values; this build encodes {INPUT_DIM}", mods[kp_index].1);
-        ensure!(model.output_dim() == 3 * (NUM_JOINTS - 1), "model output has {} values, expected {}", model.output_dim(), 3 * (NUM_JOINTS - 1));
+        let kp_index =
+            mods.iter().position(|(n, _)| n == "kp2d").ok_or_else(|| anyhow::anyhow!("model has no kp2d modality"))?;
+        ensure!(
+            mods[kp_index].1 == INPUT_DIM,
+            "model's kp2d input has {} values; this build encodes {INPUT_DIM}",
+            mods[kp_index].1
+        );
+        ensure!(
+            model.output_dim() == 3 * (NUM_JOINTS - 1),
+            "model output has {} values, expected {}",
+            model.output_dim(),
+            3 * (NUM_JOINTS - 1)
+        );
         let m = mods.len();
         Ok(Lifter {
             model,
@@ -266,7 +309,11 @@ impl<'m> Lifter<'m> {
         for (pi, _) in &self.encoded {
             for mi in 0..m {
                 let weight = if mi == self.kp_index {
-                    if self.config.use_keypoints { 1.0 } else { 0.0 }
+                    if self.config.use_keypoints {
+                        1.0
+                    } else {
+                        0.0
+                    }
                 } else if Some(mi) == self.image_index && crop_of(*pi, self.dims[mi]).is_some() {
                     self.config.image_weight as f32
                 } else {
@@ -282,7 +329,10 @@ impl<'m> Lifter<'m> {
         let mut rng = rand_pcg::Pcg64::seed_from_u64(self.config.seed ^ noise_key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         self.eps.clear();
         let tau = self.config.latent_std_scale as f32;
-        self.eps.extend((0..model_rows * model_k * l).map(|_| -> f32 { tau * <StandardNormal as Distribution<f32>>::sample(&StandardNormal, &mut rng) }));
+        self.eps.extend(
+            (0..model_rows * model_k * l)
+                .map(|_| -> f32 { tau * <StandardNormal as Distribution<f32>>::sample(&StandardNormal, &mut rng) }),
+        );
         let inputs: Vec<&[f32]> = self.inputs.iter().map(|v| v.as_slice()).collect();
         self.model.run(&inputs, &self.presence, &self.eps, model_rows, model_k, &mut self.samples, &mut self.mean)?;
 
@@ -290,7 +340,10 @@ impl<'m> Lifter<'m> {
         if flip {
             // Mirror the second half back, then per person: the first samples of its own row, the rest
             // from its mirrored row, and the average of the two decoded means.
-            for v in self.samples[rows * model_k * od..].chunks_exact_mut(od).chain(self.mean[rows * od..].chunks_exact_mut(od)) {
+            for v in self.samples[rows * model_k * od..]
+                .chunks_exact_mut(od)
+                .chain(self.mean[rows * od..].chunks_exact_mut(od))
+            {
                 unmirror_output(v);
             }
             self.combined.clear();
@@ -324,7 +377,9 @@ impl<'m> Lifter<'m> {
             for s in 0..k {
                 let mut rel = decode_pose3d(&self.samples[(r * k + s) * od..(r * k + s + 1) * od]);
                 if self.config.size_std > 0.0 {
-                    let f = 1.0 + self.config.size_std * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, &mut rng);
+                    let f = 1.0
+                        + self.config.size_std
+                            * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, &mut rng);
                     for p in rel.iter_mut() {
                         for v in p.iter_mut() {
                             *v *= f.max(0.5);
@@ -337,7 +392,11 @@ impl<'m> Lifter<'m> {
             }
             let n = self.abs.len() / NUM_JOINTS;
             if n == 0 {
-                out.dropped.push(Dropped { id: person.id.to_string(), category: "root fit failed", reason: "root fit failed for every sample".into() });
+                out.dropped.push(Dropped {
+                    id: person.id.to_string(),
+                    category: "root fit failed",
+                    reason: "root fit failed for every sample".into(),
+                });
                 continue;
             }
             joint_statistics(&self.abs, NUM_JOINTS, &mut self.means, &mut self.covs);

@@ -74,8 +74,14 @@ impl ModelCard {
     }
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading model card {}", path.display()))?;
-        let card: ModelCard = serde_yaml::from_str(&text).with_context(|| format!("parsing model card {}", path.display()))?;
-        ensure!(card.format == CARD_FORMAT, "model card {} has format '{}', expected '{CARD_FORMAT}'", path.display(), card.format);
+        let card: ModelCard =
+            serde_yaml::from_str(&text).with_context(|| format!("parsing model card {}", path.display()))?;
+        ensure!(
+            card.format == CARD_FORMAT,
+            "model card {} has format '{}', expected '{CARD_FORMAT}'",
+            path.display(),
+            card.format
+        );
         ensure!(
             card.input_encoding == INPUT_ENCODING,
             "model card {} uses input encoding '{}', this build implements '{INPUT_ENCODING}'",
@@ -86,7 +92,8 @@ impl ModelCard {
         Ok(card)
     }
     pub fn save(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, serde_yaml::to_string(self)?).with_context(|| format!("writing model card {}", path.display()))
+        std::fs::write(path, serde_yaml::to_string(self)?)
+            .with_context(|| format!("writing model card {}", path.display()))
     }
     pub fn modality(&self, name: &str) -> Option<(usize, &Modality)> {
         self.modalities.iter().enumerate().find(|(_, m)| m.name == name)

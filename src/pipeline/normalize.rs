@@ -103,7 +103,8 @@ mod tests {
     fn encoding_is_invariant_to_image_scale_and_keeps_the_root_ray() {
         let a = person();
         // The same person twice as large in the image around the same root: same shape input.
-        let b: [Kp; 17] = std::array::from_fn(|j| Kp::new(a[0].x + 2.0 * (a[j].x - a[0].x), a[0].y + 2.0 * (a[j].y - a[0].y), 1.0));
+        let b: [Kp; 17] =
+            std::array::from_fn(|j| Kp::new(a[0].x + 2.0 * (a[j].x - a[0].x), a[0].y + 2.0 * (a[j].y - a[0].y), 1.0));
         let (ea, eb) = (encode(&a, 8).unwrap(), encode(&b, 8).unwrap());
         for i in 0..3 * NUM_JOINTS {
             assert!((ea.input[i] - eb.input[i]).abs() < 1e-6);

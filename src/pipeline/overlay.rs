@@ -3,8 +3,8 @@
 //! believes and how sure it is.
 
 use crate::geometry::camera::Camera;
-use crate::pipeline::lifter::PoseOut;
 use crate::geometry::skeleton::{Kp, H36M17_PARENTS};
+use crate::pipeline::lifter::PoseOut;
 use anyhow::Result;
 use nalgebra::{Matrix2, Matrix2x3, Vector3};
 use opencv::core::{Mat, Point, Scalar, Size};
@@ -16,7 +16,11 @@ pub fn chi2_2dof(mass: f64) -> f64 {
 }
 
 /// The 2x2 pixel covariance of a projected 3D Gaussian (first-order, through the camera's distortion).
-pub fn projected_covariance(camera: &Camera, mean: &Vector3<f64>, cov: &nalgebra::Matrix3<f64>) -> Option<Matrix2<f64>> {
+pub fn projected_covariance(
+    camera: &Camera,
+    mean: &Vector3<f64>,
+    cov: &nalgebra::Matrix3<f64>,
+) -> Option<Matrix2<f64>> {
     let (u0, v0) = camera.project(mean)?;
     let mut j = Matrix2x3::zeros();
     let h = 1e-4 * mean.z.abs().max(1e-3);
@@ -56,7 +60,10 @@ pub fn draw(rgb: &mut Mat, camera: &Camera, keypoints: &[Vec<Kp>], poses: &[Pose
             let (l0, l1) = (eig.eigenvalues[0].max(0.0), eig.eigenvalues[1].max(0.0));
             let v = eig.eigenvectors.column(0);
             let angle = v[1].atan2(v[0]).to_degrees();
-            let axes = Size::new(((k2 * l0).sqrt().min(4000.0)).round().max(1.0) as i32, ((k2 * l1).sqrt().min(4000.0)).round().max(1.0) as i32);
+            let axes = Size::new(
+                ((k2 * l0).sqrt().min(4000.0)).round().max(1.0) as i32,
+                ((k2 * l1).sqrt().min(4000.0)).round().max(1.0) as i32,
+            );
             ellipse(rgb, pt(p.0, p.1), axes, angle, 0.0, 360.0, yellow, 1, LINE_AA, 0)?;
         }
     }

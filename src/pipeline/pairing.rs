@@ -32,7 +32,14 @@ impl<T> Pairing<T> {
 
     /// The buffered image nearest to `stamp_ns` within the slop (marked used), if any.
     pub fn take_match(&mut self, stamp_ns: i128) -> Option<&T> {
-        let best = self.buf.iter().enumerate().map(|(i, (s, _, _))| (i, (s - stamp_ns).abs())).filter(|(_, d)| *d <= self.slop_ns).min_by_key(|(_, d)| *d)?.0;
+        let best = self
+            .buf
+            .iter()
+            .enumerate()
+            .map(|(i, (s, _, _))| (i, (s - stamp_ns).abs()))
+            .filter(|(_, d)| *d <= self.slop_ns)
+            .min_by_key(|(_, d)| *d)?
+            .0;
         let e = &mut self.buf[best];
         e.2 = true;
         Some(&e.1)

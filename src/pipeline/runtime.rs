@@ -112,7 +112,9 @@ impl ModelRuntime {
             Provider::Cpu => (Self::cpu(onnx, opts.intra_threads)?, "CPU".to_string()),
             Provider::Cuda => match cuda_session(onnx, opts.intra_threads) {
                 Ok(s) => (s, "CUDA".to_string()),
-                Err(e) if opts.allow_cpu_fallback => (Self::cpu(onnx, opts.intra_threads)?, format!("CPU (fallback: CUDA unavailable: {e:#})")),
+                Err(e) if opts.allow_cpu_fallback => {
+                    (Self::cpu(onnx, opts.intra_threads)?, format!("CPU (fallback: CUDA unavailable: {e:#})"))
+                }
                 Err(e) => return Err(e.context("CUDA was requested and allow_cpu_fallback is false")),
             },
         };
@@ -120,7 +122,11 @@ impl ModelRuntime {
         input_names.extend(["presence".to_string(), "eps".to_string()]);
         let have: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         for n in &input_names {
-            ensure!(have.contains(&n.as_str()), "model {} lacks input '{n}' (has {have:?}); card and model disagree", onnx.display());
+            ensure!(
+                have.contains(&n.as_str()),
+                "model {} lacks input '{n}' (has {have:?}); card and model disagree",
+                onnx.display()
+            );
         }
         let outs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
         for n in ["samples", "mean"] {
@@ -156,10 +162,21 @@ impl ModelRuntime {
         let m = self.card.modalities.len();
         ensure!(inputs.len() == m, "expected {m} modality inputs, got {}", inputs.len());
         ensure!(presence.len() == rows * m, "presence has {} values, expected {}", presence.len(), rows * m);
-        ensure!(eps.len() == rows * k * self.card.latent, "eps has {} values, expected {}", eps.len(), rows * k * self.card.latent);
+        ensure!(
+            eps.len() == rows * k * self.card.latent,
+            "eps has {} values, expected {}",
+            eps.len(),
+            rows * k * self.card.latent
+        );
         let mut feeds: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::with_capacity(m + 2);
         for (i, md) in self.card.modalities.iter().enumerate() {
-            ensure!(inputs[i].len() == rows * md.dim, "input {} has {} values, expected {}", md.name, inputs[i].len(), rows * md.dim);
+            ensure!(
+                inputs[i].len() == rows * md.dim,
+                "input {} has {} values, expected {}",
+                md.name,
+                inputs[i].len(),
+                rows * md.dim
+            );
             feeds.push((self.input_names[i].clone(), TensorRef::from_array_view(([rows, md.dim], inputs[i]))?.into()));
         }
         feeds.push(("presence".into(), TensorRef::from_array_view(([rows, m], presence))?.into()));

@@ -37,14 +37,23 @@ pub(crate) fn save_checkpoint(dir: &Path, vae: &Vae, ema: Option<&Vae>, opt: &Ad
     Ok(())
 }
 
-pub(crate) fn load_checkpoint(dir: &Path, vae: &mut Vae, ema: Option<&mut Vae>, opt: &mut Adam) -> Result<Vec<EpochLog>> {
+pub(crate) fn load_checkpoint(
+    dir: &Path,
+    vae: &mut Vae,
+    ema: Option<&mut Vae>,
+    opt: &mut Adam,
+) -> Result<Vec<EpochLog>> {
     let bytes = std::fs::read(dir.join("checkpoint.bin")).context("reading checkpoint.bin")?;
     let part = vae.weights_to_bytes().len();
     let want = 3 * part + 12 + if ema.is_some() { part } else { 0 };
     ensure!(
         bytes.len() == want,
         "checkpoint does not match the configured model{}",
-        if bytes.len() == 3 * part + 12 || bytes.len() == 4 * part + 12 { " (ema_decay was changed: a run resumes with the setting it started with)" } else { "" }
+        if bytes.len() == 3 * part + 12 || bytes.len() == 4 * part + 12 {
+            " (ema_decay was changed: a run resumes with the setting it started with)"
+        } else {
+            ""
+        }
     );
     match ema {
         Some(e) => {
@@ -64,10 +73,10 @@ pub(crate) fn load_checkpoint(dir: &Path, vae: &mut Vae, ema: Option<&mut Vae>, 
     Ok(serde_json::from_str(&std::fs::read_to_string(dir.join("log.json"))?)?)
 }
 
-
 /// The weights of a finished or checkpointed run (its directory: config.yaml + checkpoint.bin).
 pub fn load_trained(dir: &Path) -> Result<Vae> {
-    let cfg: TrainConfig = serde_yaml::from_str(&std::fs::read_to_string(dir.join("config.yaml")).context("reading config.yaml")?)?;
+    let cfg: TrainConfig =
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join("config.yaml")).context("reading config.yaml")?)?;
     let mut vae = Vae::new(vae_config(&cfg), &mut rand_pcg::Pcg64::seed_from_u64(0));
     let bytes = std::fs::read(dir.join("checkpoint.bin")).context("reading checkpoint.bin")?;
     let part = vae.weights_to_bytes().len();

@@ -1,8 +1,8 @@
 //! The trainer's configuration (the YAML files under `config/`) and the model it describes.
 
-use crate::pipeline::normalize::{INPUT_DIM, OUTPUT_DIM};
-use crate::model::vae::VaeConfig;
 use crate::eval::dataset::Input;
+use crate::model::vae::VaeConfig;
+use crate::pipeline::normalize::{INPUT_DIM, OUTPUT_DIM};
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
@@ -122,7 +122,15 @@ impl Default for ImageTrainConfig {
 
 impl ImageTrainConfig {
     pub fn spec(&self) -> crate::pipeline::crop::ImageSpec {
-        crate::pipeline::crop::ImageSpec { modality: "image".into(), size: self.size, channels: 3, conv: self.conv.clone(), mean: self.mean, std: self.std, margin: self.margin }
+        crate::pipeline::crop::ImageSpec {
+            modality: "image".into(),
+            size: self.size,
+            channels: 3,
+            conv: self.conv.clone(),
+            mean: self.mean,
+            std: self.std,
+            margin: self.margin,
+        }
     }
 }
 
@@ -171,7 +179,6 @@ impl Default for TrainConfig {
     }
 }
 
-
 pub fn vae_config(cfg: &TrainConfig) -> VaeConfig {
     let image = cfg.image.as_ref().map(ImageTrainConfig::spec);
     let mut modalities = vec![("kp2d".to_string(), INPUT_DIM), ("pose3d".to_string(), OUTPUT_DIM)];
@@ -201,9 +208,18 @@ impl TrainConfig {
             self.cond_kl_weight
         );
         ensure!((0.0..1.0).contains(&self.dropout), "dropout must be in [0, 1), got {}", self.dropout);
-        ensure!(self.weight_decay.is_finite() && self.weight_decay >= 0.0, "weight_decay must be >= 0, got {}", self.weight_decay);
+        ensure!(
+            self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+            "weight_decay must be >= 0, got {}",
+            self.weight_decay
+        );
         ensure!((0.0..1.0).contains(&self.ema_decay), "ema_decay must be in [0, 1), got {}", self.ema_decay);
-        let inputs = self.calibration_inputs.iter().map(|s| s.parse::<Input>()).collect::<Result<Vec<_>>>().context("calibration_inputs")?;
+        let inputs = self
+            .calibration_inputs
+            .iter()
+            .map(|s| s.parse::<Input>())
+            .collect::<Result<Vec<_>>>()
+            .context("calibration_inputs")?;
         ensure!(!inputs.is_empty(), "calibration_inputs must name at least one input (gt, detections)");
         let modalities = vae_config(self).modalities;
         for name in self.expert_hidden.keys() {

@@ -1,8 +1,8 @@
 //! ONNX export and the model card.
 
+use crate::model::vae::Vae;
 use crate::pipeline::modelcard::{Modality, ModelCard, CARD_FORMAT, INPUT_ENCODING};
 use crate::pipeline::normalize::{INPUT_DIM, OUTPUT_DIM};
-use crate::model::vae::Vae;
 use crate::train::config::TrainConfig;
 use crate::train::EpochLog;
 use anyhow::{Context, Result};
@@ -11,10 +11,21 @@ use std::path::Path;
 
 /// A card's subject list (training.<key>) as "S1,S5".
 fn subjects(card: &ModelCard, key: &str) -> String {
-    card.training.get(key).and_then(|v| serde_yaml::from_value::<Vec<String>>(v.clone()).ok()).map(|v| v.join(",")).unwrap_or_else(|| "?".into())
+    card.training
+        .get(key)
+        .and_then(|v| serde_yaml::from_value::<Vec<String>>(v.clone()).ok())
+        .map(|v| v.join(","))
+        .unwrap_or_else(|| "?".into())
 }
 
-pub fn export_model(vae: &Vae, cfg: &TrainConfig, log: &[EpochLog], data_dir: &Path, calibration: &crate::pipeline::modelcard::Calibration, onnx: &Path) -> Result<()> {
+pub fn export_model(
+    vae: &Vae,
+    cfg: &TrainConfig,
+    log: &[EpochLog],
+    data_dir: &Path,
+    calibration: &crate::pipeline::modelcard::Calibration,
+    onnx: &Path,
+) -> Result<()> {
     std::fs::write(onnx, crate::model::onnx::export(vae, "pose3d cross-modal VAE (product of Gaussian experts)"))
         .with_context(|| format!("writing {}", onnx.display()))?;
     let mut training = BTreeMap::new();
@@ -45,7 +56,11 @@ pub fn export_model(vae: &Vae, cfg: &TrainConfig, log: &[EpochLog], data_dir: &P
         }
     } else if let Some(last) = log.last() {
         validation = serde_yaml::from_value(serde_yaml::to_value(&last.val)?)?;
-        validation.insert("note".into(), y(&"posterior-mean decode, root-aligned, every val_stride-th frame of every camera of val_subjects".to_string()));
+        validation.insert(
+            "note".into(),
+            y(&"posterior-mean decode, root-aligned, every val_stride-th frame of every camera of val_subjects"
+                .to_string()),
+        );
     }
     let card = ModelCard {
         format: CARD_FORMAT.into(),

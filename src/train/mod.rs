@@ -39,7 +39,6 @@ pub struct EpochLog {
     pub samples_per_s: f64,
 }
 
-
 /// The training curve: loss and validation errors per epoch.
 pub fn training_curve(log: &[EpochLog], path: &std::path::Path) -> Result<()> {
     crate::eval::plot::line_chart(
@@ -53,7 +52,6 @@ pub fn training_curve(log: &[EpochLog], path: &std::path::Path) -> Result<()> {
         path,
     )
 }
-
 
 pub struct TrainOutcome {
     pub vae: Vae,
@@ -145,11 +143,8 @@ impl Run {
         let mut opt = Adam::new(cfg.learning_rate, &shapes);
         opt.weight_decay = cfg.weight_decay;
         let mut ema = (cfg.ema_decay > 0.0).then(|| vae.clone());
-        let log = if resuming {
-            checkpoint::load_checkpoint(out, &mut vae, ema.as_mut(), &mut opt)?
-        } else {
-            Vec::new()
-        };
+        let log =
+            if resuming { checkpoint::load_checkpoint(out, &mut vae, ema.as_mut(), &mut opt)? } else { Vec::new() };
         let cond = (cfg.cond_kl_weight > 0.0).then(|| CondKl {
             target: vae.modality_index("pose3d").expect("pose3d is a modality"),
             weight: cfg.cond_kl_weight,
@@ -163,7 +158,14 @@ impl Run {
     }
 
     /// One epoch of optimizer steps.
-    fn epoch(&mut self, cfg: &TrainConfig, sampler: &Sampler, batch: &mut Batch, epoch: usize, progress: bool) -> Result<EpochSums> {
+    fn epoch(
+        &mut self,
+        cfg: &TrainConfig,
+        sampler: &Sampler,
+        batch: &mut Batch,
+        epoch: usize,
+        progress: bool,
+    ) -> Result<EpochSums> {
         // Each epoch has its own stream, so a resumed run draws what an uninterrupted one would have.
         let mut rng = rand_pcg::Pcg64::seed_from_u64(cfg.seed.wrapping_add(1 + epoch as u64));
         self.ws.set_dropout(self.vae.experts.len(), cfg.dropout, cfg.seed.wrapping_add(1 + epoch as u64));
@@ -198,7 +200,18 @@ impl Run {
         }
         let inputs = batch.inputs();
         let b = cfg.batch_size;
-        let loss = self.vae.train_pass(&inputs, &batch.presence, &batch.pose, &batch.eps, b, beta, cfg.recon_sigma, self.cond, &mut self.grads, &mut self.ws);
+        let loss = self.vae.train_pass(
+            &inputs,
+            &batch.presence,
+            &batch.pose,
+            &batch.eps,
+            b,
+            beta,
+            cfg.recon_sigma,
+            self.cond,
+            &mut self.grads,
+            &mut self.ws,
+        );
         self.opt.update(self.vae.tensors_mut(), self.grads.tensors());
         if let Some(e) = &mut self.ema {
             // Shorter averaging at the start (as TensorFlow's ExponentialMovingAverage with num_updates),
@@ -323,7 +336,11 @@ impl EpochSums {
 
 fn progress_bar(shown: bool, steps: usize, epoch: usize, epochs: usize) -> ProgressBar {
     let bar = if shown { ProgressBar::new(steps as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}").unwrap().progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+            .unwrap()
+            .progress_chars("=> "),
+    );
     bar.set_prefix(format!("{}/{}", epoch + 1, epochs));
     bar
 }
@@ -332,14 +349,24 @@ fn print_epoch(entry: &EpochLog, cfg: &TrainConfig, validated: bool) {
     let val = if validated {
         format!(
             "val P1 {:.1} / P2 {:.1} mm (gt 2D), {:.1} / {:.1} mm (detections)",
-            entry.val.gt2d_mpjpe_mm, entry.val.gt2d_pa_mpjpe_mm, entry.val.detections_mpjpe_mm, entry.val.detections_pa_mpjpe_mm
+            entry.val.gt2d_mpjpe_mm,
+            entry.val.gt2d_pa_mpjpe_mm,
+            entry.val.detections_mpjpe_mm,
+            entry.val.detections_pa_mpjpe_mm
         )
     } else {
         "no validation subjects".to_string()
     };
     eprintln!(
         "epoch {}/{}: loss {:.3} (recon {:.3}, kl {:.2}), train sample MPJPE {:.1} mm, {val}, {:.0} s, {:.0} samples/s",
-        entry.epoch, cfg.epochs, entry.loss, entry.recon, entry.kl, entry.train_mpjpe_mm, entry.seconds, entry.samples_per_s
+        entry.epoch,
+        cfg.epochs,
+        entry.loss,
+        entry.recon,
+        entry.kl,
+        entry.train_mpjpe_mm,
+        entry.seconds,
+        entry.samples_per_s
     );
     if let (Some(i), Some(f)) = (entry.val.image_mpjpe_mm, entry.val.fused_mpjpe_mm) {
         eprintln!("  rendered crops: image alone P1 {i:.1} mm, image + keypoints P1 {f:.1} mm");

@@ -1,10 +1,10 @@
 //! Training examples drawn from a dataset: real and virtual cameras, real detections, keypoint noise
 //! and dropped joints, flips, bone-length augmentation, and image crops (real frames or rendered).
 
-use crate::geometry::camera::{Camera, Extrinsics};
 use crate::formats::dataset::{to_camera, Dataset};
-use crate::pipeline::normalize::{encode, encode_pose3d, INPUT_DIM, OUTPUT_DIM};
+use crate::geometry::camera::{Camera, Extrinsics};
 use crate::geometry::skeleton::{mirror_keypoints, mirror_pose, scale_bones, Kp, H36M17_FLIP, NUM_JOINTS};
+use crate::pipeline::normalize::{encode, encode_pose3d, INPUT_DIM, OUTPUT_DIM};
 use crate::train::config::{ImageTrainConfig, TrainConfig};
 use nalgebra::Vector3;
 use rand::Rng;
@@ -55,14 +55,19 @@ impl<'a> Sampler<'a> {
         let world = &seq.poses[f];
         let cams = &self.data.cameras[&seq.subject];
         let mut real_cam = None;
-        let (cam_pose, det): ([[f64; 3]; NUM_JOINTS], Option<(&Camera, [[f32; 2]; NUM_JOINTS])>) = if rng.random_bool(self.cfg.p_virtual_camera) {
-            (to_camera(world, &virtual_camera(world, rng)), None)
-        } else {
-            let c = &cams[rng.random_range(0..cams.len())];
-            real_cam = Some(c);
-            let det = if rng.random_bool(self.cfg.p_detections) { seq.detections.get(&c.id).map(|d| (&c.intrinsics, d[f])) } else { None };
-            (to_camera(world, &c.extrinsics), det)
-        };
+        let (cam_pose, det): ([[f64; 3]; NUM_JOINTS], Option<(&Camera, [[f32; 2]; NUM_JOINTS])>) =
+            if rng.random_bool(self.cfg.p_virtual_camera) {
+                (to_camera(world, &virtual_camera(world, rng)), None)
+            } else {
+                let c = &cams[rng.random_range(0..cams.len())];
+                real_cam = Some(c);
+                let det = if rng.random_bool(self.cfg.p_detections) {
+                    seq.detections.get(&c.id).map(|d| (&c.intrinsics, d[f]))
+                } else {
+                    None
+                };
+                (to_camera(world, &c.extrinsics), det)
+            };
         let cam_pose = match (det, self.cfg.bone_length_std) {
             (None, s) if s > 0.0 => {
                 let n = Normal::new(0.0, s).ok()?;
@@ -83,7 +88,9 @@ impl<'a> Sampler<'a> {
                 let (x, y) = cam.undistort(d[j][0] as f64, d[j][1] as f64);
                 Kp::new(x, y, 1.0)
             }),
-            None => std::array::from_fn(|j| Kp::new(cam_pose[j][0] / cam_pose[j][2], cam_pose[j][1] / cam_pose[j][2], 1.0)),
+            None => {
+                std::array::from_fn(|j| Kp::new(cam_pose[j][0] / cam_pose[j][2], cam_pose[j][1] / cam_pose[j][2], 1.0))
+            }
         };
         let mut pose = cam_pose;
         let flipped = rng.random_bool(0.5);
@@ -112,10 +119,12 @@ impl<'a> Sampler<'a> {
         }
         let enc = encode(&kps, self.cfg.min_joints).ok()?;
         let root = pose[0];
-        let rel: [[f64; 3]; NUM_JOINTS] = std::array::from_fn(|j| [pose[j][0] - root[0], pose[j][1] - root[1], pose[j][2] - root[2]]);
+        let rel: [[f64; 3]; NUM_JOINTS] =
+            std::array::from_fn(|j| [pose[j][0] - root[0], pose[j][1] - root[1], pose[j][2] - root[2]]);
         let mut image = Vec::new();
         if let Some(ic) = &self.cfg.image {
-            let real = real_cam.and_then(|c| self.real_crop(ic, &seq.subject, &seq.action, c, f, &cam_pose, flipped, rng));
+            let real =
+                real_cam.and_then(|c| self.real_crop(ic, &seq.subject, &seq.action, c, f, &cam_pose, flipped, rng));
             match real {
                 Some(crop) => {
                     image = crop;
@@ -123,7 +132,10 @@ impl<'a> Sampler<'a> {
                 }
                 None => {
                     let spec = ic.spec();
-                    let mut bx = crate::pipeline::crop::crop_box(pose.iter().map(|p| (p[0] / p[2], p[1] / p[2])), ic.margin as f64)?;
+                    let mut bx = crate::pipeline::crop::crop_box(
+                        pose.iter().map(|p| (p[0] / p[2], p[1] / p[2])),
+                        ic.margin as f64,
+                    )?;
                     jitter(&mut bx, ic.crop_jitter, rng);
                     let app = crate::model::render::Appearance::random(rng);
                     crate::model::render::render(&pose, &bx, ic.size, &app, rng, &mut image);
@@ -138,13 +150,25 @@ impl<'a> Sampler<'a> {
 
     /// The crop from a real frame under `image_dir`, if that frame exists (mirrored when the example is).
     #[allow(clippy::too_many_arguments)]
-    fn real_crop(&self, ic: &ImageTrainConfig, subject: &str, action: &str, cam: &crate::formats::dataset::DatasetCamera, frame: usize, cam_pose: &[[f64; 3]; NUM_JOINTS], flipped: bool, rng: &mut impl Rng) -> Option<Vec<f32>> {
+    fn real_crop(
+        &self,
+        ic: &ImageTrainConfig,
+        subject: &str,
+        action: &str,
+        cam: &crate::formats::dataset::DatasetCamera,
+        frame: usize,
+        cam_pose: &[[f64; 3]; NUM_JOINTS],
+        flipped: bool,
+        rng: &mut impl Rng,
+    ) -> Option<Vec<f32>> {
         let dir = ic.image_dir.as_ref()?;
         let path = Path::new(dir).join(subject).join(format!("{action}.{}", cam.id)).join(format!("{frame:06}.jpg"));
         if !path.is_file() {
             return None;
         }
-        let img = opencv::imgcodecs::imread(path.to_str()?, opencv::imgcodecs::IMREAD_COLOR).ok().filter(|m| !opencv::prelude::MatTraitConst::empty(m))?;
+        let img = opencv::imgcodecs::imread(path.to_str()?, opencv::imgcodecs::IMREAD_COLOR)
+            .ok()
+            .filter(|m| !opencv::prelude::MatTraitConst::empty(m))?;
         let mut rgb = opencv::core::Mat::default();
         opencv::imgproc::cvt_color_def(&img, &mut rgb, opencv::imgproc::COLOR_BGR2RGB).ok()?;
         let px: Vec<(f64, f64)> = cam_pose.iter().filter_map(|p| cam.intrinsics.project(&Vector3::from(*p))).collect();
@@ -184,13 +208,12 @@ fn virtual_camera(world: &[[f32; 3]; NUM_JOINTS], rng: &mut impl Rng) -> Extrins
     Extrinsics::look_at(eye, target, Vector3::z())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
     use crate::train::config::{ImageTrainConfig, TrainConfig};
     use opencv::prelude::*;
+    use rand::SeedableRng;
 
     /// The CMU fixture has one fixed skeleton: without the augmentation every drawn 3D target has its bone
     /// lengths; with it they spread by about the configured std, left and right alike. (Flips swap the
@@ -211,7 +234,13 @@ mod tests {
         // Per draw and bone: the log of its pair's stretch against the first draw, and how far the pair's
         // left/right ratio moved from the first draw's (0 when both sides took the same factor).
         let draws = |std: f64| -> Vec<Vec<(f64, f64)>> {
-            let cfg = TrainConfig { bone_length_std: std, p_detections: 0.0, keypoint_noise: 0.0, p_drop: 0.0, ..Default::default() };
+            let cfg = TrainConfig {
+                bone_length_std: std,
+                p_detections: 0.0,
+                keypoint_noise: 0.0,
+                p_drop: 0.0,
+                ..Default::default()
+            };
             let sampler = Sampler::new(&data, &cfg);
             let mut rng = rand_pcg::Pcg64::seed_from_u64(8);
             let r = bones(&sampler.draw(&mut rng));
@@ -221,7 +250,10 @@ mod tests {
                     (1..NUM_JOINTS)
                         .map(|b| {
                             let m = H36M17_FLIP[b];
-                            (0.5 * (l[b] * l[m] / (r[b] * r[m])).ln(), ((l[b] / l[m]).ln().abs() - (r[b] / r[m]).ln().abs()).abs())
+                            (
+                                0.5 * (l[b] * l[m] / (r[b] * r[m])).ln(),
+                                ((l[b] / l[m]).ln().abs() - (r[b] / r[m]).ln().abs()).abs(),
+                            )
                         })
                         .collect()
                 })
@@ -253,7 +285,13 @@ mod tests {
         let seq = &data.sequences[0];
         let frame_dir = dir.join(&seq.subject).join(format!("{}.cam0", seq.action));
         std::fs::create_dir_all(&frame_dir).unwrap();
-        let img = Mat::new_rows_cols_with_default(1024, 1024, opencv::core::CV_8UC3, opencv::core::Scalar::new(30.0, 60.0, 200.0, 0.0)).unwrap();
+        let img = Mat::new_rows_cols_with_default(
+            1024,
+            1024,
+            opencv::core::CV_8UC3,
+            opencv::core::Scalar::new(30.0, 60.0, 200.0, 0.0),
+        )
+        .unwrap();
         let mut jpg = opencv::core::Vector::<u8>::new();
         opencv::imgcodecs::imencode(".jpg", &img, &mut jpg, &opencv::core::Vector::new()).unwrap();
         for f in 0..seq.poses.len() {
@@ -262,7 +300,12 @@ mod tests {
         let cfg = TrainConfig {
             p_virtual_camera: 0.0,
             p_detections: 0.0,
-            image: Some(ImageTrainConfig { size: 16, image_dir: Some(dir.to_string_lossy().into()), crop_jitter: 0.0, ..Default::default() }),
+            image: Some(ImageTrainConfig {
+                size: 16,
+                image_dir: Some(dir.to_string_lossy().into()),
+                crop_jitter: 0.0,
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let sampler = Sampler::new(&data, &cfg);
@@ -283,7 +326,8 @@ mod tests {
                     let frame = (0..3).all(|k| (c[k] - want[k]).abs() < 0.1);
                     // At the frame's border the resize blends the colour with the padding.
                     let t: Vec<f32> = (0..3).map(|k| (c[k] - pad) / (want[k] - pad)).collect();
-                    let blend = t.iter().all(|v| (-0.05..=1.05).contains(v)) && t.iter().fold(0f32, |a, b| a.max(*b)) - t.iter().fold(2f32, |a, b| a.min(*b)) < 0.1;
+                    let blend = t.iter().all(|v| (-0.05..=1.05).contains(v))
+                        && t.iter().fold(0f32, |a, b| a.max(*b)) - t.iter().fold(2f32, |a, b| a.min(*b)) < 0.1;
                     assert!(frame || blend, "{c:?} vs {want:?}");
                     coloured += frame as usize;
                 }

@@ -33,7 +33,11 @@ pub fn validate(vae: &Vae, data: &Dataset, stride: usize, min_joints: usize) -> 
         Ok(score_dataset(data, input, cues, &mut lifter, stride, false, false)?.0.overall)
     };
     let gt = run(Input::GroundTruth2d, Cues::Keypoints)?;
-    let det = if data.sequences.iter().any(|s| !s.detections.is_empty()) { Some(run(Input::Detections, Cues::Keypoints)?) } else { None };
+    let det = if data.sequences.iter().any(|s| !s.detections.is_empty()) {
+        Some(run(Input::Detections, Cues::Keypoints)?)
+    } else {
+        None
+    };
     let has_image = vae.config.image.is_some();
     let image = if has_image { Some(run(Input::GroundTruth2d, Cues::Image)?.mpjpe_mm) } else { None };
     let fused = if has_image { Some(run(Input::GroundTruth2d, Cues::Fused)?.mpjpe_mm) } else { None };
@@ -48,13 +52,18 @@ pub fn validate(vae: &Vae, data: &Dataset, stride: usize, min_joints: usize) -> 
     })
 }
 
-
 /// Fits the sampling calibration on validation data through the node's pipeline. With an image modality,
 /// first the image expert's weight in the product that minimises the fused mean-pose error (rendered
 /// crops); then (on the fused path if there is one) the latent temperature that minimises the
 /// root-relative pose ECE, then the size spread whose covariance ellipsoids (camera frame, after the root
 /// fit) hold the true joints closest to their nominal 50/90/95 %.
-pub fn calibrate(vae: &Vae, val: &Dataset, inputs: &[crate::eval::dataset::Input], stride: usize, min_joints: usize) -> Result<crate::pipeline::modelcard::Calibration> {
+pub fn calibrate(
+    vae: &Vae,
+    val: &Dataset,
+    inputs: &[crate::eval::dataset::Input],
+    stride: usize,
+    min_joints: usize,
+) -> Result<crate::pipeline::modelcard::Calibration> {
     use crate::eval::dataset::{score_dataset, Cues, Input};
     use crate::model::in_memory::InMemory;
     use crate::pipeline::lifter::{Lifter, LifterConfig};
@@ -64,7 +73,8 @@ pub fn calibrate(vae: &Vae, val: &Dataset, inputs: &[crate::eval::dataset::Input
     if cues == Cues::Fused {
         let mut best = (f64::INFINITY, 1.0);
         for w in [0.1, 0.25, 0.5, 0.75, 1.0] {
-            let cfg = LifterConfig { samples: 1, min_joints, latent_std_scale: 0.0, image_weight: w, ..Default::default() };
+            let cfg =
+                LifterConfig { samples: 1, min_joints, latent_std_scale: 0.0, image_weight: w, ..Default::default() };
             let mut lifter = Lifter::new(Box::new(InMemory { vae, ws: Workspace::default() }), cfg)?;
             let (r, _) = score_dataset(val, Input::GroundTruth2d, cues, &mut lifter, stride, false, false)?;
             eprintln!("calibration: image weight {w}: fused MPJPE {:.1} mm", r.overall.mpjpe_mm);
@@ -79,11 +89,25 @@ pub fn calibrate(vae: &Vae, val: &Dataset, inputs: &[crate::eval::dataset::Input
     let run = |tau: f64, size: f64| -> Result<(f64, f64)> {
         let (mut ece, mut cov_err) = (0.0, 0.0);
         for input in inputs {
-            let cfg = LifterConfig { samples: 32, seed: 7, min_joints, keep_samples: true, latent_std_scale: tau, size_std: size, image_weight, ..Default::default() };
+            let cfg = LifterConfig {
+                samples: 32,
+                seed: 7,
+                min_joints,
+                keep_samples: true,
+                latent_std_scale: tau,
+                size_std: size,
+                image_weight,
+                ..Default::default()
+            };
             let mut lifter = Lifter::new(Box::new(InMemory { vae, ws: Workspace::default() }), cfg)?;
             let (r, _) = score_dataset(val, *input, cues, &mut lifter, stride, false, false)?;
             ece += r.overall.pose_ece / inputs.len() as f64;
-            cov_err += [("50%", 0.5), ("90%", 0.9), ("95%", 0.95)].iter().map(|(k, m)| (r.coverage[*k] - m).abs()).sum::<f64>() / 3.0 / inputs.len() as f64;
+            cov_err += [("50%", 0.5), ("90%", 0.9), ("95%", 0.95)]
+                .iter()
+                .map(|(k, m)| (r.coverage[*k] - m).abs())
+                .sum::<f64>()
+                / 3.0
+                / inputs.len() as f64;
         }
         Ok((ece, cov_err))
     };
@@ -101,7 +125,10 @@ pub fn calibrate(vae: &Vae, val: &Dataset, inputs: &[crate::eval::dataset::Input
             best_size = (cov, size, ece);
         }
     }
-    eprintln!("calibration: latent_std_scale {} (pose ECE {:.3}), size_std {} (mean coverage error {:.3})", best_tau.1, best_tau.0, best_size.1, best_size.0);
+    eprintln!(
+        "calibration: latent_std_scale {} (pose ECE {:.3}), size_std {} (mean coverage error {:.3})",
+        best_tau.1, best_tau.0, best_size.1, best_size.0
+    );
     Ok(crate::pipeline::modelcard::Calibration {
         latent_std_scale: best_tau.1,
         size_std: best_size.1,

@@ -11,7 +11,9 @@ pub fn root() -> PathBuf {
 
 /// A ROS environment for one test: its own domain id and localhost-only discovery.
 pub fn ros_env(cmd: &mut Command, domain: u32) {
-    cmd.env("ROS_DOMAIN_ID", domain.to_string()).env("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST").env("RCUTILS_LOGGING_BUFFERED_STREAM", "0");
+    cmd.env("ROS_DOMAIN_ID", domain.to_string())
+        .env("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        .env("RCUTILS_LOGGING_BUFFERED_STREAM", "0");
 }
 
 pub fn python() -> PathBuf {
@@ -52,7 +54,12 @@ pub fn run_peer(domain: u32, args: &[&str], limit: Duration) {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let out = child.wait_with_output().unwrap();
-            assert!(status.success(), "peer failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(
+                status.success(),
+                "peer failed: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
             return;
         }
         if t0.elapsed() > limit {
