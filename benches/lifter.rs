@@ -349,9 +349,8 @@ fn main() {
     if only.is_empty() || only == "paced" {
         paced();
     }
-    if only == "paced" {
-        return;
-    }
     #[cfg(feature = "ros")]
-    latency();
+    if only.is_empty() || only == "latency" {
+        latency();
+    }
 }

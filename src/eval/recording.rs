@@ -130,6 +130,29 @@ pub struct RecordingReport {
     pub latencies: Vec<(i64, f64)>,
 }
 
+impl RecordingReport {
+    /// The one line the evaluator and the demo print.
+    pub fn summary_line(&self) -> String {
+        let cov = |k: &str| self.coverage.get(k).copied().unwrap_or(0.0);
+        let latency = match (self.latency_ms_p50, self.latency_ms_p99) {
+            (Some(a), Some(b)) => format!(", latency p50 {a:.2} ms p99 {b:.2} ms"),
+            _ => String::new(),
+        };
+        format!(
+            "persons scored {} (missed {}), MPJPE {:.1} mm, PA-MPJPE {:.1} mm, root error {:.1} mm, \
+             coverage 50/90/95%: {:.2}/{:.2}/{:.2}{latency}",
+            self.persons_scored,
+            self.persons_missed,
+            self.mpjpe_mm,
+            self.pa_mpjpe_mm,
+            self.root_abs_error_mm,
+            cov("50%"),
+            cov("90%"),
+            cov("95%"),
+        )
+    }
+}
+
 fn percentile(v: &[f64], q: f64) -> Option<f64> {
     if v.is_empty() {
         return None;

@@ -76,7 +76,7 @@ impl Writer {
         Writer { buf: Vec::new() }
     }
     fn align(&mut self, n: usize) {
-        while self.buf.len() % n != 0 {
+        while !self.buf.len().is_multiple_of(n) {
             self.buf.push(0);
         }
     }

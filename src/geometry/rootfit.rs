@@ -10,7 +10,8 @@ pub fn fit_root(pose: &[[f64; 3]], uv: &[[f64; 2]], weight: &[f64]) -> Option<Ve
     let mut ata = Matrix3::<f64>::zeros();
     let mut atb = Vector3::<f64>::zeros();
     for ((p, q), &w) in pose.iter().zip(uv).zip(weight) {
-        if !(w > 0.0) {
+        // NaN weights count as missing too.
+        if w.is_nan() || w <= 0.0 {
             continue;
         }
         for (axis, c) in [(0usize, q[0]), (1usize, q[1])] {

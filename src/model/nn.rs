@@ -359,7 +359,7 @@ mod tests {
 
     #[test]
     fn adam_weight_decay_shrinks_parameters_without_gradient() {
-        let mut p = vec![vec![2.0f32, -4.0]];
+        let mut p = [vec![2.0f32, -4.0]];
         let mut opt = Adam::new(0.1, &[2]);
         opt.weight_decay = 0.5;
         opt.update(p.iter_mut().collect(), vec![&vec![0.0, 0.0]]);
@@ -436,7 +436,7 @@ mod tests {
         let mut p = vec![vec![3.0f32, -2.0]];
         let mut opt = Adam::new(0.1, &[2]);
         for _ in 0..500 {
-            let g = vec![p[0].iter().map(|v| 2.0 * (v - 1.0)).collect::<Vec<f32>>()];
+            let g = [p[0].iter().map(|v| 2.0 * (v - 1.0)).collect::<Vec<f32>>()];
             opt.update(p.iter_mut().collect(), g.iter().collect());
         }
         assert!((p[0][0] - 1.0).abs() < 1e-2 && (p[0][1] - 1.0).abs() < 1e-2, "{:?}", p);

@@ -66,8 +66,8 @@ impl Appearance {
                 )
             })
             .collect();
-        let l = [rng.random_range(-0.8..0.8), rng.random_range(-0.9..0.3), -1.0];
-        let n = (l[0] * l[0] + l[1] * l[1] + l[2] * l[2] as f64).sqrt();
+        let l: [f64; 3] = [rng.random_range(-0.8..0.8), rng.random_range(-0.9..0.3), -1.0];
+        let n = (l[0] * l[0] + l[1] * l[1] + l[2] * l[2]).sqrt();
         Appearance {
             parts,
             background,

@@ -274,8 +274,8 @@ impl Vae {
         let out_dim = self.config.output;
         self.encode(inputs, presence, rows, ws);
         ws.z.resize(rows * l, 0.0);
-        for i in 0..rows * l {
-            ws.z[i] = ws.mu[i] + ws.std[i] * eps[i];
+        for (((z, mu), std), e) in ws.z.iter_mut().zip(&ws.mu).zip(&ws.std).zip(&eps[..rows * l]) {
+            *z = mu + std * e;
         }
         let y = self.decoder.forward(&ws.z, rows, &mut ws.dec_cache);
         let inv_s2 = 1.0 / (sigma * sigma);

@@ -49,7 +49,7 @@ pub fn encode(kps: &[Kp; NUM_JOINTS], min_joints: usize) -> Result<Encoded, Norm
         ss += (k.x - root.x).powi(2) + (k.y - root.y).powi(2);
     }
     let scale = (ss / (present - 1) as f64).sqrt();
-    if !(scale > 1e-9) {
+    if scale.is_nan() || scale <= 1e-9 {
         return Err(NormalizeError::Degenerate);
     }
     let mut input = [0f32; INPUT_DIM];

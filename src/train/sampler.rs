@@ -19,6 +19,9 @@ pub struct Example {
     pub image: Vec<f32>,
 }
 
+/// A real camera and the detector's 2D keypoints in it.
+type Detected<'c> = (&'c Camera, [[f32; 2]; NUM_JOINTS]);
+
 /// Draws training examples from the dataset.
 pub struct Sampler<'a> {
     data: &'a Dataset,
@@ -55,19 +58,19 @@ impl<'a> Sampler<'a> {
         let world = &seq.poses[f];
         let cams = &self.data.cameras[&seq.subject];
         let mut real_cam = None;
-        let (cam_pose, det): ([[f64; 3]; NUM_JOINTS], Option<(&Camera, [[f32; 2]; NUM_JOINTS])>) =
-            if rng.random_bool(self.cfg.p_virtual_camera) {
-                (to_camera(world, &virtual_camera(world, rng)), None)
+        let (cam_pose, det): ([[f64; 3]; NUM_JOINTS], Option<Detected>) = if rng.random_bool(self.cfg.p_virtual_camera)
+        {
+            (to_camera(world, &virtual_camera(world, rng)), None)
+        } else {
+            let c = &cams[rng.random_range(0..cams.len())];
+            real_cam = Some(c);
+            let det = if rng.random_bool(self.cfg.p_detections) {
+                seq.detections.get(&c.id).map(|d| (&c.intrinsics, d[f]))
             } else {
-                let c = &cams[rng.random_range(0..cams.len())];
-                real_cam = Some(c);
-                let det = if rng.random_bool(self.cfg.p_detections) {
-                    seq.detections.get(&c.id).map(|d| (&c.intrinsics, d[f]))
-                } else {
-                    None
-                };
-                (to_camera(world, &c.extrinsics), det)
+                None
             };
+            (to_camera(world, &c.extrinsics), det)
+        };
         let cam_pose = match (det, self.cfg.bone_length_std) {
             (None, s) if s > 0.0 => {
                 let n = Normal::new(0.0, s).ok()?;
