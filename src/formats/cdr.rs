@@ -1,115 +1,44 @@
-//! CDR (little-endian, XCDR1 as rmw_fastrtps writes it) encoding and decoding of the messages pose3d reads
-//! and writes, so recordings can be read, scored and written without a ROS installation.
+//! The messages pose3d reads and writes in recordings, as serde structs in their ROS field order, encoded
+//! and decoded by `cdr-encoding` (plain CDR as rmw_fastrtps writes it) behind the 4-byte encapsulation
+//! header, so recordings are read, scored and written without a ROS installation. Where pose3d's view
+//! of a message is smaller than the message (CameraInfo, PoseDistribution), a private wire struct
+//! holds the whole message.
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
+use byteorder::{BigEndian, LittleEndian};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-/// Reads a serialized ROS message: 4-byte encapsulation header, then the payload; alignment is relative
-/// to the payload start.
-pub struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// Encapsulation identifiers (the first two bytes of a serialized message).
+const CDR_BE: [u8; 2] = [0, 0];
+const CDR_LE: [u8; 2] = [0, 1];
+
+/// Decodes a serialized message: the encapsulation header, then the payload (alignment is relative to
+/// the payload start, as the encoder aligns it).
+fn from_cdr<T: DeserializeOwned>(data: &[u8]) -> Result<T> {
+    ensure!(data.len() >= 4, "message shorter than its CDR header");
+    let payload = &data[4..];
+    let value = match [data[0], data[1]] {
+        CDR_LE => cdr_encoding::from_bytes::<T, LittleEndian>(payload),
+        CDR_BE => cdr_encoding::from_bytes::<T, BigEndian>(payload),
+        other => bail!(
+            "only plain CDR (little-endian or big-endian) is supported, not encapsulation {:02x}{:02x}",
+            other[0],
+            other[1]
+        ),
+    };
+    Ok(value.context("malformed CDR message")?.0)
 }
 
-impl<'a> Reader<'a> {
-    pub fn new(data: &'a [u8]) -> Result<Self> {
-        ensure!(data.len() >= 4, "message shorter than its CDR header");
-        ensure!(
-            data[0] == 0 && data[1] == 1,
-            "only little-endian CDR is supported (header {:02x}{:02x})",
-            data[0],
-            data[1]
-        );
-        Ok(Reader { buf: &data[4..], pos: 0 })
-    }
-    fn align(&mut self, n: usize) {
-        self.pos = self.pos.div_ceil(n) * n;
-    }
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        ensure!(self.pos + n <= self.buf.len(), "message truncated at byte {}", self.pos);
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-    pub fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-    pub fn u32(&mut self) -> Result<u32> {
-        self.align(4);
-        Ok(u32::from_le_bytes(self.take(4)?.try_into()?))
-    }
-    pub fn i32(&mut self) -> Result<i32> {
-        Ok(self.u32()? as i32)
-    }
-    pub fn f32(&mut self) -> Result<f32> {
-        Ok(f32::from_bits(self.u32()?))
-    }
-    pub fn f64(&mut self) -> Result<f64> {
-        self.align(8);
-        Ok(f64::from_le_bytes(self.take(8)?.try_into()?))
-    }
-    pub fn string(&mut self) -> Result<String> {
-        let n = self.u32()? as usize;
-        if n == 0 {
-            return Ok(String::new());
-        }
-        let b = self.take(n)?;
-        Ok(String::from_utf8_lossy(&b[..n - 1]).into_owned())
-    }
-    /// A sequence length, checked against what is left so corrupt data cannot ask for huge allocations.
-    pub fn len(&mut self, min_elem: usize) -> Result<usize> {
-        let n = self.u32()? as usize;
-        ensure!(
-            n.saturating_mul(min_elem.max(1)) <= self.buf.len() - self.pos.min(self.buf.len()),
-            "sequence of {n} elements exceeds the message"
-        );
-        Ok(n)
-    }
+/// Encodes a message as little-endian CDR with its encapsulation header.
+fn to_cdr<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![CDR_LE[0], CDR_LE[1], 0, 0];
+    // Serializing these plain structs into memory cannot fail.
+    out.extend(cdr_encoding::to_vec::<T, LittleEndian>(value).expect("CDR encoding of a plain struct"));
+    out
 }
 
-#[derive(Default)]
-pub struct Writer {
-    buf: Vec<u8>,
-}
-
-impl Writer {
-    pub fn new() -> Self {
-        Writer { buf: Vec::new() }
-    }
-    fn align(&mut self, n: usize) {
-        while !self.buf.len().is_multiple_of(n) {
-            self.buf.push(0);
-        }
-    }
-    pub fn u8(&mut self, v: u8) {
-        self.buf.push(v);
-    }
-    pub fn u32(&mut self, v: u32) {
-        self.align(4);
-        self.buf.extend(v.to_le_bytes());
-    }
-    pub fn i32(&mut self, v: i32) {
-        self.u32(v as u32);
-    }
-    pub fn f32(&mut self, v: f32) {
-        self.u32(v.to_bits());
-    }
-    pub fn f64(&mut self, v: f64) {
-        self.align(8);
-        self.buf.extend(v.to_le_bytes());
-    }
-    pub fn string(&mut self, s: &str) {
-        self.u32(s.len() as u32 + 1);
-        self.buf.extend(s.as_bytes());
-        self.buf.push(0);
-    }
-    pub fn finish(self) -> Vec<u8> {
-        let mut out = vec![0u8, 1, 0, 0];
-        out.extend(self.buf);
-        out
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
+/// std_msgs/Header (builtin_interfaces/Time flattened: it has no padding of its own).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Header {
     pub sec: i32,
     pub nanosec: u32,
@@ -120,16 +49,9 @@ impl Header {
     pub fn stamp_ns(&self) -> i64 {
         self.sec as i64 * 1_000_000_000 + self.nanosec as i64
     }
-    fn read(r: &mut Reader) -> Result<Self> {
-        Ok(Header { sec: r.i32()?, nanosec: r.u32()?, frame_id: r.string()? })
-    }
-    fn write(&self, w: &mut Writer) {
-        w.i32(self.sec);
-        w.u32(self.nanosec);
-        w.string(&self.frame_id);
-    }
 }
 
+/// What pose3d needs of a sensor_msgs/CameraInfo.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CameraInfo {
     pub header: Header,
@@ -140,60 +62,74 @@ pub struct CameraInfo {
     pub k: [f64; 9],
 }
 
+#[derive(Serialize, Deserialize)]
+struct RegionOfInterest {
+    x_offset: u32,
+    y_offset: u32,
+    height: u32,
+    width: u32,
+    do_rectify: bool,
+}
+
+/// sensor_msgs/CameraInfo on the wire.
+#[derive(Serialize, Deserialize)]
+struct CameraInfoMsg {
+    header: Header,
+    height: u32,
+    width: u32,
+    distortion_model: String,
+    d: Vec<f64>,
+    k: [f64; 9],
+    r: [f64; 9],
+    p: [f64; 12],
+    binning_x: u32,
+    binning_y: u32,
+    roi: RegionOfInterest,
+}
+
 impl CameraInfo {
     pub fn decode(data: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(data)?;
-        let header = Header::read(&mut r)?;
-        let height = r.u32()?;
-        let width = r.u32()?;
-        let distortion_model = r.string()?;
-        let n = r.len(8)?;
-        let d = (0..n).map(|_| r.f64()).collect::<Result<_>>()?;
-        let mut k = [0.0; 9];
-        for v in k.iter_mut() {
-            *v = r.f64()?;
-        }
-        Ok(CameraInfo { header, height, width, distortion_model, d, k })
+        let m: CameraInfoMsg = from_cdr(data)?;
+        Ok(CameraInfo {
+            header: m.header,
+            height: m.height,
+            width: m.width,
+            distortion_model: m.distortion_model,
+            d: m.d,
+            k: m.k,
+        })
     }
+
+    /// Written as a monocular camera: R identity, P = [K | 0], no binning, full-image ROI.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        self.header.write(&mut w);
-        w.u32(self.height);
-        w.u32(self.width);
-        w.string(&self.distortion_model);
-        w.u32(self.d.len() as u32);
-        for v in &self.d {
-            w.f64(*v);
-        }
-        for v in &self.k {
-            w.f64(*v);
-        }
-        for v in [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0] {
-            w.f64(v);
-        }
-        let p = [self.k[0], 0.0, self.k[2], 0.0, 0.0, self.k[4], self.k[5], 0.0, 0.0, 0.0, 1.0, 0.0];
-        for v in p {
-            w.f64(v);
-        }
-        w.u32(0);
-        w.u32(0);
-        for _ in 0..4 {
-            w.u32(0);
-        }
-        w.u8(0);
-        w.finish()
+        let k = self.k;
+        to_cdr(&CameraInfoMsg {
+            header: self.header.clone(),
+            height: self.height,
+            width: self.width,
+            distortion_model: self.distortion_model.clone(),
+            d: self.d.clone(),
+            k,
+            r: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+            p: [k[0], 0.0, k[2], 0.0, 0.0, k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0],
+            binning_x: 0,
+            binning_y: 0,
+            roi: RegionOfInterest { x_offset: 0, y_offset: 0, height: 0, width: 0, do_rectify: false },
+        })
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+/// pose3d_msgs/Skeleton2D.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Skeleton2D {
     pub id: String,
     pub layout: String,
-    /// x, y (pixels), score.
+    /// x, y (pixels), score: pose3d_msgs/Keypoint2D.
     pub keypoints: Vec<[f32; 3]>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+/// pose3d_msgs/Skeleton2DArray.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Skeleton2DArray {
     pub header: Header,
     pub skeletons: Vec<Skeleton2D>,
@@ -201,37 +137,14 @@ pub struct Skeleton2DArray {
 
 impl Skeleton2DArray {
     pub fn decode(data: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(data)?;
-        let header = Header::read(&mut r)?;
-        let n = r.len(12)?;
-        let mut skeletons = Vec::with_capacity(n);
-        for _ in 0..n {
-            let id = r.string()?;
-            let layout = r.string()?;
-            let m = r.len(12)?;
-            let keypoints = (0..m).map(|_| Ok([r.f32()?, r.f32()?, r.f32()?])).collect::<Result<_>>()?;
-            skeletons.push(Skeleton2D { id, layout, keypoints });
-        }
-        Ok(Skeleton2DArray { header, skeletons })
+        from_cdr(data)
     }
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        self.header.write(&mut w);
-        w.u32(self.skeletons.len() as u32);
-        for s in &self.skeletons {
-            w.string(&s.id);
-            w.string(&s.layout);
-            w.u32(s.keypoints.len() as u32);
-            for k in &s.keypoints {
-                w.f32(k[0]);
-                w.f32(k[1]);
-                w.f32(k[2]);
-            }
-        }
-        w.finish()
+        to_cdr(self)
     }
 }
 
+/// pose3d_msgs/PoseDistribution, with the joints' means and covariances as two lists.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PoseDistribution {
     pub id: String,
@@ -243,6 +156,31 @@ pub struct PoseDistribution {
     pub num_samples: u32,
 }
 
+/// pose3d_msgs/JointDistribution on the wire (geometry_msgs/Point as three float64).
+#[derive(Serialize, Deserialize)]
+struct JointMsg {
+    mean: [f64; 3],
+    covariance: [f64; 9],
+}
+
+/// pose3d_msgs/PoseDistribution on the wire.
+#[derive(Serialize, Deserialize)]
+struct PoseDistributionMsg {
+    id: String,
+    layout: String,
+    joints: Vec<JointMsg>,
+    samples: Vec<[f64; 3]>,
+    confidence: f32,
+    num_samples: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PoseDistributionArrayMsg {
+    header: Header,
+    poses: Vec<PoseDistributionMsg>,
+}
+
+/// pose3d_msgs/PoseDistributionArray.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PoseDistributionArray {
     pub header: Header,
@@ -251,54 +189,42 @@ pub struct PoseDistributionArray {
 
 impl PoseDistributionArray {
     pub fn decode(data: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(data)?;
-        let header = Header::read(&mut r)?;
-        let n = r.len(16)?;
-        let mut poses = Vec::with_capacity(n);
-        for _ in 0..n {
-            let id = r.string()?;
-            let layout = r.string()?;
-            let nj = r.len(96)?;
-            let (mut means, mut covariances) = (Vec::with_capacity(nj), Vec::with_capacity(nj));
-            for _ in 0..nj {
-                means.push([r.f64()?, r.f64()?, r.f64()?]);
-                let mut c = [0.0; 9];
-                for v in c.iter_mut() {
-                    *v = r.f64()?;
-                }
-                covariances.push(c);
-            }
-            let ns = r.len(24)?;
-            let samples = (0..ns).map(|_| Ok([r.f64()?, r.f64()?, r.f64()?])).collect::<Result<_>>()?;
-            let confidence = r.f32()?;
-            let num_samples = r.u32()?;
-            poses.push(PoseDistribution { id, layout, means, covariances, samples, confidence, num_samples });
-        }
-        Ok(PoseDistributionArray { header, poses })
+        let m: PoseDistributionArrayMsg = from_cdr(data)?;
+        let poses = m
+            .poses
+            .into_iter()
+            .map(|p| PoseDistribution {
+                id: p.id,
+                layout: p.layout,
+                means: p.joints.iter().map(|j| j.mean).collect(),
+                covariances: p.joints.iter().map(|j| j.covariance).collect(),
+                samples: p.samples,
+                confidence: p.confidence,
+                num_samples: p.num_samples,
+            })
+            .collect();
+        Ok(PoseDistributionArray { header: m.header, poses })
     }
+
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        self.header.write(&mut w);
-        w.u32(self.poses.len() as u32);
-        for p in &self.poses {
-            w.string(&p.id);
-            w.string(&p.layout);
-            w.u32(p.means.len() as u32);
-            for (m, c) in p.means.iter().zip(&p.covariances) {
-                for v in m.iter().chain(c.iter()) {
-                    w.f64(*v);
-                }
-            }
-            w.u32(p.samples.len() as u32);
-            for s in &p.samples {
-                for v in s {
-                    w.f64(*v);
-                }
-            }
-            w.f32(p.confidence);
-            w.u32(p.num_samples);
-        }
-        w.finish()
+        let poses = self
+            .poses
+            .iter()
+            .map(|p| PoseDistributionMsg {
+                id: p.id.clone(),
+                layout: p.layout.clone(),
+                joints: p
+                    .means
+                    .iter()
+                    .zip(&p.covariances)
+                    .map(|(m, c)| JointMsg { mean: *m, covariance: *c })
+                    .collect(),
+                samples: p.samples.clone(),
+                confidence: p.confidence,
+                num_samples: p.num_samples,
+            })
+            .collect();
+        to_cdr(&PoseDistributionArrayMsg { header: self.header.clone(), poses })
     }
 }
 
@@ -376,5 +302,21 @@ mod tests {
         huge[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(Skeleton2DArray::decode(&huge).is_err());
         assert!(Skeleton2DArray::decode(&[1, 0, 0, 0]).unwrap_err().to_string().contains("little-endian"));
+    }
+
+    #[test]
+    fn big_endian_messages_decode() {
+        let kp = Skeleton2DArray {
+            header: Header { sec: 3, nanosec: 9, frame_id: "cam".into() },
+            skeletons: vec![Skeleton2D {
+                id: "b".into(),
+                layout: "h36m17".into(),
+                keypoints: vec![[3.0, 4.0, 1.0]; 17],
+            }],
+        };
+        let mut be = vec![CDR_BE[0], CDR_BE[1], 0, 0];
+        be.extend(cdr_encoding::to_vec::<_, BigEndian>(&kp).unwrap());
+        assert_ne!(be[4..], kp.encode()[4..]);
+        assert_eq!(Skeleton2DArray::decode(&be).unwrap(), kp);
     }
 }
