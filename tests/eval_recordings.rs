@@ -147,3 +147,32 @@ fn make_bag_writes_a_bag_that_rosbags_reads_and_the_evaluator_scores() {
     assert_eq!(m["persons_scored"], 6 * 4 * 20);
     assert!(m["mpjpe_mm"].as_f64().unwrap() < 200.0, "{m}");
 }
+
+/// The trainer and the evaluator (dataset and bag modes) need no ROS: with every ROS variable and library
+/// path removed (only the ONNX Runtime library named), they run; their replay mode says where the ROS part is.
+#[test]
+fn trainer_and_evaluator_run_without_a_ros_environment() {
+    let bare = |exe: &str| {
+        let mut c = Command::new(exe);
+        c.env_clear().env("PATH", "/usr/bin:/bin").env("HOME", std::env::var("HOME").unwrap_or_default());
+        if let Ok(ort) = std::env::var("ORT_DYLIB_PATH") {
+            c.env("ORT_DYLIB_PATH", ort);
+        }
+        c
+    };
+    let out = bare(env!("CARGO_BIN_EXE_pose3d-train")).arg("--help").output().unwrap();
+    assert!(out.status.success(), "pose3d-train --help: {}", String::from_utf8_lossy(&out.stderr));
+    let dir = tmp("no_ros");
+    let bag = root().join("data/demo/cmu_two_people");
+    let out = bare(env!("CARGO_BIN_EXE_pose3d-eval"))
+        .args(["bag", "--bag", bag.to_str().unwrap(), "--samples", "8", "--out", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pose3d-eval bag without ROS: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("persons scored 480"));
+    // Replay is the ROS program beside it; without its libraries it stops with the loader's reason.
+    let out = bare(env!("CARGO_BIN_EXE_pose3d-eval")).args(["replay", "--help"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pose3d-replay") || err.contains("librcl"), "{err}");
+}
