@@ -8,6 +8,9 @@ cd "$ROOT"
 scripts/bootstrap.sh
 # shellcheck disable=SC1091
 source .embedded/env.sh
+echo "== format and lints (rustfmt.toml; clippy with warnings as errors)"
+cargo fmt --check
+cargo clippy --release --all-targets -- -D warnings
 echo "== core without ROS (cargo test --no-default-features --lib)"
 cargo test --release --no-default-features --lib
 echo "== the CUDA feature builds; without a GPU its training path must fail with the reason (tested below too)"
