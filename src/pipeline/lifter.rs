@@ -241,6 +241,44 @@ impl<'m> Lifter<'m> {
     /// reason; an error means the model itself failed.
     pub fn lift(&mut self, camera: &Camera, persons: &[PersonIn], noise_key: u64) -> Result<FrameOut> {
         let mut out = FrameOut::default();
+        self.encode_persons(camera, persons, &mut out);
+        let rows = self.encoded.len();
+        if rows == 0 {
+            return Ok(out);
+        }
+        let flip = self.encode_mirrored_views();
+        // Model rows: the persons, then (flip) their mirrored views; K is split between the two.
+        let k = self.config.samples;
+        let (model_rows, model_k) = if flip { (2 * rows, k.div_ceil(2)) } else { (rows, k) };
+        self.fill_inputs(persons, model_rows, flip);
+        self.fill_presence(persons, flip);
+        out.with_image = self.rows_with_image(rows);
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(self.config.seed ^ noise_key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        self.draw_latent_noise(model_rows * model_k, &mut rng);
+        let inputs: Vec<&[f32]> = self.inputs.iter().map(|v| v.as_slice()).collect();
+        self.model.run(&inputs, &self.presence, &self.eps, model_rows, model_k, &mut self.samples, &mut self.mean)?;
+        if flip {
+            self.combine_views(rows, model_k);
+        }
+        if self.config.recenter && k > 1 {
+            self.recenter(rows);
+        }
+        for r in 0..rows {
+            let (pi, _) = self.encoded[r];
+            match self.place_in_camera(r, &mut rng) {
+                Some(pose) => out.poses.push(PoseOut { id: persons[pi].id.to_string(), ..pose }),
+                None => out.dropped.push(Dropped {
+                    id: persons[pi].id.to_string(),
+                    category: "root fit failed",
+                    reason: "root fit failed for every sample".into(),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Converts, undistorts and encodes each person; the ones that cannot be lifted go to `dropped`.
+    fn encode_persons(&mut self, camera: &Camera, persons: &[PersonIn], out: &mut FrameOut) {
         self.encoded.clear();
         for (i, p) in persons.iter().enumerate() {
             match self.prepare(camera, p) {
@@ -248,29 +286,36 @@ impl<'m> Lifter<'m> {
                 Err((category, reason)) => out.dropped.push(Dropped { id: p.id.to_string(), category, reason }),
             }
         }
-        let rows = self.encoded.len();
-        if rows == 0 {
-            return Ok(out);
-        }
-        let (k, l, m) = (self.config.samples, self.model.latent(), self.inputs.len());
-        // Mirrored views: every encodable person is encodable mirrored (same joints, same size); if one
-        // is not, this message is lifted without them.
+    }
+
+    /// With flip_test, the mirrored view of every encoded person; true if the message uses them. Every
+    /// encodable person is encodable mirrored (same joints, same size); if one is not, this message is
+    /// lifted without them.
+    fn encode_mirrored_views(&mut self) -> bool {
         self.mirrored.clear();
-        if self.config.flip_test && k >= 2 {
-            for (_, e) in &self.encoded {
-                match encode(&mirrored_keypoints(e), self.config.min_joints) {
-                    Ok(f) => self.mirrored.push(f.input),
-                    Err(_) => break,
-                }
-            }
-            if self.mirrored.len() != rows {
-                self.mirrored.clear();
+        if !self.config.flip_test || self.config.samples < 2 {
+            return false;
+        }
+        for (_, e) in &self.encoded {
+            match encode(&mirrored_keypoints(e), self.config.min_joints) {
+                Ok(f) => self.mirrored.push(f.input),
+                Err(_) => break,
             }
         }
-        let flip = !self.mirrored.is_empty();
-        // Model rows: the persons, then (flip) their mirrored views; K is split between the two.
-        let (model_rows, model_k) = if flip { (2 * rows, k.div_ceil(2)) } else { (rows, k) };
-        let crop_of = |pi: usize, dim: usize| persons[pi].crop.filter(|c| c.len() == dim);
+        if self.mirrored.len() != self.encoded.len() {
+            self.mirrored.clear();
+        }
+        !self.mirrored.is_empty()
+    }
+
+    /// The person's crop when it fits the model's image input.
+    fn crop_of<'p>(persons: &'p [PersonIn], pi: usize, dim: usize) -> Option<&'p [f32]> {
+        persons[pi].crop.filter(|c| c.len() == dim)
+    }
+
+    /// One input buffer per modality: keypoints (then their mirrored views), crops (then mirrored
+    /// crops; zeros where a person has none), zeros for modalities the node never observes.
+    fn fill_inputs(&mut self, persons: &[PersonIn], model_rows: usize, flip: bool) {
         let side = self.image_spec.as_ref().map_or((0, 0), |s| (s.size, s.channels));
         for (mi, buf) in self.inputs.iter_mut().enumerate() {
             let dim = self.dims[mi];
@@ -283,19 +328,16 @@ impl<'m> Lifter<'m> {
                     buf.extend_from_slice(f);
                 }
             } else if Some(mi) == self.image_index {
-                for (pi, _) in &self.encoded {
-                    match crop_of(*pi, dim) {
-                        Some(c) => buf.extend_from_slice(c),
-                        None => buf.resize(buf.len() + dim, 0.0),
-                    }
-                }
-                if flip {
+                let views = if flip { 2 } else { 1 };
+                for view in 0..views {
                     for (pi, _) in &self.encoded {
-                        match crop_of(*pi, dim) {
+                        match Self::crop_of(persons, *pi, dim) {
                             Some(c) => {
                                 buf.extend_from_slice(c);
-                                let n = buf.len();
-                                crate::pipeline::crop::mirror(&mut buf[n - dim..], side.0, side.1);
+                                if view == 1 {
+                                    let n = buf.len();
+                                    crate::pipeline::crop::mirror(&mut buf[n - dim..], side.0, side.1);
+                                }
                             }
                             None => buf.resize(buf.len() + dim, 0.0),
                         }
@@ -305,6 +347,12 @@ impl<'m> Lifter<'m> {
                 buf.resize(model_rows * dim, 0.0);
             }
         }
+    }
+
+    /// Per row and modality, the expert's weight in the product: 1 for keypoints (unless switched off),
+    /// the calibrated image weight where a crop exists, 0 otherwise. Mirrored rows repeat their person's.
+    fn fill_presence(&mut self, persons: &[PersonIn], flip: bool) {
+        let m = self.inputs.len();
         self.presence.clear();
         for (pi, _) in &self.encoded {
             for mi in 0..m {
@@ -314,7 +362,7 @@ impl<'m> Lifter<'m> {
                     } else {
                         0.0
                     }
-                } else if Some(mi) == self.image_index && crop_of(*pi, self.dims[mi]).is_some() {
+                } else if Some(mi) == self.image_index && Self::crop_of(persons, *pi, self.dims[mi]).is_some() {
                     self.config.image_weight as f32
                 } else {
                     0.0
@@ -323,94 +371,100 @@ impl<'m> Lifter<'m> {
             }
         }
         if flip {
-            self.presence.extend_from_within(..rows * m);
+            self.presence.extend_from_within(..self.encoded.len() * m);
         }
-        out.with_image = self.image_index.map_or(0, |ii| (0..rows).filter(|r| self.presence[r * m + ii] > 0.0).count());
-        let mut rng = rand_pcg::Pcg64::seed_from_u64(self.config.seed ^ noise_key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        self.eps.clear();
-        let tau = self.config.latent_std_scale as f32;
-        self.eps.extend(
-            (0..model_rows * model_k * l)
-                .map(|_| -> f32 { tau * <StandardNormal as Distribution<f32>>::sample(&StandardNormal, &mut rng) }),
-        );
-        let inputs: Vec<&[f32]> = self.inputs.iter().map(|v| v.as_slice()).collect();
-        self.model.run(&inputs, &self.presence, &self.eps, model_rows, model_k, &mut self.samples, &mut self.mean)?;
+    }
 
-        let od = self.model.output_dim();
-        if flip {
-            // Mirror the second half back, then per person: the first samples of its own row, the rest
-            // from its mirrored row, and the average of the two decoded means.
-            for v in self.samples[rows * model_k * od..]
-                .chunks_exact_mut(od)
-                .chain(self.mean[rows * od..].chunks_exact_mut(od))
-            {
-                unmirror_output(v);
+    /// Persons whose crop went into the model.
+    fn rows_with_image(&self, rows: usize) -> usize {
+        let m = self.inputs.len();
+        self.image_index.map_or(0, |ii| (0..rows).filter(|r| self.presence[r * m + ii] > 0.0).count())
+    }
+
+    /// Latent noise for every model row and sample, scaled by the calibrated temperature.
+    fn draw_latent_noise(&mut self, draws: usize, rng: &mut rand_pcg::Pcg64) {
+        let (l, tau) = (self.model.latent(), self.config.latent_std_scale as f32);
+        self.eps.clear();
+        self.eps.extend(
+            (0..draws * l)
+                .map(|_| -> f32 { tau * <StandardNormal as Distribution<f32>>::sample(&StandardNormal, rng) }),
+        );
+    }
+
+    /// flip_test: mirrors the mirrored rows' outputs back, then per person takes the first samples from
+    /// its own row and the rest from its mirrored row, and averages the two decoded means.
+    fn combine_views(&mut self, rows: usize, model_k: usize) {
+        let (k, od) = (self.config.samples, self.model.output_dim());
+        for v in
+            self.samples[rows * model_k * od..].chunks_exact_mut(od).chain(self.mean[rows * od..].chunks_exact_mut(od))
+        {
+            unmirror_output(v);
+        }
+        self.combined.clear();
+        self.combined_mean.clear();
+        for r in 0..rows {
+            self.combined.extend_from_slice(&self.samples[r * model_k * od..(r + 1) * model_k * od]);
+            let f = (rows + r) * model_k * od;
+            self.combined.extend_from_slice(&self.samples[f..f + (k - model_k) * od]);
+            for c in 0..od {
+                self.combined_mean.push(0.5 * (self.mean[r * od + c] + self.mean[(rows + r) * od + c]));
             }
-            self.combined.clear();
-            self.combined_mean.clear();
-            for r in 0..rows {
-                self.combined.extend_from_slice(&self.samples[r * model_k * od..(r + 1) * model_k * od]);
-                let f = (rows + r) * model_k * od;
-                self.combined.extend_from_slice(&self.samples[f..f + (k - model_k) * od]);
-                for c in 0..od {
-                    self.combined_mean.push(0.5 * (self.mean[r * od + c] + self.mean[(rows + r) * od + c]));
+        }
+        std::mem::swap(&mut self.samples, &mut self.combined);
+        std::mem::swap(&mut self.mean, &mut self.combined_mean);
+    }
+
+    /// Shifts each person's K samples so their mean is the decoded posterior mean.
+    fn recenter(&mut self, rows: usize) {
+        let (k, od) = (self.config.samples, self.model.output_dim());
+        for r in 0..rows {
+            let row = &mut self.samples[r * k * od..(r + 1) * k * od];
+            for c in 0..od {
+                let avg = (0..k).map(|s| row[s * od + c] as f64).sum::<f64>() / k as f64;
+                let shift = (self.mean[r * od + c] as f64 - avg) as f32;
+                for s in 0..k {
+                    row[s * od + c] += shift;
                 }
             }
-            std::mem::swap(&mut self.samples, &mut self.combined);
-            std::mem::swap(&mut self.mean, &mut self.combined_mean);
         }
-        if self.config.recenter && k > 1 {
-            for r in 0..rows {
-                let row = &mut self.samples[r * k * od..(r + 1) * k * od];
-                for c in 0..od {
-                    let avg = (0..k).map(|s| row[s * od + c] as f64).sum::<f64>() / k as f64;
-                    let shift = (self.mean[r * od + c] as f64 - avg) as f32;
-                    for s in 0..k {
-                        row[s * od + c] += shift;
+    }
+
+    /// Row `r`'s samples in the camera frame: each scaled by the size spread, its root fitted so it
+    /// projects onto the keypoints; then the per-joint mean and covariance. None if no root fit succeeds.
+    /// The returned pose has an empty id (the caller knows the person).
+    fn place_in_camera(&mut self, r: usize, rng: &mut rand_pcg::Pcg64) -> Option<PoseOut> {
+        let (k, od) = (self.config.samples, self.model.output_dim());
+        let enc = &self.encoded[r].1;
+        self.abs.clear();
+        for s in 0..k {
+            let mut rel = decode_pose3d(&self.samples[(r * k + s) * od..(r * k + s + 1) * od]);
+            if self.config.size_std > 0.0 {
+                let f =
+                    1.0 + self.config.size_std * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng);
+                for p in rel.iter_mut() {
+                    for v in p.iter_mut() {
+                        *v *= f.max(0.5);
                     }
                 }
             }
-        }
-        for (r, (pi, enc)) in self.encoded.iter().enumerate() {
-            let person = &persons[*pi];
-            self.abs.clear();
-            for s in 0..k {
-                let mut rel = decode_pose3d(&self.samples[(r * k + s) * od..(r * k + s + 1) * od]);
-                if self.config.size_std > 0.0 {
-                    let f = 1.0
-                        + self.config.size_std
-                            * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, &mut rng);
-                    for p in rel.iter_mut() {
-                        for v in p.iter_mut() {
-                            *v *= f.max(0.5);
-                        }
-                    }
-                }
-                if let Some(t) = fit_root(&rel, &enc.uv, &enc.weight) {
-                    self.abs.extend(rel.iter().map(|p| [p[0] + t.x, p[1] + t.y, p[2] + t.z]));
-                }
+            if let Some(t) = fit_root(&rel, &enc.uv, &enc.weight) {
+                self.abs.extend(rel.iter().map(|p| [p[0] + t.x, p[1] + t.y, p[2] + t.z]));
             }
-            let n = self.abs.len() / NUM_JOINTS;
-            if n == 0 {
-                out.dropped.push(Dropped {
-                    id: person.id.to_string(),
-                    category: "root fit failed",
-                    reason: "root fit failed for every sample".into(),
-                });
-                continue;
-            }
-            joint_statistics(&self.abs, NUM_JOINTS, &mut self.means, &mut self.covs);
-            let conf = enc.weight.iter().sum::<f64>() / NUM_JOINTS as f64;
-            out.poses.push(PoseOut {
-                id: person.id.to_string(),
-                mean: self.means.clone(),
-                covariance: self.covs.clone(),
-                samples: if self.config.keep_samples { self.abs.clone() } else { Vec::new() },
-                num_samples: n,
-                confidence: conf as f32,
-            });
         }
-        Ok(out)
+        let n = self.abs.len() / NUM_JOINTS;
+        if n == 0 {
+            return None;
+        }
+        joint_statistics(&self.abs, NUM_JOINTS, &mut self.means, &mut self.covs);
+        let conf = enc.weight.iter().sum::<f64>() / NUM_JOINTS as f64;
+        Some(PoseOut {
+            id: String::new(),
+            mean: self.means.clone(),
+            covariance: self.covs.clone(),
+            samples: if self.config.keep_samples { self.abs.clone() } else { Vec::new() },
+            num_samples: n,
+            confidence: conf as f32,
+        })
     }
 
     fn prepare(&self, camera: &Camera, p: &PersonIn) -> std::result::Result<Encoded, (&'static str, String)> {
