@@ -4,13 +4,13 @@
 
 use crate::eval::metrics;
 use crate::eval::plot;
-use crate::formats::dataset::{action_group, to_camera, Dataset};
+use crate::formats::dataset::{action_group, to_camera, Dataset, DatasetCamera};
 use crate::formats::npz;
 use crate::geometry::skeleton::{Kp, H36M17_NAMES, NUM_JOINTS};
-use crate::pipeline::lifter::{Lifter, PersonIn};
+use crate::pipeline::lifter::{Lifter, PersonIn, PoseOut};
 use anyhow::{ensure, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use nalgebra::Vector3;
+use nalgebra::{Matrix3, Vector3};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -98,6 +98,21 @@ struct Acc {
 }
 
 impl Acc {
+    fn add(&mut self, s: &ScoredPose, joint_errors: &[f64]) {
+        self.n += 1;
+        self.mpjpe += metrics::mpjpe(&s.mean_rel, &s.gt_rel, 0);
+        self.pa += metrics::pa_mpjpe(&s.mean_rel, &s.gt_rel);
+        self.nm += metrics::n_mpjpe(&s.mean_rel, &s.gt_rel, 0);
+        self.bok += metrics::best_of_k(&s.rel, &s.gt_rel, 0);
+        self.root += (Vector3::from(s.mean_abs[0]) - Vector3::from(s.gt_abs[0])).norm();
+        self.joint_err.extend(&joint_errors[1..]);
+        for j in 1..NUM_JOINTS {
+            let c = Vector3::from(s.mean_rel[j]);
+            self.sample_err.push((0..s.n).map(|i| (Vector3::from(s.rel[i * NUM_JOINTS + j]) - c).norm()).collect());
+            self.gt_err.push((Vector3::from(s.gt_rel[j]) - c).norm());
+        }
+    }
+
     fn summary(&self) -> Summary {
         let n = self.n.max(1) as f64;
         let (ece, _) = metrics::pose_ece(&self.sample_err, &self.gt_err, 19);
@@ -168,45 +183,24 @@ pub fn score_dataset(
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} frames eta {eta}").unwrap().progress_chars("=> "),
     );
-    let mut all = Acc::default();
-    let mut per_action: BTreeMap<String, Acc> = BTreeMap::new();
-    let mut per_joint = vec![Vec::new(); NUM_JOINTS];
-    let (mut inside, mut nj) = ([0usize; 3], 0usize);
-    let masses = [0.5, 0.9, 0.95];
+    let mut tally = Tally::default();
     let mut predictions = BTreeMap::new();
     let ids: Vec<String> = (0..64).map(|i| i.to_string()).collect();
     for seq in &data.sequences {
         bar.set_message(format!("{}/{}", seq.subject, seq.action));
+        let action = action_group(&seq.action);
         for cam in &data.cameras[&seq.subject] {
             let dets = seq.detections.get(&cam.id);
             if input == Input::Detections && dets.is_none() {
                 continue;
             }
             let frames: Vec<usize> = (0..seq.poses.len()).step_by(stride.max(1)).collect();
-            let mut pred_mean = vec![f32::NAN; frames.len() * NUM_JOINTS * 3];
-            let mut pred_samples =
-                if save_samples { vec![f32::NAN; frames.len() * k * NUM_JOINTS * 3] } else { Vec::new() };
+            let mut pred = Predictions::new(frames.len(), if save_samples { k } else { 0 });
             for (chunk_i, chunk) in frames.chunks(64).enumerate() {
                 let truth: Vec<[[f64; 3]; NUM_JOINTS]> =
                     chunk.iter().map(|f| to_camera(&seq.poses[*f], &cam.extrinsics)).collect();
-                let kps: Vec<Vec<Kp>> = chunk
-                    .iter()
-                    .zip(&truth)
-                    .map(|(f, t)| {
-                        (0..NUM_JOINTS)
-                            .map(|j| match input {
-                                Input::GroundTruth2d => match cam.intrinsics.project(&Vector3::from(t[j])) {
-                                    Some((u, v)) => Kp::new(u, v, 1.0),
-                                    None => Kp::missing(),
-                                },
-                                Input::Detections => {
-                                    let d = dets.unwrap()[*f][j];
-                                    Kp::new(d[0] as f64, d[1] as f64, 1.0)
-                                }
-                            })
-                            .collect()
-                    })
-                    .collect();
+                let kps: Vec<Vec<Kp>> =
+                    chunk.iter().zip(&truth).map(|(f, t)| keypoints_2d(input, cam, dets.map(|d| &d[*f]), t)).collect();
                 if let Some(spec) = &spec {
                     crops.resize_with(chunk.len(), Vec::new);
                     for ((f, t), c) in chunk.iter().zip(&truth).zip(crops.iter_mut()) {
@@ -229,99 +223,21 @@ pub fn score_dataset(
                     })
                     .collect();
                 let res = lifter.lift(&cam.intrinsics, &persons, (chunk_i * 64) as u64 ^ seq.poses.len() as u64)?;
-                all.dropped += res.dropped.len();
-                per_action.entry(action_group(&seq.action).to_string()).or_default().dropped += res.dropped.len();
+                tally.count_dropped(action, res.dropped.len());
                 for p in &res.poses {
                     let i: usize = p.id.parse()?;
-                    let gt_abs = mm(&truth[i]);
-                    let mean_abs: Vec<[f64; 3]> =
-                        p.mean.iter().map(|v| [1000.0 * v.x, 1000.0 * v.y, 1000.0 * v.z]).collect();
-                    let samples_abs = mm(&p.samples);
-                    let n = samples_abs.len() / NUM_JOINTS;
-                    // Root-relative samples (each sample around its own root), as the protocol scores poses.
-                    let rel: Vec<[f64; 3]> = samples_abs
-                        .chunks(NUM_JOINTS)
-                        .flat_map(|s| s.iter().map(move |q| [q[0] - s[0][0], q[1] - s[0][1], q[2] - s[0][2]]))
-                        .collect();
-                    let mean_rel: Vec<[f64; 3]> = (0..NUM_JOINTS)
-                        .map(|j| {
-                            std::array::from_fn(|a| (0..n).map(|s| rel[s * NUM_JOINTS + j][a]).sum::<f64>() / n as f64)
-                        })
-                        .collect();
-                    let gt_rel: Vec<[f64; 3]> = gt_abs
-                        .iter()
-                        .map(|q| [q[0] - gt_abs[0][0], q[1] - gt_abs[0][1], q[2] - gt_abs[0][2]])
-                        .collect();
-                    let e = metrics::mpjpe(&mean_rel, &gt_rel, 0);
-                    let pa = metrics::pa_mpjpe(&mean_rel, &gt_rel);
-                    let nm = metrics::n_mpjpe(&mean_rel, &gt_rel, 0);
-                    let bok = metrics::best_of_k(&rel, &gt_rel, 0);
-                    let root = (Vector3::from(mean_abs[0]) - Vector3::from(gt_abs[0])).norm();
-                    let je = metrics::joint_errors(&mean_rel, &gt_rel, 0);
-                    let acc = per_action.entry(action_group(&seq.action).to_string()).or_default();
-                    for a in [&mut all, acc] {
-                        a.n += 1;
-                        a.mpjpe += e;
-                        a.pa += pa;
-                        a.nm += nm;
-                        a.bok += bok;
-                        a.root += root;
-                        a.joint_err.extend(&je[1..]);
-                        for j in 1..NUM_JOINTS {
-                            let c = Vector3::from(mean_rel[j]);
-                            a.sample_err
-                                .push((0..n).map(|s| (Vector3::from(rel[s * NUM_JOINTS + j]) - c).norm()).collect());
-                            a.gt_err.push((Vector3::from(gt_rel[j]) - c).norm());
-                        }
-                    }
-                    for j in 0..NUM_JOINTS {
-                        per_joint[j].push(je[j]);
-                        let cov = p.covariance[j] * 1e6;
-                        for (mi, m) in masses.iter().enumerate() {
-                            if metrics::inside_ellipsoid(
-                                &Vector3::from(gt_abs[j]),
-                                &Vector3::from(mean_abs[j]),
-                                &cov,
-                                *m,
-                            ) {
-                                inside[mi] += 1;
-                            }
-                        }
-                        nj += 1;
-                    }
-                    let row = chunk_i * 64 + i;
-                    for j in 0..NUM_JOINTS {
-                        for a in 0..3 {
-                            pred_mean[(row * NUM_JOINTS + j) * 3 + a] = mean_rel[j][a] as f32;
-                        }
-                    }
-                    if save_samples {
-                        for s in 0..n.min(k) {
-                            for j in 0..NUM_JOINTS {
-                                for a in 0..3 {
-                                    pred_samples[((row * k + s) * NUM_JOINTS + j) * 3 + a] =
-                                        rel[s * NUM_JOINTS + j][a] as f32;
-                                }
-                            }
-                        }
-                    }
+                    let scored = ScoredPose::new(p, &truth[i]);
+                    tally.add(action, &scored, &p.covariance);
+                    pred.put(chunk_i * 64 + i, &scored);
                 }
                 bar.inc(chunk.len() as u64);
             }
-            let key = format!("{}/{}/{}", seq.subject, seq.action, cam.id);
-            predictions.insert(key.clone(), npz::Array { shape: vec![frames.len(), NUM_JOINTS, 3], data: pred_mean });
-            if save_samples {
-                predictions.insert(
-                    format!("{key}/samples"),
-                    npz::Array { shape: vec![frames.len(), k, NUM_JOINTS, 3], data: pred_samples },
-                );
-            }
+            pred.into_arrays(&format!("{}/{}/{}", seq.subject, seq.action, cam.id), &mut predictions);
         }
     }
     bar.finish_and_clear();
     lifter.config.use_keypoints = use_keypoints;
-    ensure!(all.n > 0, "no frame could be evaluated");
-    let (_, curve) = metrics::pose_ece(&all.sample_err, &all.gt_err, 19);
+    ensure!(tally.all.n > 0, "no frame could be evaluated");
     let report = DatasetReport {
         input: match input {
             Input::GroundTruth2d => "gt".into(),
@@ -331,27 +247,182 @@ pub fn score_dataset(
         subjects: data.cameras.keys().cloned().collect(),
         samples: k,
         stride,
-        overall: all.summary(),
-        per_action: per_action.iter().map(|(k, a)| (k.clone(), a.summary())).collect(),
-        per_joint_mpjpe_mm: (1..NUM_JOINTS)
-            .map(|j| (H36M17_NAMES[j].to_string(), per_joint[j].iter().sum::<f64>() / per_joint[j].len().max(1) as f64))
-            .collect(),
-        per_joint_pck150: (1..NUM_JOINTS)
-            .map(|j| {
-                (
-                    H36M17_NAMES[j].to_string(),
-                    per_joint[j].iter().filter(|e| **e <= 150.0).count() as f64 / per_joint[j].len().max(1) as f64,
-                )
-            })
-            .collect(),
-        coverage: masses
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (format!("{:.0}%", m * 100.0), inside[i] as f64 / nj.max(1) as f64))
-            .collect(),
-        calibration_curve: curve,
+        ..tally.into_report()
     };
     Ok((report, predictions))
+}
+
+/// One frame's 2D input: the ground truth projected through the camera (with its distortion), or the
+/// detector's keypoints.
+fn keypoints_2d(
+    input: Input,
+    cam: &DatasetCamera,
+    detections: Option<&[[f32; 2]; NUM_JOINTS]>,
+    truth: &[[f64; 3]; NUM_JOINTS],
+) -> Vec<Kp> {
+    (0..NUM_JOINTS)
+        .map(|j| match input {
+            Input::GroundTruth2d => match cam.intrinsics.project(&Vector3::from(truth[j])) {
+                Some((u, v)) => Kp::new(u, v, 1.0),
+                None => Kp::missing(),
+            },
+            Input::Detections => {
+                let d = detections.expect("detections exist for this camera")[j];
+                Kp::new(d[0] as f64, d[1] as f64, 1.0)
+            }
+        })
+        .collect()
+}
+
+/// One lifted person against its ground truth, in millimetres.
+struct ScoredPose {
+    gt_abs: Vec<[f64; 3]>,
+    mean_abs: Vec<[f64; 3]>,
+    gt_rel: Vec<[f64; 3]>,
+    /// Root-relative samples (each around its own root), K x 17, as the protocol scores poses.
+    rel: Vec<[f64; 3]>,
+    /// Their mean.
+    mean_rel: Vec<[f64; 3]>,
+    /// Samples.
+    n: usize,
+}
+
+impl ScoredPose {
+    fn new(p: &PoseOut, truth: &[[f64; 3]; NUM_JOINTS]) -> ScoredPose {
+        let gt_abs = mm(truth);
+        let mean_abs: Vec<[f64; 3]> = p.mean.iter().map(|v| [1000.0 * v.x, 1000.0 * v.y, 1000.0 * v.z]).collect();
+        let samples_abs = mm(&p.samples);
+        let n = samples_abs.len() / NUM_JOINTS;
+        let rel: Vec<[f64; 3]> = samples_abs
+            .chunks(NUM_JOINTS)
+            .flat_map(|s| s.iter().map(move |q| [q[0] - s[0][0], q[1] - s[0][1], q[2] - s[0][2]]))
+            .collect();
+        let mean_rel: Vec<[f64; 3]> = (0..NUM_JOINTS)
+            .map(|j| std::array::from_fn(|a| (0..n).map(|s| rel[s * NUM_JOINTS + j][a]).sum::<f64>() / n as f64))
+            .collect();
+        let gt_rel: Vec<[f64; 3]> =
+            gt_abs.iter().map(|q| [q[0] - gt_abs[0][0], q[1] - gt_abs[0][1], q[2] - gt_abs[0][2]]).collect();
+        ScoredPose { gt_abs, mean_abs, gt_rel, rel, mean_rel, n }
+    }
+}
+
+/// Accumulated scores: overall, per action group, per joint, and the ellipsoid coverage.
+#[derive(Default)]
+struct Tally {
+    all: Acc,
+    per_action: BTreeMap<String, Acc>,
+    per_joint: [Vec<f64>; NUM_JOINTS],
+    /// True joints inside the 50/90/95 % ellipsoids, of `joints`.
+    inside: [usize; 3],
+    joints: usize,
+}
+
+const MASSES: [f64; 3] = [0.5, 0.9, 0.95];
+
+impl Tally {
+    fn count_dropped(&mut self, action: &str, n: usize) {
+        self.all.dropped += n;
+        self.per_action.entry(action.to_string()).or_default().dropped += n;
+    }
+
+    fn add(&mut self, action: &str, s: &ScoredPose, covariance: &[Matrix3<f64>]) {
+        let je = metrics::joint_errors(&s.mean_rel, &s.gt_rel, 0);
+        let acc = self.per_action.entry(action.to_string()).or_default();
+        for a in [&mut self.all, acc] {
+            a.add(s, &je);
+        }
+        for j in 0..NUM_JOINTS {
+            self.per_joint[j].push(je[j]);
+            let cov = covariance[j] * 1e6;
+            for (mi, m) in MASSES.iter().enumerate() {
+                if metrics::inside_ellipsoid(&Vector3::from(s.gt_abs[j]), &Vector3::from(s.mean_abs[j]), &cov, *m) {
+                    self.inside[mi] += 1;
+                }
+            }
+            self.joints += 1;
+        }
+    }
+
+    /// The report's scores (the caller fills in what was evaluated).
+    fn into_report(self) -> DatasetReport {
+        let (_, curve) = metrics::pose_ece(&self.all.sample_err, &self.all.gt_err, 19);
+        let per_joint = &self.per_joint;
+        DatasetReport {
+            input: String::new(),
+            cues: String::new(),
+            subjects: Vec::new(),
+            samples: 0,
+            stride: 0,
+            overall: self.all.summary(),
+            per_action: self.per_action.iter().map(|(k, a)| (k.clone(), a.summary())).collect(),
+            per_joint_mpjpe_mm: (1..NUM_JOINTS)
+                .map(|j| {
+                    (H36M17_NAMES[j].to_string(), per_joint[j].iter().sum::<f64>() / per_joint[j].len().max(1) as f64)
+                })
+                .collect(),
+            per_joint_pck150: (1..NUM_JOINTS)
+                .map(|j| {
+                    (
+                        H36M17_NAMES[j].to_string(),
+                        per_joint[j].iter().filter(|e| **e <= 150.0).count() as f64 / per_joint[j].len().max(1) as f64,
+                    )
+                })
+                .collect(),
+            coverage: MASSES
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (format!("{:.0}%", m * 100.0), self.inside[i] as f64 / self.joints.max(1) as f64))
+                .collect(),
+            calibration_curve: curve,
+        }
+    }
+}
+
+/// Per camera of a sequence: the root-relative mean pose of every scored frame (NaN where none), and
+/// optionally its samples.
+struct Predictions {
+    frames: usize,
+    k: usize,
+    mean: Vec<f32>,
+    samples: Vec<f32>,
+}
+
+impl Predictions {
+    /// `k` = 0: no samples kept.
+    fn new(frames: usize, k: usize) -> Predictions {
+        Predictions {
+            frames,
+            k,
+            mean: vec![f32::NAN; frames * NUM_JOINTS * 3],
+            samples: vec![f32::NAN; frames * k * NUM_JOINTS * 3],
+        }
+    }
+
+    fn put(&mut self, row: usize, s: &ScoredPose) {
+        for j in 0..NUM_JOINTS {
+            for a in 0..3 {
+                self.mean[(row * NUM_JOINTS + j) * 3 + a] = s.mean_rel[j][a] as f32;
+            }
+        }
+        for smp in 0..s.n.min(self.k) {
+            for j in 0..NUM_JOINTS {
+                for a in 0..3 {
+                    self.samples[((row * self.k + smp) * NUM_JOINTS + j) * 3 + a] =
+                        s.rel[smp * NUM_JOINTS + j][a] as f32;
+                }
+            }
+        }
+    }
+
+    fn into_arrays(self, key: &str, out: &mut BTreeMap<String, npz::Array>) {
+        out.insert(key.to_string(), npz::Array { shape: vec![self.frames, NUM_JOINTS, 3], data: self.mean });
+        if self.k > 0 {
+            out.insert(
+                format!("{key}/samples"),
+                npz::Array { shape: vec![self.frames, self.k, NUM_JOINTS, 3], data: self.samples },
+            );
+        }
+    }
 }
 
 /// A rendered crop of the camera-frame pose, as the training renders them (seeded appearance).
