@@ -1,0 +1,334 @@
+//! `lifter`: the pose3d ROS 2 node. A thin adapter: ROS messages in, `pose3d::pipeline::lifter::Lifter` in
+//! the middle, ROS messages out. Parameters are documented in config/lifter.yaml.
+
+mod images;
+mod messages;
+mod params;
+mod stats;
+
+use anyhow::{Context, Result};
+use futures::{FutureExt, StreamExt};
+use images::{crops, image_msg, Frame};
+use messages::{markers, stamp_ns, to_msg};
+use params::{read_params, resolve_model, Params};
+use pose3d::geometry::camera::Camera;
+use pose3d::geometry::skeleton::Kp;
+use pose3d::pipeline::lifter::{Lifter, LifterConfig, PersonIn};
+use pose3d::pipeline::pairing::Pairing;
+use pose3d::pipeline::runtime::{ModelRuntime, RuntimeOptions};
+use pose3d::pipeline::stamps::{StampGate, StampVerdict};
+use r2r::pose3d_msgs::msg::{PoseDistributionArray, Skeleton2DArray};
+use r2r::sensor_msgs::msg::{CameraInfo, CompressedImage, Image};
+use r2r::std_msgs::msg::String as RosString;
+use r2r::visualization_msgs::msg::MarkerArray;
+use r2r::QosProfile;
+use stats::Stats;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const NODE: &str = "lifter";
+
+struct Outputs<'a> {
+    poses: &'a r2r::Publisher<PoseDistributionArray>,
+    markers: &'a r2r::Publisher<MarkerArray>,
+    debug: Option<&'a r2r::Publisher<Image>>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn process(
+    msg: &Skeleton2DArray,
+    received: Instant,
+    camera: Option<&(Camera, String)>,
+    image: Option<&Frame>,
+    lifter: &mut Lifter,
+    params: &Params,
+    stats: &Stats,
+    out_pubs: &Outputs,
+) {
+    let Some((cam, cam_frame)) = camera else {
+        stats.count_drop("no camera_info yet");
+        r2r::log_warn!(NODE, "keypoints dropped: no valid camera_info received yet");
+        return;
+    };
+    if !cam_frame.is_empty() && !msg.header.frame_id.is_empty() && *cam_frame != msg.header.frame_id {
+        stats.count_drop("frame mismatch with camera_info");
+        r2r::log_warn!(
+            NODE,
+            "keypoints in frame '{}' but camera_info in '{}': dropped",
+            msg.header.frame_id,
+            cam_frame
+        );
+        return;
+    }
+    let kps: Vec<Vec<Kp>> = msg
+        .skeletons
+        .iter()
+        .map(|s| s.keypoints.iter().map(|k| Kp::new(k.x as f64, k.y as f64, k.score as f64)).collect())
+        .collect();
+    // The image path: decode the paired image, crop each person around its keypoints.
+    let mut rgb = None;
+    if let (Some(frame), Some(mut spec)) = (image, lifter.image_spec().cloned()) {
+        if params.crop_margin >= 0.0 {
+            spec.margin = params.crop_margin as f32;
+        }
+        match frame.rgb() {
+            Ok(m) => rgb = Some((crops(&m, &kps, &spec, params.min_score), m)),
+            Err(e) => {
+                stats.count_drop(&format!("image: {}", e.category()));
+                r2r::log_warn!(NODE, "image not used: {e}");
+            }
+        }
+    }
+    let persons: Vec<PersonIn> = msg
+        .skeletons
+        .iter()
+        .zip(&kps)
+        .enumerate()
+        .map(|(i, (s, k))| PersonIn {
+            id: &s.id,
+            layout: &s.layout,
+            keypoints: k,
+            crop: rgb.as_ref().map(|(c, _)| c[i].as_slice()),
+        })
+        .collect();
+    let t_lift = Instant::now();
+    let lifted = lifter.lift(cam, &persons, stamp_ns(&msg.header.stamp) as u64);
+    Stats::record(&stats.inference_ms, t_lift.elapsed().as_secs_f64() * 1e3);
+    match lifted {
+        Ok(out) => {
+            for d in &out.dropped {
+                stats.count_drop(&format!("person: {}", d.category));
+                r2r::log_warn!(NODE, "person '{}' dropped: {}", d.id, d.reason);
+            }
+            let counter = if out.with_image > 0 { &stats.frames_with_image } else { &stats.frames_keypoints_only };
+            counter.fetch_add(1, Ordering::Relaxed);
+            let arr =
+                PoseDistributionArray { header: msg.header.clone(), poses: out.poses.iter().map(to_msg).collect() };
+            if let Err(e) = out_pubs.poses.publish(&arr) {
+                r2r::log_error!(NODE, "publishing poses: {e}");
+            }
+            Stats::record(&stats.processing_ms, received.elapsed().as_secs_f64() * 1e3);
+            if let Err(e) = out_pubs.markers.publish(&markers(&msg.header, &out.poses, params)) {
+                r2r::log_error!(NODE, "publishing markers: {e}");
+            }
+            if let (Some(debug), Some((_, mut m))) = (out_pubs.debug, rgb) {
+                let drawn = pose3d::pipeline::overlay::draw(&mut m, cam, &kps, &out.poses, params.ellipsoid_mass)
+                    .and_then(|_| image_msg(&msg.header, &m));
+                match drawn {
+                    Ok(img) => {
+                        if let Err(e) = debug.publish(&img) {
+                            r2r::log_error!(NODE, "publishing the debug image: {e}");
+                        }
+                    }
+                    Err(e) => r2r::log_error!(NODE, "drawing the debug image: {e:#}"),
+                }
+            }
+            stats.processed.fetch_add(1, Ordering::Relaxed);
+            stats.persons.fetch_add(out.poses.len() as u64, Ordering::Relaxed);
+        }
+        Err(e) => {
+            stats.count_drop("inference error");
+            r2r::log_error!(NODE, "inference failed: {e:#}");
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let ctx = r2r::Context::create().context("initialising ROS")?;
+    let mut node = r2r::Node::create(ctx, NODE, "").context("creating the node")?;
+    let params = read_params(&node)?;
+    let mut lifter = load_lifter(&params)?;
+
+    let qos = QosProfile::default().keep_last(10);
+    // A deep (bounded) keypoints queue: a burst that arrives during inference is fetched and counted as
+    // superseded, rather than overwritten unseen inside DDS.
+    let mut kp_sub = node.subscribe::<Skeleton2DArray>("keypoints", QosProfile::default().keep_last(100))?;
+    let mut info_sub = node.subscribe::<CameraInfo>("camera_info", qos.clone())?;
+    // The image path runs when the model has an image modality and use_image is set; otherwise images are
+    // not subscribed to at all.
+    let image_path = params.use_image && lifter.image_spec().is_some();
+    let compressed = params.image_transport == "compressed";
+    // Best effort matches every publisher; reliable only reliable ones, but does not lose large frames.
+    let image_qos = if params.image_reliable {
+        QosProfile::default().keep_last(params.image_queue as usize)
+    } else {
+        QosProfile::sensor_data()
+    };
+    let mut image_sub =
+        if image_path && !compressed { Some(node.subscribe::<Image>("image", image_qos.clone())?) } else { None };
+    let mut cimage_sub = if image_path && compressed {
+        Some(node.subscribe::<CompressedImage>("image/compressed", image_qos)?)
+    } else {
+        None
+    };
+    let debug_pub =
+        if params.debug_image { Some(node.create_publisher::<Image>("~/debug_image", qos.clone())?) } else { None };
+    if params.debug_image && !image_path {
+        r2r::log_warn!(NODE, "debug_image is set but the image path is off (use_image false or a keypoints-only model): nothing will be drawn");
+    }
+    r2r::log_info!(
+        NODE,
+        "image path: {}",
+        if image_path {
+            format!(
+                "on ({} transport, slop {} s, queue {})",
+                params.image_transport, params.image_slop, params.image_queue
+            )
+        } else {
+            "off".into()
+        }
+    );
+    let mut images: Pairing<Frame> = Pairing::new(params.image_queue as usize, (params.image_slop * 1e9) as i128);
+    let pose_pub = node.create_publisher::<PoseDistributionArray>("~/poses", qos.clone())?;
+    let marker_pub = node.create_publisher::<MarkerArray>("~/markers", qos.clone())?;
+    let stats_pub = node.create_publisher::<RosString>("~/stats", qos.clone())?;
+    let outputs = Outputs { poses: &pose_pub, markers: &marker_pub, debug: debug_pub.as_ref() };
+
+    let running = watch_signals();
+
+    // One thread spins, takes the newest keypoints and runs inference: no hand-over between threads on the
+    // hot path (each costs a wake-up on a busy 2-core machine). Messages that arrive during inference wait
+    // in the subscription queue; of those, only the newest is processed and the rest are counted.
+    let clock = node.get_ros_clock();
+    let mut camera: Option<(Camera, String)> = None;
+    let mut gate = StampGate::default();
+    let max_age = (params.max_stamp_age * 1e9) as i128;
+    let stats = Stats::default();
+    let mut superseded = 0u64;
+    let mut last_stats = Instant::now();
+    while running.load(Ordering::Relaxed) {
+        node.spin_once(Duration::from_millis(20));
+        while let Some(Some(info)) = info_sub.next().now_or_never() {
+            camera = camera_from_info(&info, &stats);
+        }
+        if let Some(sub) = image_sub.as_mut() {
+            while let Some(Some(m)) = sub.next().now_or_never() {
+                stats.images_received.fetch_add(1, Ordering::Relaxed);
+                images.push(stamp_ns(&m.header.stamp), Frame::Raw(m));
+            }
+        }
+        if let Some(sub) = cimage_sub.as_mut() {
+            while let Some(Some(m)) = sub.next().now_or_never() {
+                stats.images_received.fetch_add(1, Ordering::Relaxed);
+                images.push(stamp_ns(&m.header.stamp), Frame::Compressed(m));
+            }
+        }
+        stats.images_unmatched.store(images.unmatched(), Ordering::Relaxed);
+        let mut newest: Option<(Skeleton2DArray, Instant)> = None;
+        let pending = drain_keypoints(&mut node, &mut kp_sub);
+        for msg in pending {
+            let received = Instant::now();
+            stats.received.fetch_add(1, Ordering::Relaxed);
+            let now = clock.lock().map(|mut c| c.get_now().map(|d| d.as_nanos() as i128).unwrap_or(0)).unwrap_or(0);
+            match gate.check(stamp_ns(&msg.header.stamp), now, max_age) {
+                StampVerdict::Accept => {
+                    if newest.replace((msg, received)).is_some() {
+                        superseded += 1;
+                    }
+                }
+                StampVerdict::OutOfOrder => {
+                    stats.count_drop("out-of-order stamp");
+                    r2r::log_warn!(NODE, "keypoints with an out-of-order stamp dropped");
+                }
+                StampVerdict::Stale => {
+                    stats.count_drop("stale stamp");
+                    r2r::log_warn!(NODE, "stale keypoints dropped (older than max_stamp_age)");
+                }
+            }
+        }
+        if let Some((msg, received)) = newest {
+            let image = if image_path { images.take_match(stamp_ns(&msg.header.stamp)) } else { None };
+            process(&msg, received, camera.as_ref(), image, &mut lifter, &params, &stats, &outputs);
+        }
+        if last_stats.elapsed().as_secs_f64() >= params.stats_period.max(0.05) {
+            last_stats = Instant::now();
+            let _ = stats_pub.publish(&RosString { data: stats.json(superseded) });
+        }
+    }
+    r2r::log_info!(NODE, "shutting down");
+    Ok(())
+}
+
+/// The model the parameters name, on the execution provider they ask for, with the sampling settings.
+fn load_lifter(params: &Params) -> Result<Lifter<'static>> {
+    let model = resolve_model(params)?;
+    let opts = RuntimeOptions {
+        provider: params.provider.parse()?,
+        allow_cpu_fallback: params.allow_cpu_fallback,
+        intra_threads: params.intra_threads.max(1) as usize,
+    };
+    let runtime = ModelRuntime::load(&model, &opts).with_context(|| format!("loading model {}", model.display()))?;
+    r2r::log_info!(
+        NODE,
+        "model {} ({}), execution provider: {}",
+        model.display(),
+        runtime.card.name,
+        runtime.provider_in_use
+    );
+    if runtime.provider_in_use.contains("fallback") {
+        r2r::log_warn!(NODE, "CUDA was requested but the model runs on {}", runtime.provider_in_use);
+    }
+    let cfg = LifterConfig {
+        samples: params.samples as usize,
+        seed: params.seed as u64,
+        min_score: params.min_score,
+        min_joints: params.min_joints.max(2) as usize,
+        keep_samples: params.publish_samples,
+        flip_test: params.flip_test,
+        ..Default::default()
+    };
+    Lifter::from_runtime(runtime, cfg)
+}
+
+/// A flag that Ctrl-C or SIGTERM clears (watched on a thread of its own, so the main loop never blocks on it).
+fn watch_signals() -> Arc<AtomicBool> {
+    let running = Arc::new(AtomicBool::new(true));
+    let flag = running.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        rt.block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+        });
+        flag.store(false, Ordering::Relaxed);
+    });
+    running
+}
+
+/// The camera a CameraInfo describes, with its optical frame; None (logged, counted) if it is unusable.
+fn camera_from_info(info: &CameraInfo, stats: &Stats) -> Option<(Camera, String)> {
+    let k: [f64; 9] = info.k.as_slice().try_into().unwrap_or([0.0; 9]);
+    match Camera::from_camera_info(&k, &info.distortion_model, &info.d) {
+        Ok(c) => Some((c, info.header.frame_id.clone())),
+        Err(e) => {
+            stats.count_drop("invalid camera_info");
+            r2r::log_error!(NODE, "camera_info rejected: {e}");
+            None
+        }
+    }
+}
+
+/// Every keypoints message waiting now. r2r hands over one message per subscription and spin: spin without
+/// waiting until the queue is empty (bounded), so that only the newest is processed.
+fn drain_keypoints(
+    node: &mut r2r::Node,
+    sub: &mut (impl futures::Stream<Item = Skeleton2DArray> + Unpin),
+) -> Vec<Skeleton2DArray> {
+    let mut pending = Vec::new();
+    for _ in 0..200 {
+        let before = pending.len();
+        while let Some(Some(msg)) = sub.next().now_or_never() {
+            pending.push(msg);
+        }
+        if pending.len() == before {
+            break;
+        }
+        node.spin_once(Duration::ZERO);
+    }
+    pending
+}
