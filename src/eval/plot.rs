@@ -1,4 +1,10 @@
-//! PNG pictures with OpenCV: training curves and 3D skeletons with their uncertainty.
+//! PNG pictures with OpenCV: line and bar charts, the calibration curve, and 3D skeletons with their
+//! uncertainty ellipses in two views.
+//!
+//! Why not a plotting crate: `plotters` draws text only with a font stack (its `ttf` feature needs
+//! fontconfig and freetype from the system) or a font file the program must ship and register
+//! (`ab_glyph`), and the skeleton views are drawings, not charts. OpenCV is already linked for the
+//! node's images and draws text with its built-in Hershey fonts, so these few pictures stay here.
 
 use crate::geometry::skeleton::h36m17_bones;
 use anyhow::{Context, Result};
