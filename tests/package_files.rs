@@ -53,7 +53,7 @@ fn parameter_file_is_a_ros_params_file_with_the_node_parameters() {
         assert!(names.contains(&n), "{n} documented in config/lifter.yaml");
     }
     // The node's source reads every documented parameter.
-    let node = std::fs::read_to_string(root().join("src/bin/lifter.rs")).unwrap();
+    let node = std::fs::read_to_string(root().join("src/bin/lifter/params.rs")).unwrap();
     for n in &names {
         assert!(node.contains(&format!("get!({n},")), "the node reads {n}");
     }
