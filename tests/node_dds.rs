@@ -238,3 +238,66 @@ fn a_burst_faster_than_inference_is_thinned_newest_first_and_counted() {
     let last = r["sent"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
     assert!(r["poses"].as_array().unwrap().iter().any(|m| m["stamp"] == last.as_str()), "last message answered");
 }
+
+/// Parameter services as `ros2 param` uses them (rclpy's parameter client): every parameter is listed with
+/// its description, live ones take effect on the next message, invalid values and read-only parameters are
+/// refused with the reason and the old value kept.
+#[test]
+fn parameters_are_served_checked_and_applied_live() {
+    let dir = tmp("params");
+    let log = dir.join("node.log");
+    let mut node = spawn_node(76, &[], &log);
+    let out = dir.join("params.json");
+    let peer = root().join("tests/peers/param_peer.py");
+    run_peer(76, &[peer.to_str().unwrap(), "--out", out.to_str().unwrap()], Duration::from_secs(60));
+    assert!(node.0.try_wait().unwrap().is_none(), "the node survived the parameter calls");
+    drop(node);
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    let names: Vec<&str> = r["names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    for n in ["samples", "model_path", "flip_test", "min_score", "ellipsoid_mass", "image_transport"] {
+        assert!(names.contains(&n), "{n} listed: {names:?}");
+    }
+    assert_eq!(r["get"][0], 32, "samples from config/lifter.yaml: {r}");
+    assert!(r["descriptions"][1].as_str().unwrap().contains("read-only"), "{r}");
+    assert_eq!(r["set_samples_8"]["successful"], true, "{r}");
+    for (key, why) in [
+        ("set_samples_0", "samples must be in 1..=4096"),
+        ("set_samples_text", "must be an integer"),
+        ("set_model_path", "read-only"),
+    ] {
+        assert_eq!(r[key]["successful"], false, "{key} refused: {r}");
+        assert!(r[key]["reason"].as_str().unwrap().contains(why), "{key}: reason says {why}: {r}");
+    }
+    assert_eq!(r["samples_after"], 8, "refused values keep the last valid one: {r}");
+    assert_eq!(r["num_samples"], 8, "the live change reached the lifter: {r}\n{log}");
+    assert_eq!(r["published_samples"], 8 * 17, "publish_samples set live: {r}");
+    assert!(log.contains("parameter samples set"), "the change is logged\n{log}");
+}
+
+/// A parameter of the wrong type or out of range at start stops the node with the reason.
+#[test]
+fn invalid_parameters_at_start_stop_the_node_with_the_reason() {
+    for (arg, why) in [("samples:=2.5", "must be an integer"), ("min_joints:=40", "min_joints must be in 2..=17")] {
+        let dir = tmp("bad_params");
+        let log = dir.join("node.log");
+        // Without the parameter file: the command line is the only source of the value.
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lifter"));
+        cmd.args(["--ros-args", "-p", arg]);
+        ros_env(&mut cmd, 78);
+        let f = std::fs::File::create(&log).unwrap();
+        cmd.stdout(std::process::Stdio::from(f.try_clone().unwrap())).stderr(std::process::Stdio::from(f));
+        let mut node = Guard(cmd.spawn().unwrap());
+        let t0 = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = node.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(20), "node with {arg} still running");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(!status.success(), "{arg}: {log}");
+        assert!(log.contains(why), "{arg}: the reason is given\n{log}");
+    }
+}

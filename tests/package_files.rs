@@ -52,10 +52,18 @@ fn parameter_file_is_a_ros_params_file_with_the_node_parameters() {
     ] {
         assert!(names.contains(&n), "{n} documented in config/lifter.yaml");
     }
-    // The node's source reads every documented parameter.
+    // The node's parameter table declares every documented parameter, and the file documents every
+    // declared one (a line `name: Kind, Live|AtStart, "description";` in the `parameters!` table).
     let node = std::fs::read_to_string(root().join("src/bin/lifter/params.rs")).unwrap();
+    let table =
+        node.split("\nparameters! {").nth(1).and_then(|t| t.split("\n}").next()).expect("the parameters! table");
+    let declared: Vec<&str> =
+        table.lines().filter_map(|l| l.trim().split_once(": ")).map(|(n, _)| n).filter(|n| !n.contains(' ')).collect();
     for n in &names {
-        assert!(node.contains(&format!("get!({n},")), "the node reads {n}");
+        assert!(declared.contains(n), "the node declares {n}: {declared:?}");
+    }
+    for n in &declared {
+        assert!(names.contains(n), "config/lifter.yaml documents {n}");
     }
 }
 

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use futures::{FutureExt, StreamExt};
 use images::{crops, image_msg, Frame};
 use messages::{markers, stamp_ns, to_msg};
-use params::{read_params, resolve_model, Params};
+use params::{resolve_model, NodeParams, Params};
 use pose3d::geometry::camera::Camera;
 use pose3d::geometry::skeleton::Kp;
 use pose3d::pipeline::lifter::{Lifter, LifterConfig, PersonIn};
@@ -24,7 +24,7 @@ use r2r::visualization_msgs::msg::MarkerArray;
 use r2r::QosProfile;
 use stats::Stats;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const NODE: &str = "lifter";
@@ -137,7 +137,13 @@ fn process(
 fn main() -> Result<()> {
     let ctx = r2r::Context::create().context("initialising ROS")?;
     let mut node = r2r::Node::create(ctx, NODE, "").context("creating the node")?;
-    let params = read_params(&node)?;
+    // Parameter services (ros2 param list/get/set/describe/dump): values from the file and command line
+    // are applied and checked here (an invalid one stops the node); set events arrive in the loop.
+    let shared = Arc::new(Mutex::new(NodeParams::default()));
+    let (param_services, mut param_events) =
+        node.make_derived_parameter_handler(shared.clone()).map_err(|e| anyhow::anyhow!("parameters: {e}"))?;
+    std::thread::spawn(move || futures::executor::block_on(param_services));
+    let mut params = shared.lock().unwrap().current.clone();
     let mut lifter = load_lifter(&params)?;
 
     let qos = QosProfile::default().keep_last(10);
@@ -193,12 +199,18 @@ fn main() -> Result<()> {
     let clock = node.get_ros_clock();
     let mut camera: Option<(Camera, String)> = None;
     let mut gate = StampGate::default();
-    let max_age = (params.max_stamp_age * 1e9) as i128;
+    let mut max_age = (params.max_stamp_age * 1e9) as i128;
     let stats = Stats::default();
     let mut superseded = 0u64;
     let mut last_stats = Instant::now();
     while running.load(Ordering::Relaxed) {
         node.spin_once(Duration::from_millis(20));
+        while let Some(Some((name, value))) = param_events.next().now_or_never() {
+            params = shared.lock().unwrap().current.clone();
+            apply_live_params(&params, &mut lifter);
+            max_age = (params.max_stamp_age * 1e9) as i128;
+            r2r::log_info!(NODE, "parameter {name} set to {value:?}");
+        }
         while let Some(Some(info)) = info_sub.next().now_or_never() {
             camera = camera_from_info(&info, &stats);
         }
@@ -241,7 +253,7 @@ fn main() -> Result<()> {
             let image = if image_path { images.take_match(stamp_ns(&msg.header.stamp)) } else { None };
             process(&msg, received, camera.as_ref(), image, &mut lifter, &params, &stats, &outputs);
         }
-        if last_stats.elapsed().as_secs_f64() >= params.stats_period.max(0.05) {
+        if last_stats.elapsed().as_secs_f64() >= params.stats_period {
             last_stats = Instant::now();
             let _ = stats_pub.publish(&RosString { data: stats.json(superseded) });
         }
@@ -256,7 +268,7 @@ fn load_lifter(params: &Params) -> Result<Lifter<'static>> {
     let opts = RuntimeOptions {
         provider: params.provider.parse()?,
         allow_cpu_fallback: params.allow_cpu_fallback,
-        intra_threads: params.intra_threads.max(1) as usize,
+        intra_threads: params.intra_threads as usize,
     };
     let runtime = ModelRuntime::load(&model, &opts).with_context(|| format!("loading model {}", model.display()))?;
     r2r::log_info!(
@@ -269,16 +281,9 @@ fn load_lifter(params: &Params) -> Result<Lifter<'static>> {
     if runtime.provider_in_use.contains("fallback") {
         r2r::log_warn!(NODE, "CUDA was requested but the model runs on {}", runtime.provider_in_use);
     }
-    let cfg = LifterConfig {
-        samples: params.samples as usize,
-        seed: params.seed as u64,
-        min_score: params.min_score,
-        min_joints: params.min_joints.max(2) as usize,
-        keep_samples: params.publish_samples,
-        flip_test: params.flip_test,
-        ..Default::default()
-    };
-    Lifter::from_runtime(runtime, cfg)
+    let mut lifter = Lifter::from_runtime(runtime, LifterConfig::default())?;
+    apply_live_params(params, &mut lifter);
+    Ok(lifter)
 }
 
 /// A flag that Ctrl-C or SIGTERM clears (watched on a thread of its own, so the main loop never blocks on it).
@@ -331,4 +336,15 @@ fn drain_keypoints(
         node.spin_once(Duration::ZERO);
     }
     pending
+}
+
+/// What a live parameter change means for the lifter (the rest is read from `params` per message).
+fn apply_live_params(params: &Params, lifter: &mut Lifter) {
+    let c = &mut lifter.config;
+    c.samples = params.samples as usize;
+    c.seed = params.seed as u64;
+    c.min_score = params.min_score;
+    c.min_joints = params.min_joints as usize;
+    c.keep_samples = params.publish_samples;
+    c.flip_test = params.flip_test;
 }

@@ -3,10 +3,11 @@
 
 use crate::NODE;
 use anyhow::{anyhow, Result};
+use r2r::ParameterValue;
 use std::path::PathBuf;
 
 /// Node parameters (defaults here; documented in config/lifter.yaml).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Params {
     pub model_path: String,
     pub provider: String,
@@ -59,86 +60,194 @@ impl Default for Params {
     }
 }
 
-pub fn read_params(node: &r2r::Node) -> Result<Params> {
-    let mut p = Params::default();
-    macro_rules! get {
-        ($name:ident, $ty:ty) => {
-            if let Some(v) = node
-                .get_parameter::<Option<$ty>>(stringify!($name))
-                .map_err(|e| anyhow!("parameter {}: {e}", stringify!($name)))?
-            {
-                p.$name = v;
+/// When a parameter may change: while the node runs, or only at start (model, threads, subscriptions).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Change {
+    Live,
+    AtStart,
+}
+
+struct Spec {
+    name: &'static str,
+    change: Change,
+    description: &'static str,
+}
+
+/// One line per parameter: name, type, when it may change, its description for `ros2 param describe`.
+/// Generates the table of specs and the typed get/set by name.
+macro_rules! parameters {
+    ($($name:ident: $kind:ident, $change:ident, $desc:literal;)*) => {
+        const SPECS: &[Spec] = &[$(Spec { name: stringify!($name), change: Change::$change, description: $desc }),*];
+
+        impl Params {
+            fn value(&self, name: &str) -> Option<ParameterValue> {
+                match name {
+                    $(stringify!($name) => Some(parameters!(@to $kind, self.$name)),)*
+                    _ => None,
+                }
             }
-        };
-    }
-    get!(model_path, String);
-    get!(provider, String);
-    get!(allow_cpu_fallback, bool);
-    get!(intra_threads, i64);
-    get!(samples, i64);
-    get!(seed, i64);
-    get!(publish_samples, bool);
-    get!(flip_test, bool);
-    get!(min_score, f64);
-    get!(min_joints, i64);
-    get!(max_stamp_age, f64);
-    get!(marker_lifetime, f64);
-    get!(ellipsoid_mass, f64);
-    get!(stats_period, f64);
-    get!(use_image, bool);
-    get!(image_transport, String);
-    get!(image_slop, f64);
-    get!(image_queue, i64);
-    get!(debug_image, bool);
-    get!(image_reliable, bool);
-    get!(crop_margin, f64);
-    let known = [
-        "model_path",
-        "provider",
-        "allow_cpu_fallback",
-        "intra_threads",
-        "samples",
-        "seed",
-        "publish_samples",
-        "flip_test",
-        "min_score",
-        "min_joints",
-        "max_stamp_age",
-        "marker_lifetime",
-        "ellipsoid_mass",
-        "stats_period",
-        "use_image",
-        "image_transport",
-        "image_slop",
-        "image_queue",
-        "debug_image",
-        "image_reliable",
-        "crop_margin",
-        "use_sim_time",
-    ];
-    for name in node.params.lock().unwrap().keys() {
-        if !known.contains(&name.as_str()) {
-            r2r::log_warn!(NODE, "unknown parameter '{}' ignored (known: {})", name, known.join(", "));
+
+            /// Sets one parameter from a ROS value of its type (an integer is accepted for a double).
+            fn assign(&mut self, name: &str, v: &ParameterValue) -> Result<(), String> {
+                match name {
+                    $(stringify!($name) => self.$name = parameters!(@from $kind, v),)*
+                    _ => return Err(format!("unknown parameter {name}")),
+                }
+                Ok(())
+            }
+        }
+    };
+    (@to Bool, $v:expr) => { ParameterValue::Bool($v) };
+    (@to Int, $v:expr) => { ParameterValue::Integer($v) };
+    (@to Double, $v:expr) => { ParameterValue::Double($v) };
+    (@to Str, $v:expr) => { ParameterValue::String($v.clone()) };
+    (@from Bool, $v:expr) => { match $v { ParameterValue::Bool(b) => *b, o => return Err(wrong_type("a bool", o)) } };
+    (@from Int, $v:expr) => { match $v { ParameterValue::Integer(i) => *i, o => return Err(wrong_type("an integer", o)) } };
+    (@from Double, $v:expr) => {
+        match $v {
+            ParameterValue::Double(d) => *d,
+            ParameterValue::Integer(i) => *i as f64,
+            o => return Err(wrong_type("a double", o)),
+        }
+    };
+    (@from Str, $v:expr) => { match $v { ParameterValue::String(s) => s.clone(), o => return Err(wrong_type("a string", o)) } };
+}
+
+fn wrong_type(want: &str, got: &ParameterValue) -> String {
+    format!("must be {want}, got {got:?}")
+}
+
+parameters! {
+    model_path: Str, AtStart, "ONNX model with its card (.yaml) beside it; empty: the package's models/default.onnx (read-only: set at start)";
+    provider: Str, AtStart, "execution provider: cpu or cuda (read-only: set at start)";
+    allow_cpu_fallback: Bool, AtStart, "with provider cuda: run on CPU with a warning when CUDA cannot load (read-only: set at start)";
+    intra_threads: Int, AtStart, "ONNX Runtime intra-op threads, 1..=64 (read-only: set at start)";
+    samples: Int, Live, "K, samples per person, 1..=4096";
+    seed: Int, Live, "seed of the sampling noise (>= 0); with the stamp it makes outputs reproducible";
+    publish_samples: Bool, Live, "publish the K samples in PoseDistribution.samples";
+    flip_test: Bool, Live, "also lift each person mirrored and merge both views";
+    min_score: Double, Live, "keypoints with a lower score are missing, in [0, 1]";
+    min_joints: Int, Live, "persons with fewer usable joints (of 17) are dropped, 2..=17";
+    max_stamp_age: Double, Live, "drop keypoints older than this many seconds; 0: off";
+    marker_lifetime: Double, Live, "lifetime of the rviz markers, seconds (>= 0)";
+    ellipsoid_mass: Double, Live, "probability mass inside each joint's ellipsoid marker, in (0, 1)";
+    stats_period: Double, Live, "period of ~/stats, seconds (>= 0.05)";
+    use_image: Bool, AtStart, "use camera images with a model that has an image modality (read-only: set at start)";
+    image_transport: Str, AtStart, "raw (image) or compressed (image/compressed) (read-only: set at start)";
+    image_slop: Double, AtStart, "pairing window of images and keypoints, seconds (read-only: set at start)";
+    image_queue: Int, AtStart, "images kept for pairing, 1..=100 (read-only: set at start)";
+    debug_image: Bool, AtStart, "publish ~/debug_image (read-only: set at start)";
+    image_reliable: Bool, AtStart, "reliable instead of best-effort image subscription (read-only: set at start)";
+    crop_margin: Double, Live, "crop margin as a fraction of the keypoints' square, < 2; negative: the model card's";
+}
+
+impl Params {
+    /// The values the node can run with; the reason otherwise.
+    fn check(&self) -> Result<(), String> {
+        let finite = |v: f64| v.is_finite();
+        let rules: [(bool, &str); 14] = [
+            (["cpu", "cuda"].contains(&self.provider.as_str()), "provider must be \"cpu\" or \"cuda\""),
+            ((1..=64).contains(&self.intra_threads), "intra_threads must be in 1..=64"),
+            ((1..=4096).contains(&self.samples), "samples must be in 1..=4096"),
+            (self.seed >= 0, "seed must be >= 0"),
+            ((0.0..=1.0).contains(&self.min_score), "min_score must be in [0, 1]"),
+            ((2..=17).contains(&self.min_joints), "min_joints must be in 2..=17"),
+            (finite(self.max_stamp_age) && self.max_stamp_age >= 0.0, "max_stamp_age must be >= 0 seconds"),
+            (finite(self.marker_lifetime) && self.marker_lifetime >= 0.0, "marker_lifetime must be >= 0 seconds"),
+            (self.ellipsoid_mass > 0.0 && self.ellipsoid_mass < 1.0, "ellipsoid_mass must be in (0, 1)"),
+            (finite(self.stats_period) && self.stats_period >= 0.05, "stats_period must be >= 0.05 seconds"),
+            (
+                ["raw", "compressed"].contains(&self.image_transport.as_str()),
+                "image_transport must be raw or compressed",
+            ),
+            (finite(self.image_slop) && self.image_slop >= 0.0, "image_slop must be >= 0 seconds"),
+            ((1..=100).contains(&self.image_queue), "image_queue must be in 1..=100"),
+            (
+                finite(self.crop_margin) && self.crop_margin < 2.0,
+                "crop_margin must be < 2 (negative: the model card's)",
+            ),
+        ];
+        match rules.iter().find(|(ok, _)| !ok) {
+            Some((_, reason)) => Err(reason.to_string()),
+            None => Ok(()),
         }
     }
-    anyhow::ensure!((1..=4096).contains(&p.samples), "parameter samples must be in 1..=4096, got {}", p.samples);
-    anyhow::ensure!(
-        ["raw", "compressed"].contains(&p.image_transport.as_str()),
-        "parameter image_transport must be \"raw\" or \"compressed\", got \"{}\"",
-        p.image_transport
-    );
-    anyhow::ensure!(
-        p.crop_margin < 2.0 && p.crop_margin.is_finite(),
-        "parameter crop_margin must be < 2 (negative: the model card's)"
-    );
-    anyhow::ensure!(p.image_slop >= 0.0 && p.image_slop.is_finite(), "parameter image_slop must be >= 0 seconds");
-    anyhow::ensure!(
-        (1..=100).contains(&p.image_queue),
-        "parameter image_queue must be in 1..=100, got {}",
-        p.image_queue
-    );
-    anyhow::ensure!(p.ellipsoid_mass > 0.0 && p.ellipsoid_mass < 1.0, "parameter ellipsoid_mass must be in (0, 1)");
-    Ok(p)
+
+    /// A copy with one parameter set, if the result is valid.
+    fn with(&self, name: &str, v: &ParameterValue) -> Result<Params, String> {
+        let mut p = self.clone();
+        p.assign(name, v).map_err(|e| format!("{name} {e}"))?;
+        p.check()?;
+        Ok(p)
+    }
+}
+
+/// The node's parameters behind r2r's parameter services (`ros2 param list/get/set/describe/dump`):
+/// values from the parameter file and command line are applied and checked at start (an error stops
+/// the node), live ones can be set while it runs (an invalid value is refused with the reason and the old
+/// one kept), the others are refused as read-only.
+#[derive(Default)]
+pub struct NodeParams {
+    pub current: Params,
+}
+
+fn refusal(name: &str, msg: String) -> r2r::Error {
+    r2r::Error::ParameterValueConv { name: name.to_string(), msg }
+}
+
+impl NodeParams {
+    fn check_set(&self, name: &str, v: &ParameterValue) -> r2r::Result<Params> {
+        let spec = SPECS
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| r2r::Error::InvalidParameterName { name: name.to_string() })?;
+        if spec.change == Change::AtStart {
+            return Err(refusal(name, "read-only while the node runs: set it at start".into()));
+        }
+        self.current.with(name, v).map_err(|e| refusal(name, e))
+    }
+}
+
+impl r2r::RosParams for NodeParams {
+    fn register_parameters(
+        &mut self,
+        prefix: &str,
+        _param: Option<r2r::Parameter>,
+        params: &mut indexmap::IndexMap<String, r2r::Parameter>,
+    ) -> r2r::Result<()> {
+        debug_assert!(prefix.is_empty());
+        for name in params.keys() {
+            if !SPECS.iter().any(|s| s.name == name) && name != "use_sim_time" {
+                let known: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
+                r2r::log_warn!(NODE, "unknown parameter '{}' ignored (known: {})", name, known.join(", "));
+            }
+        }
+        for spec in SPECS {
+            if let Some(given) = params.shift_remove(spec.name) {
+                self.current.assign(spec.name, &given.value).map_err(|e| refusal(spec.name, e))?;
+            }
+            let value = self.current.value(spec.name).expect("every spec has a field");
+            params.insert(spec.name.to_string(), r2r::Parameter { value, description: spec.description });
+        }
+        // Each reason starts with the parameter's name.
+        self.current.check().map_err(|e| {
+            let name = e.split(' ').next().unwrap_or_default().to_owned();
+            refusal(&name, e)
+        })
+    }
+
+    fn get_parameter(&mut self, name: &str) -> r2r::Result<ParameterValue> {
+        self.current.value(name).ok_or_else(|| r2r::Error::InvalidParameterName { name: name.to_string() })
+    }
+
+    fn set_parameter(&mut self, name: &str, v: &ParameterValue) -> r2r::Result<()> {
+        self.current = self.check_set(name, v)?;
+        Ok(())
+    }
+
+    fn check_parameter(&self, name: &str, v: &ParameterValue) -> r2r::Result<()> {
+        self.check_set(name, v).map(|_| ())
+    }
 }
 
 /// The model: the parameter if set; else models/default.onnx of the installed package or the source tree.
@@ -158,4 +267,35 @@ pub fn resolve_model(p: &Params) -> Result<PathBuf> {
         .find(|c| c.is_file())
         .cloned()
         .ok_or_else(|| anyhow!("no model_path given and no default model found in {candidates:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spec_names_a_field_and_every_default_is_valid() {
+        let p = Params::default();
+        assert!(p.check().is_ok());
+        for s in SPECS {
+            let v = p.value(s.name).unwrap_or_else(|| panic!("{} has no field", s.name));
+            assert_eq!(p.with(s.name, &v).as_ref(), Ok(&p), "{} round-trips", s.name);
+        }
+        assert_eq!(SPECS.len(), 21);
+    }
+
+    #[test]
+    fn live_values_are_checked_and_start_only_ones_refused() {
+        let np = NodeParams::default();
+        assert_eq!(np.check_set("samples", &ParameterValue::Integer(8)).unwrap().samples, 8);
+        let reason = |name: &str, v: ParameterValue| np.check_set(name, &v).unwrap_err().to_string();
+        assert!(reason("samples", ParameterValue::Integer(0)).contains("samples must be in 1..=4096"));
+        assert!(reason("samples", ParameterValue::Double(2.5)).contains("must be an integer"));
+        assert!(reason("samples", ParameterValue::String("many".into())).contains("must be an integer"));
+        assert!(reason("model_path", ParameterValue::String("x.onnx".into())).contains("read-only"));
+        assert!(reason("ellipsoid_mass", ParameterValue::Double(1.0)).contains("ellipsoid_mass must be in (0, 1)"));
+        assert!(reason("no_such", ParameterValue::Bool(true)).contains("Invalid parameter name"));
+        // A double parameter takes an integer (YAML writes 1 for 1.0).
+        assert_eq!(np.check_set("marker_lifetime", &ParameterValue::Integer(2)).unwrap().marker_lifetime, 2.0);
+    }
 }
