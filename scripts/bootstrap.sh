@@ -65,6 +65,9 @@ else
   "$VENV/bin/python" -c 'import rosbags' 2>/dev/null || "$VENV/bin/pip" install -q rosbags numpy
 fi
 
+# Test tools that read what pose3d writes: the schema-driven MCAP decoder (the format Foxglove uses).
+"$VENV/bin/python" -c 'import mcap_ros2' 2>/dev/null || "$VENV/bin/pip" install -q --disable-pip-version-check mcap-ros2-support
+
 # --- ONNX Runtime shared library (PyPI wheel; loaded at run time by `ort` with load-dynamic) -----------
 ORT_VERSION=1.32.0
 ORT_LIB="$EMB/onnxruntime/libonnxruntime.so.$ORT_VERSION"

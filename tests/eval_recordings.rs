@@ -141,6 +141,24 @@ fn make_bag_writes_a_bag_that_rosbags_reads_and_the_evaluator_scores() {
     // 6 sequences x 4 cameras x min(20, frames); running has 33 frames, all others more than 20.
     assert_eq!(info["counts"]["/detector/keypoints"], 6 * 4 * 20, "{info}");
     assert_eq!(info["types"]["/ground_truth/poses"], "pose3d_msgs/msg/PoseDistributionArray");
+    // Every message decodes from the bag's own schemas, with mcap-ros2-support and with rosbags, to the
+    // same fields.
+    let decoded: Value = serde_json::from_str(&run_python(&[
+        root().join("tests/peers/read_outputs.py").to_str().unwrap(),
+        "decode",
+        bag.to_str().unwrap(),
+    ]))
+    .unwrap();
+    for tool in ["mcap_ros2", "rosbags"] {
+        assert_eq!(decoded[tool], info["counts"], "{tool} decoded every message: {decoded}");
+    }
+    for topic in ["/camera/camera_info", "/detector/keypoints", "/ground_truth/poses"] {
+        let first = &decoded["first"][topic];
+        assert_eq!(first["mcap_ros2"], first["rosbags"], "{topic}: {first}");
+    }
+    assert_eq!(decoded["first"]["/detector/keypoints"]["rosbags"]["keypoints"], 17, "{decoded}");
+    assert_eq!(decoded["first"]["/ground_truth/poses"]["rosbags"]["joints"], 17, "{decoded}");
+    assert!(decoded["first"]["/camera/camera_info"]["rosbags"]["k0"].as_f64().unwrap() > 100.0, "{decoded}");
     let out = dir.join("eval");
     eval(&["bag", "--bag", bag.to_str().unwrap(), "--samples", "8", "--out", out.to_str().unwrap()]);
     let m = metrics(&out);
@@ -175,4 +193,46 @@ fn trainer_and_evaluator_run_without_a_ros_environment() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pose3d-replay") || err.contains("librcl"), "{err}");
+}
+
+/// A recording whose ground-truth skeleton lacks some joints (NaN, e.g. a 15-joint skeleton) is scored on
+/// the joints it has, and `--save-predictions` writes a bag that PyPI `rosbags` reads back.
+#[test]
+fn recordings_with_missing_truth_joints_are_scored_on_the_rest_and_predictions_saved() {
+    let dir = tmp("nan_truth");
+    let fixture = root().join("tests/fixtures/cmu");
+    let writer = root().join("tests/peers/write_bag.py");
+    let mut scored = Vec::new();
+    for (name, nan) in [("full", ""), ("no_head", "9,10")] {
+        let bag = dir.join(name);
+        let frames: u64 =
+            run_python(&[writer.to_str().unwrap(), fixture.to_str().unwrap(), bag.to_str().unwrap(), "mcap", nan])
+                .trim()
+                .parse()
+                .unwrap();
+        let out = dir.join(format!("eval_{name}"));
+        let b = bag.to_str().unwrap();
+        eval(&["bag", "--bag", b, "--samples", "16", "--save-predictions", "--out", out.to_str().unwrap()]);
+        let m = metrics(&out);
+        assert_eq!(m["persons_scored"].as_u64().unwrap(), frames, "{m}");
+        for k in ["mpjpe_mm", "pa_mpjpe_mm", "root_abs_error_mm", "best_of_k_mm", "sample_mpjpe_mm"] {
+            assert!(m[k].as_f64().unwrap().is_finite(), "{name}: {k} {m}");
+        }
+        assert!(m["coverage"]["95%"].as_f64().unwrap() > 0.0, "{m}");
+        // The saved predictions: one message per answered keypoints message, readable by rosbags.
+        let count = run_python(&[
+            "-c",
+            "import sys; from rosbags.highlevel import AnyReader; from pathlib import Path\n\
+             with AnyReader([Path(sys.argv[1])]) as r:\n\
+             \x20   msgs = [r.deserialize(raw, c.msgtype) for c, t, raw in r.messages()]\n\
+             print(len(msgs), len(msgs[0].poses[0].joints))",
+            out.join("predictions").to_str().unwrap(),
+        ]);
+        assert_eq!(count.trim(), format!("{} 17", m["messages_answered"]), "{name}");
+        scored.push(m);
+    }
+    // Without the head and nose the error is of the other 15 joints: close to, not equal to, the full one.
+    let (full, part) = (scored[0]["mpjpe_mm"].as_f64().unwrap(), scored[1]["mpjpe_mm"].as_f64().unwrap());
+    assert_ne!(full, part);
+    assert!((full - part).abs() < 0.25 * full, "full {full} mm, without the head {part} mm");
 }

@@ -152,7 +152,8 @@ enum Cmd {
         #[command(flatten)]
         topics: TopicArgs,
     },
-    /// Run a rosbag2 recording (MCAP or sqlite3) through the node's pipeline offline and score it.
+    /// Run a rosbag2 recording (MCAP or sqlite3) through the node's pipeline offline and score it (on the
+    /// joints its ground truth has: NaN joints are left out of every metric).
     Bag {
         #[arg(long)]
         bag: PathBuf,
@@ -160,6 +161,9 @@ enum Cmd {
         model: ModelArgs,
         #[arg(long)]
         out: PathBuf,
+        /// Also write the predictions as a rosbag2 (MCAP) under OUT/predictions, topic /lifter/poses.
+        #[arg(long)]
+        save_predictions: bool,
         #[command(flatten)]
         topics: TopicArgs,
     },
@@ -229,12 +233,15 @@ fn main() -> Result<()> {
             let n = pose3d::eval::dataset::make_bag(&data, input, max_frames, &topics.topics(), &out)?;
             println!("wrote {} ({n} keypoint messages)", out.display());
         }
-        Cmd::Bag { bag, model, out, topics } => {
+        Cmd::Bag { bag, model, out, save_predictions, topics } => {
             let msgs = pose3d::formats::bag::read(&bag).with_context(|| format!("reading {}", bag.display()))?;
             let topics = topics.topics();
             let truth = eval::ground_truth(&msgs, &topics.ground_truth)?;
             let mut lifter = model.lifter(true)?;
             let (preds, drops) = eval::run_offline(&msgs, &topics, &mut lifter)?;
+            if save_predictions {
+                eval::write_predictions(&out.join("predictions"), &preds)?;
+            }
             let preds: Vec<_> = preds.into_iter().map(|p| (p, None)).collect();
             let report = eval::score(&preds, &truth, drops);
             eval::write_report(&out, &format!("offline: {}", bag.display()), &report, &preds, &truth)?;

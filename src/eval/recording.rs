@@ -112,6 +112,9 @@ pub struct RecordingReport {
     pub messages_answered: usize,
     pub persons_scored: usize,
     pub persons_missed: usize,
+    /// Persons whose ground truth lacks the root joint or has fewer than four joints.
+    #[serde(default)]
+    pub persons_unscorable: usize,
     pub mpjpe_mm: f64,
     pub pa_mpjpe_mm: f64,
     pub root_abs_error_mm: f64,
@@ -128,6 +131,21 @@ pub struct RecordingReport {
     pub dropped: BTreeMap<String, u64>,
     /// Per answered message (replays): header stamp (ns) and end-to-end latency (ms).
     pub latencies: Vec<(i64, f64)>,
+}
+
+/// The predictions as a rosbag2 (MCAP) on the node's output topic, stamped as their inputs, so other tools
+/// (Foxglove, `ros2 bag play`, rosbags) can read or replay them.
+pub fn write_predictions(dir: &Path, preds: &[PoseDistributionArray]) -> Result<()> {
+    let msgs: Vec<Recorded> = preds
+        .iter()
+        .map(|p| Recorded {
+            topic: "/lifter/poses".into(),
+            msg_type: "pose3d_msgs/msg/PoseDistributionArray".into(),
+            log_time: p.header.stamp_ns().max(0) as u64,
+            data: p.encode(),
+        })
+        .collect();
+    crate::formats::bag::write_mcap(dir, &msgs)
 }
 
 impl RecordingReport {
@@ -151,6 +169,17 @@ impl RecordingReport {
             cov("95%"),
         )
     }
+}
+
+/// The ground-truth joints a recording has (finite), root first; None without the root or with fewer
+/// than four joints (root alignment needs the root, Procrustes a body).
+fn scorable_joints(gt: &[[f64; 3]]) -> Option<Vec<usize>> {
+    let idx: Vec<usize> = (0..gt.len()).filter(|&j| gt[j].iter().all(|v| v.is_finite())).collect();
+    (idx.first() == Some(&0) && idx.len() >= 4).then_some(idx)
+}
+
+fn pick(v: &[[f64; 3]], idx: &[usize]) -> Vec<[f64; 3]> {
+    idx.iter().map(|&j| v[j]).collect()
 }
 
 fn percentile(v: &[f64], q: f64) -> Option<f64> {
@@ -187,24 +216,32 @@ pub fn score(
                 r.persons_missed += 1;
                 continue;
             };
-            let e = metrics::mpjpe(&est.means, &g.means, 0);
+            // Score on the joints the recording's skeleton has (NaN elsewhere), root first.
+            let Some(idx) = scorable_joints(&g.means) else {
+                r.persons_unscorable += 1;
+                continue;
+            };
+            let (est_means, gt_means) = (pick(&est.means, &idx), pick(&g.means, &idx));
+            let e = metrics::mpjpe(&est_means, &gt_means, 0);
             sum += e;
-            pa += metrics::pa_mpjpe(&est.means, &g.means);
-            abs += metrics::abs_error(&est.means, &g.means);
-            root += (Vector3::from(est.means[0]) - Vector3::from(g.means[0])).norm();
+            pa += metrics::pa_mpjpe(&est_means, &gt_means);
+            abs += metrics::abs_error(&est_means, &gt_means);
+            root += (Vector3::from(est_means[0]) - Vector3::from(gt_means[0])).norm();
             let slot = per.entry(g.id.clone()).or_default();
             slot.0 += e;
             slot.1 += 1;
             r.persons_scored += 1;
             if !est.samples.is_empty() {
-                bok += metrics::best_of_k(&est.samples, &g.means, 0);
-                sample_err += metrics::mean_sample_error(&est.samples, &g.means, 0);
+                let samples: Vec<[f64; 3]> =
+                    est.samples.chunks(est.means.len()).flat_map(|s| idx.iter().map(move |&j| s[j])).collect();
+                bok += metrics::best_of_k(&samples, &gt_means, 0);
+                sample_err += metrics::mean_sample_error(&samples, &gt_means, 0);
                 nbok += 1;
             }
-            for (j, m) in est.means.iter().enumerate() {
-                let cov = Matrix3::from_row_slice(&est.covariances[j]);
+            for &j in &idx {
+                let (m, cov) = (est.means[j], Matrix3::from_row_slice(&est.covariances[j]));
                 for (i, mass) in masses.iter().enumerate() {
-                    if metrics::inside_ellipsoid(&Vector3::from(g.means[j]), &Vector3::from(*m), &cov, *mass) {
+                    if metrics::inside_ellipsoid(&Vector3::from(g.means[j]), &Vector3::from(m), &cov, *mass) {
                         inside[i] += 1;
                     }
                 }

@@ -86,14 +86,6 @@ fn read_sqlite(path: &Path, out: &mut Vec<Recorded>) -> Result<()> {
     Ok(())
 }
 
-/// Message definitions for the MCAP schemas (ros2msg encoding) of the types pose3d writes.
-fn schema_text(msg_type: &str) -> &'static str {
-    match msg_type {
-        "pose3d_msgs/msg/Skeleton2DArray" => include_str!("../../msg/msg/Skeleton2DArray.msg"),
-        "pose3d_msgs/msg/PoseDistributionArray" => include_str!("../../msg/msg/PoseDistributionArray.msg"),
-        _ => "",
-    }
-}
 
 /// Writes messages as a rosbag2 directory with one MCAP file and metadata.yaml.
 pub fn write_mcap(dir: &Path, messages: &[Recorded]) -> Result<()> {
@@ -105,7 +97,9 @@ pub fn write_mcap(dir: &Path, messages: &[Recorded]) -> Result<()> {
     let (mut t_min, mut t_max) = (u64::MAX, 0u64);
     for (seq, m) in messages.iter().enumerate() {
         if !channels.contains_key(&m.topic) {
-            let schema = w.add_schema(&m.msg_type, "ros2msg", schema_text(&m.msg_type).as_bytes())?;
+            let definition = crate::formats::msgdef::full_definition(&m.msg_type)
+                .with_context(|| format!("no message definition compiled in for {}", m.msg_type))?;
+            let schema = w.add_schema(&m.msg_type, "ros2msg", definition.as_bytes())?;
             let ch = w.add_channel(schema, &m.topic, "cdr", &BTreeMap::new())?;
             channels.insert(m.topic.clone(), (ch, m.msg_type.clone(), 0));
         }

@@ -3,4 +3,5 @@
 pub mod bag;
 pub mod cdr;
 pub mod dataset;
+pub mod msgdef;
 pub mod npz;

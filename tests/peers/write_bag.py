@@ -3,7 +3,8 @@
 committed CMU fixture (sequence S2/walking 1) seen by a plumb_bob camera, with camera_info, keypoints
 (h36m17) and ground truth. Storage: mcap or sqlite3.
 
-Usage: write_bag.py FIXTURE_DIR OUT_BAG {mcap,sqlite3}
+Usage: write_bag.py FIXTURE_DIR OUT_BAG {mcap,sqlite3} [NAN_JOINTS]
+NAN_JOINTS: comma-separated h36m17 joint indices whose ground truth is NaN (a skeleton without them).
 """
 import os
 import shutil
@@ -16,7 +17,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from make_demo_bag import D, K, look_at, project, typestore  # noqa: E402
 
 
-def main(fixture, dst, storage):
+def main(fixture, dst, storage, nan_joints=""):
+    nan = [int(j) for j in nan_joints.split(",") if j]
     poses = np.load(os.path.join(fixture, "poses_3d17_world_mm_25hz.npz"))["S2/walking 1"] / 1000.0
     ts = typestore()
     T = ts.types
@@ -44,8 +46,10 @@ def main(fixture, dst, storage):
             sk = T["pose3d_msgs/msg/Skeleton2D"](id="walker", layout="h36m17", keypoints=kps)
             w.write(c_kp, t, ts.serialize_cdr(T["pose3d_msgs/msg/Skeleton2DArray"](header=header, skeletons=[sk]),
                                               "pose3d_msgs/msg/Skeleton2DArray"))
+            truth = xc.copy()
+            truth[nan] = np.nan
             joints = [T["pose3d_msgs/msg/JointDistribution"](mean=T["geometry_msgs/msg/Point"](x=q[0], y=q[1], z=q[2]),
-                                                             covariance=np.zeros(9)) for q in xc]
+                                                             covariance=np.zeros(9)) for q in truth]
             gt = T["pose3d_msgs/msg/PoseDistribution"](id="walker", layout="h36m17", joints=joints, samples=[],
                                                        confidence=1.0, num_samples=0)
             w.write(c_gt, t, ts.serialize_cdr(T["pose3d_msgs/msg/PoseDistributionArray"](header=header, poses=[gt]),
@@ -54,4 +58,4 @@ def main(fixture, dst, storage):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])
