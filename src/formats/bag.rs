@@ -86,7 +86,6 @@ fn read_sqlite(path: &Path, out: &mut Vec<Recorded>) -> Result<()> {
     Ok(())
 }
 
-
 /// Writes messages as a rosbag2 directory with one MCAP file and metadata.yaml.
 pub fn write_mcap(dir: &Path, messages: &[Recorded]) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
