@@ -7,7 +7,7 @@
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
@@ -36,7 +36,11 @@ def generate_launch_description():
         parameters=[
             LaunchConfiguration("params_file"),
             {
-                "model_path": PathJoinSubstitution([share, "models", [LaunchConfiguration("model"), ".onnx"]]),
+                # Every path component a single substitution: launch < 3.4.5 (Jazzy's first releases)
+                # refuses a list inside a component.
+                "model_path": PathJoinSubstitution(
+                    [share, "models", PythonExpression(["'", LaunchConfiguration("model"), ".onnx'"])]
+                ),
                 "debug_image": ParameterValue(LaunchConfiguration("debug_image"), value_type=bool),
             },
         ],

@@ -18,8 +18,22 @@ fn launch_file_is_a_launch_ros_description_of_the_lifter() {
         "import ast,sys; t=ast.parse(open(r'{}').read()); names=[n.name for n in t.body if isinstance(n, ast.FunctionDef)]; sys.exit(0 if 'generate_launch_description' in names else 3)",
         path.display()
     );
-    let st = Command::new(py).args(["-c", &src]).status().unwrap();
+    let st = Command::new(&py).args(["-c", &src]).status().unwrap();
     assert!(st.success(), "launch file parses and defines generate_launch_description");
+    // launch < 3.4.5 (Jazzy's first releases) refuses a list inside a PathJoinSubstitution component
+    // ("Failed to normalize given item of type list"): every component must be one string or substitution.
+    let src = format!(
+        "import ast,sys; t=ast.parse(open(r'{}').read()); \
+         bad=[n.lineno for n in ast.walk(t) if isinstance(n, ast.Call) and getattr(n.func, 'id', '') == 'PathJoinSubstitution' \
+         and any(isinstance(e, (ast.List, ast.Tuple)) for e in n.args[0].elts)]; print(bad); sys.exit(1 if bad else 0)",
+        path.display()
+    );
+    let out = Command::new(&py).args(["-c", &src]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "lists inside PathJoinSubstitution at lines {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     for needle in [
         "package=\"pose3d\"",
         "executable=\"lifter\"",
@@ -79,4 +93,51 @@ fn package_manifests() {
     assert!(m.contains("<name>pose3d_msgs</name>") && m.contains("rosidl_interface_packages"));
     let cargo = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
     assert!(cargo.contains("install_to_share = [\"launch\", \"config\", \"models\"]"));
+}
+
+/// What rosdep and bloom read (catkin_pkg parses the manifest): the ROS packages r2r links and generates,
+/// and the system keys the build needs.
+#[test]
+fn manifest_names_what_rosdep_installs() {
+    let py = root().join(".embedded/venv/bin/python");
+    let py = if py.is_file() { py } else { PathBuf::from("python3") };
+    let src = format!(
+        "from catkin_pkg.package import parse_package; p = parse_package(r'{}'); \
+         print(' '.join(sorted({{d.name for d in p.build_depends + p.exec_depends}})))",
+        root().display()
+    );
+    let out = Command::new(py).args(["-c", &src]).output().unwrap();
+    assert!(out.status.success(), "catkin_pkg parses package.xml: {}", String::from_utf8_lossy(&out.stderr));
+    let deps = String::from_utf8_lossy(&out.stdout);
+    let deps: Vec<&str> = deps.split_whitespace().collect();
+    for d in [
+        "pose3d_msgs",
+        "rcl",
+        "rcl_action",
+        "builtin_interfaces",
+        "rcl_interfaces",
+        "sensor_msgs",
+        "visualization_msgs",
+        "libclang-dev",
+        "libopencv-dev",
+        "pkg-config",
+        "launch_ros",
+    ] {
+        assert!(deps.contains(&d), "package.xml declares {d}: {deps:?}");
+    }
+}
+
+/// The embedded environment puts the ROS Python packages on PYTHONPATH as a sourced ROS does, so an
+/// interpreter other than the venv's (colcon's) finds them.
+#[test]
+fn embedded_environment_exposes_the_ros_python_packages() {
+    let env = root().join(".embedded/env.sh");
+    if !env.is_file() {
+        return; // a system ROS install: its own setup script does this
+    }
+    let st = Command::new("bash")
+        .args(["-c", &format!("source {} && /usr/bin/python3 -c 'import ament_package, rclpy'", env.display())])
+        .status()
+        .unwrap();
+    assert!(st.success(), "ament_package and rclpy importable from /usr/bin/python3 after sourcing env.sh");
 }
