@@ -104,7 +104,9 @@ export _ROS_WHEELS_BOOTSTRAP_COMPLETE=1
 export AMENT_PREFIX_PATH="$OVERLAY:$VENV"
 export CMAKE_PREFIX_PATH="$OVERLAY:$VENV"
 export LD_LIBRARY_PATH="$OVERLAY/lib:$VENV/lib:${LIBS}\${LD_LIBRARY_PATH:-}"
-export PYTHONPATH="$OVERLAY/lib/$PYVER/site-packages:$OVERLAY/local/lib/$PYVER/dist-packages:\${PYTHONPATH:-}"
+# The wheels' Python packages too, as a sourced ROS puts its site-packages on PYTHONPATH (colcon and other
+# interpreters than the venv's find ament_package, rclpy, the messages).
+export PYTHONPATH="$OVERLAY/lib/$PYVER/site-packages:$OVERLAY/local/lib/$PYVER/dist-packages:$SITE:\${PYTHONPATH:-}"
 export PATH="$VENV/bin:$ROOT/target/release:\$PATH"
 export ORT_DYLIB_PATH="$ORT_LIB"
 ENVEOF
