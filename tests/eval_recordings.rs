@@ -141,6 +141,14 @@ fn make_bag_writes_a_bag_that_rosbags_reads_and_the_evaluator_scores() {
     // 6 sequences x 4 cameras x min(20, frames); running has 33 frames, all others more than 20.
     assert_eq!(info["counts"]["/detector/keypoints"], 6 * 4 * 20, "{info}");
     assert_eq!(info["types"]["/ground_truth/poses"], "pose3d_msgs/msg/PoseDistributionArray");
+    // As Jazzy's `ros2 bag record` writes it: metadata version 9, type hashes, offered QoS per topic.
+    let meta: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(bag.join("metadata.yaml")).unwrap()).unwrap();
+    assert_eq!(meta["rosbag2_bagfile_information"]["version"], 9, "{meta:?}");
+    for topic in ["/camera/camera_info", "/detector/keypoints", "/ground_truth/poses"] {
+        assert!(info["hashes"][topic].as_str().unwrap().starts_with("RIHS01_"), "{topic}: {info}");
+        assert_eq!(info["qos"][topic][0], "reliable", "{topic}: {info}");
+    }
     // Every message decodes from the bag's own schemas, with mcap-ros2-support and with rosbags, to the
     // same fields.
     let decoded: Value = serde_json::from_str(&run_python(&[

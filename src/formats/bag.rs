@@ -1,6 +1,7 @@
 //! rosbag2 recordings: reading MCAP and sqlite3 storage (as `ros2 bag record` writes them) and writing
 //! MCAP bags (with the metadata.yaml that `ros2 bag play` wants).
 
+use crate::formats::msgdef;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,7 +87,9 @@ fn read_sqlite(path: &Path, out: &mut Vec<Recorded>) -> Result<()> {
     Ok(())
 }
 
-/// Writes messages as a rosbag2 directory with one MCAP file and metadata.yaml.
+/// Writes messages as a rosbag2 directory with one MCAP file and metadata.yaml, as Jazzy's `ros2 bag record`
+/// does: complete message definitions as schemas, each channel's offered QoS and type hash, metadata
+/// version 9.
 pub fn write_mcap(dir: &Path, messages: &[Recorded]) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = format!("{}.mcap", dir.file_name().unwrap_or_default().to_string_lossy());
@@ -94,12 +97,17 @@ pub fn write_mcap(dir: &Path, messages: &[Recorded]) -> Result<()> {
     let mut w = mcap::WriteOptions::new().profile("ros2").create(std::io::BufWriter::new(file))?;
     let mut channels: BTreeMap<String, (u16, String, usize)> = BTreeMap::new();
     let (mut t_min, mut t_max) = (u64::MAX, 0u64);
+    let qos = serde_yaml::to_string(&[default_qos()])?;
     for (seq, m) in messages.iter().enumerate() {
         if !channels.contains_key(&m.topic) {
-            let definition = crate::formats::msgdef::full_definition(&m.msg_type)
+            let definition = msgdef::full_definition(&m.msg_type)
                 .with_context(|| format!("no message definition compiled in for {}", m.msg_type))?;
             let schema = w.add_schema(&m.msg_type, "ros2msg", definition.as_bytes())?;
-            let ch = w.add_channel(schema, &m.topic, "cdr", &BTreeMap::new())?;
+            let metadata = BTreeMap::from([
+                ("offered_qos_profiles".to_string(), qos.clone()),
+                ("topic_type_hash".to_string(), msgdef::type_hash(&m.msg_type).unwrap_or_default().to_string()),
+            ]);
+            let ch = w.add_channel(schema, &m.topic, "cdr", &metadata)?;
             channels.insert(m.topic.clone(), (ch, m.msg_type.clone(), 0));
         }
         let entry = channels.get_mut(&m.topic).unwrap();
@@ -117,24 +125,56 @@ pub fn write_mcap(dir: &Path, messages: &[Recorded]) -> Result<()> {
         t_max = t_max.max(m.log_time);
     }
     w.finish()?;
-    let topics: Vec<String> = channels
+    let t_min = t_min.min(t_max);
+    let duration = serde_yaml::Mapping::from_iter([("nanoseconds".into(), (t_max - t_min).into())]);
+    let start = serde_yaml::Mapping::from_iter([("nanoseconds_since_epoch".into(), t_min.into())]);
+    let topics: Vec<serde_yaml::Value> = channels
         .iter()
         .map(|(topic, (_, ty, n))| {
-            format!(
-                "    - topic_metadata:\n        name: {topic}\n        type: {ty}\n        serialization_format: cdr\n        offered_qos_profiles: \"\"\n        type_description_hash: \"\"\n      message_count: {n}\n"
-            )
+            serde_yaml::to_value(serde_json::json!({
+                "topic_metadata": {
+                    "name": topic,
+                    "type": ty,
+                    "serialization_format": "cdr",
+                    "offered_qos_profiles": [default_qos()],
+                    "type_description_hash": msgdef::type_hash(ty).unwrap_or_default(),
+                },
+                "message_count": n,
+            }))
         })
-        .collect();
-    let meta = format!(
-        "rosbag2_bagfile_information:\n  version: 8\n  storage_identifier: mcap\n  duration:\n    nanoseconds: {}\n  starting_time:\n    nanoseconds_since_epoch: {}\n  message_count: {}\n  topics_with_message_count:\n{}  compression_format: \"\"\n  compression_mode: \"\"\n  relative_file_paths:\n    - {name}\n  files:\n    - path: {name}\n      starting_time:\n        nanoseconds_since_epoch: {}\n      duration:\n        nanoseconds: {}\n      message_count: {}\n  custom_data: ~\n  ros_distro: jazzy\n",
-        t_max.saturating_sub(t_min),
-        t_min,
-        messages.len(),
-        topics.concat(),
-        t_min,
-        t_max.saturating_sub(t_min),
-        messages.len()
-    );
+        .collect::<Result<_, _>>()?;
+    let info = serde_json::json!({
+        "version": 9,
+        "storage_identifier": "mcap",
+        "duration": duration,
+        "starting_time": start,
+        "message_count": messages.len(),
+        "topics_with_message_count": topics,
+        "compression_format": "",
+        "compression_mode": "",
+        "relative_file_paths": [name],
+        "files": [{"path": name, "starting_time": start, "duration": duration, "message_count": messages.len()}],
+        "custom_data": null,
+        "ros_distro": "jazzy",
+    });
+    let meta = serde_yaml::to_string(&serde_json::json!({ "rosbag2_bagfile_information": info }))?;
     std::fs::write(dir.join("metadata.yaml"), meta)?;
     Ok(())
+}
+
+/// The QoS a default ROS 2 publisher offers (reliable, volatile, keep last 10, no deadline, lifespan or
+/// lease: rosbag2 writes "infinite" as the largest duration), in the metadata version 9 spelling.
+fn default_qos() -> serde_json::Value {
+    let infinite = serde_json::json!({"sec": 9_223_372_036u64, "nsec": 854_775_807u64});
+    serde_json::json!({
+        "history": "keep_last",
+        "depth": 10,
+        "reliability": "reliable",
+        "durability": "volatile",
+        "deadline": infinite,
+        "lifespan": infinite,
+        "liveliness": "automatic",
+        "liveliness_lease_duration": infinite,
+        "avoid_ros_namespace_conventions": false,
+    })
 }

@@ -21,6 +21,22 @@ const DEFINITIONS: &[(&str, &str)] = &[
     ("sensor_msgs/RegionOfInterest", include_str!("msgdefs/sensor_msgs__RegionOfInterest.msg")),
 ];
 
+/// RIHS01 type hashes (REP-2011) of the types pose3d writes, as rosidl generates them
+/// (`share/<pkg>/msg/<Type>.json`); a test checks them against the installed interface packages.
+const TYPE_HASHES: &[(&str, &str)] = &[
+    ("sensor_msgs/msg/CameraInfo", "RIHS01_b3dfd68ff46c9d56c80fd3bd4ed22c7a4ddce8c8348f2f59c299e73118e7e275"),
+    ("pose3d_msgs/msg/Skeleton2DArray", "RIHS01_8274251a332aba6a75e8fe481b0231d1b692bf691ecf21a023b70d373aa7c29f"),
+    (
+        "pose3d_msgs/msg/PoseDistributionArray",
+        "RIHS01_85ce96a92a2c979b27fe78be4088724ce40ad5eb37d5118c495102a98a449df5",
+    ),
+];
+
+/// The RIHS01 hash of `pkg/msg/Type`, for the types in [`TYPE_HASHES`].
+pub fn type_hash(msg_type: &str) -> Option<&'static str> {
+    TYPE_HASHES.iter().find(|(n, _)| *n == msg_type).map(|(_, h)| *h)
+}
+
 const SEPARATOR: &str = "================================================================================";
 
 const PRIMITIVES: &[&str] = &[
@@ -92,5 +108,26 @@ mod tests {
         let c = full_definition("sensor_msgs/msg/CameraInfo").unwrap();
         assert!(c.contains("MSG: sensor_msgs/RegionOfInterest\n") && c.contains("MSG: builtin_interfaces/Time\n"));
         assert!(full_definition("unknown_msgs/msg/Thing").is_none());
+    }
+
+    /// The compiled-in hashes are the ones rosidl generated for the interface packages installed here (the
+    /// embedded wheels and the pose3d_msgs overlay, or a system ROS): a changed .msg must update them.
+    #[test]
+    fn type_hashes_match_the_installed_interface_packages() {
+        let Ok(prefixes) = std::env::var("AMENT_PREFIX_PATH") else {
+            eprintln!("no ROS environment: the hashes are checked where one is sourced (the test command)");
+            return;
+        };
+        for (name, hash) in TYPE_HASHES {
+            let (pkg, ty) = (name.split('/').next().unwrap(), name.rsplit('/').next().unwrap());
+            let json = prefixes
+                .split(':')
+                .map(|p| std::path::Path::new(p).join(format!("share/{pkg}/msg/{ty}.json")))
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| panic!("{name}.json in no prefix of {prefixes}"));
+            let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+            assert_eq!(v["type_hashes"][0]["type_name"], *name);
+            assert_eq!(v["type_hashes"][0]["hash_string"], *hash, "{name}: update TYPE_HASHES");
+        }
     }
 }

@@ -26,7 +26,12 @@ def main(kind, path):
             counts = {}
             for c, t, raw in r.messages():
                 counts[c.topic] = counts.get(c.topic, 0) + 1
-            print(json.dumps({"counts": counts, "types": {c.topic: c.msgtype for c in r.connections}}))
+            print(json.dumps({
+                "counts": counts,
+                "types": {c.topic: c.msgtype for c in r.connections},
+                "hashes": {c.topic: c.digest for c in r.connections},
+                "qos": {c.topic: [q.reliability.name.lower() for q in c.ext.offered_qos_profiles] for c in r.connections},
+            }))
 
 
 def fields(msg):
