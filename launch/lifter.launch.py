@@ -3,6 +3,8 @@
     ros2 launch pose3d lifter.launch.py
     ros2 launch pose3d lifter.launch.py keypoints:=/detector/skeletons camera_info:=/camera/camera_info rviz:=true
     ros2 launch pose3d lifter.launch.py model:=fused image:=/camera/image_raw debug_image:=true   # image path
+    ros2 launch pose3d lifter.launch.py input:=yolo detections:=/yolo/tracking camera_info:=/camera/camera_info
+    ros2 launch pose3d lifter.launch.py input:=hri camera_info:=/camera/camera_info    # ROS4HRI /humans/bodies
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -18,7 +20,11 @@ def generate_launch_description():
     args = [
         DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "lifter.yaml"]),
                               description="ROS parameter file of the node"),
+        DeclareLaunchArgument("input", default_value="skeletons",
+                              description="keypoints input: skeletons (pose3d_msgs), yolo (yolo_ros), hri (ROS4HRI)"),
         DeclareLaunchArgument("keypoints", default_value="keypoints", description="pose3d_msgs/Skeleton2DArray input"),
+        DeclareLaunchArgument("detections", default_value="/yolo/detections",
+                              description="yolo_msgs/DetectionArray input (input:=yolo; /yolo/tracking for track ids)"),
         DeclareLaunchArgument("camera_info", default_value="camera_info", description="sensor_msgs/CameraInfo input"),
         DeclareLaunchArgument("image", default_value="image", description="sensor_msgs/Image input"),
         DeclareLaunchArgument("image_compressed", default_value="image/compressed",
@@ -42,10 +48,12 @@ def generate_launch_description():
                     [share, "models", PythonExpression(["'", LaunchConfiguration("model"), ".onnx'"])]
                 ),
                 "debug_image": ParameterValue(LaunchConfiguration("debug_image"), value_type=bool),
+                "input": LaunchConfiguration("input"),
             },
         ],
         remappings=[
             ("keypoints", LaunchConfiguration("keypoints")),
+            ("detections", LaunchConfiguration("detections")),
             ("camera_info", LaunchConfiguration("camera_info")),
             ("image", LaunchConfiguration("image")),
             ("image/compressed", LaunchConfiguration("image_compressed")),

@@ -8,6 +8,7 @@ use common::*;
 use nalgebra::{Matrix3, SymmetricEigen, Vector3};
 use pose3d::eval::metrics;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 fn v3(v: &Value) -> [f64; 3] {
@@ -299,5 +300,75 @@ fn invalid_parameters_at_start_stop_the_node_with_the_reason() {
         let log = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(!status.success(), "{arg}: {log}");
         assert!(log.contains(why), "{arg}: the reason is given\n{log}");
+    }
+}
+
+/// Root-relative MPJPE (mm) of every answered (stamp, person) of a detector-peer run, the person named by
+/// `name` from its upstream id; and the ids the node published.
+fn detector_run(kind: &str, domain: u32, node_args: &[&str]) -> (BTreeMap<(String, String), f64>, Vec<String>) {
+    let dir = tmp(&format!("detector_{kind}"));
+    let log = dir.join("node.log");
+    let node = spawn_node(domain, node_args, &log);
+    let out = dir.join("peer.json");
+    let fixture = root().join("tests/fixtures/cmu");
+    let peer = root().join("tests/peers/detector_peer.py");
+    let args =
+        [peer.to_str().unwrap(), "--kind", kind, "--data", fixture.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    run_peer(domain, &args, Duration::from_secs(90));
+    drop(node);
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log.contains(&format!("input: {kind}")), "the log names the input\n{log}");
+    // The peer's upstream ids per input (detector_peer.py UPSTREAM) -> the person.
+    let name = |id: &str| match id {
+        "alice" | "7" | "b_alice" => "alice".to_string(),
+        "bob" | "9" | "b_bob" => "bob".to_string(),
+        other => panic!("unexpected id {other}"),
+    };
+    let (mut errors, mut ids) = (BTreeMap::new(), Vec::new());
+    for m in r["poses"].as_array().unwrap() {
+        let stamp = m["stamp"].as_str().unwrap();
+        let Some(truth) = r["truth"].get(stamp) else { continue };
+        for p in m["poses"].as_array().unwrap() {
+            let id = p["id"].as_str().unwrap();
+            ids.push(id.to_string());
+            let est: Vec<[f64; 3]> = p["mean"].as_array().unwrap().iter().map(v3).collect();
+            let gt: Vec<[f64; 3]> =
+                truth[id].as_array().unwrap_or_else(|| panic!("{id} at {stamp}")).iter().map(v3).collect();
+            errors.insert((stamp.to_string(), name(id)), 1000.0 * metrics::mpjpe(&est, &gt, 0));
+        }
+    }
+    let wanted: usize = r["truth"].as_object().unwrap().values().map(|t| t.as_object().unwrap().len()).sum();
+    assert!(errors.len() * 10 >= wanted * 8, "{kind}: {} of {wanted} persons answered\n{log}", errors.len());
+    ids.sort();
+    ids.dedup();
+    (errors, ids)
+}
+
+/// The detectors users run, through the node: yolo_ros detections (sparse COCO-17 keypoints with 1-based
+/// ids, track ids) and ROS4HRI bodies (per-body OpenPose-18 in [0, 1], one body appearing and one leaving)
+/// give the poses the node's own input gives on the same people, under the upstream ids.
+#[test]
+fn yolo_and_hri_inputs_lift_as_the_native_input_under_upstream_ids() {
+    let (native, native_ids) = detector_run("skeletons", 84, &[]);
+    assert_eq!(native_ids, ["alice", "bob"]);
+    let (yolo, yolo_ids) = detector_run("yolo", 85, &["-p", "input:=yolo", "-r", "detections:=/yolo/tracking"]);
+    assert_eq!(yolo_ids, ["7", "9"], "yolo track ids kept");
+    let (hri, hri_ids) = detector_run("hri", 86, &["-p", "input:=hri"]);
+    assert_eq!(hri_ids, ["b_alice", "b_bob"], "REP-155 body ids kept");
+    for (kind, run) in [("yolo", &yolo), ("hri", &hri)] {
+        let common: Vec<_> = run.keys().filter(|k| native.contains_key(*k)).collect();
+        assert!(
+            common.len() * 10 >= native.len() * 8,
+            "{kind}: {} persons in common of {}",
+            common.len(),
+            native.len()
+        );
+        let mean =
+            |m: &BTreeMap<(String, String), f64>| common.iter().map(|k| m[*k]).sum::<f64>() / common.len() as f64;
+        let (a, b) = (mean(&native), mean(run));
+        eprintln!("{kind}: MPJPE {b:.2} mm, native input {a:.2} mm, {} persons", common.len());
+        assert!(a < 150.0, "a sane lift: {a} mm");
+        assert!((a - b).abs() < 1.0, "{kind}: MPJPE {b:.2} mm vs native {a:.2} mm");
     }
 }

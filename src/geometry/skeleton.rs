@@ -67,11 +67,13 @@ pub enum Layout {
     Coco17,
     H36m17,
     Mpii16,
+    /// OpenPose's 18-joint body (COCO-18; ROS4HRI's Skeleton2D order).
+    OpenPose18,
 }
 
 #[derive(Debug, Error, PartialEq)]
 pub enum LayoutError {
-    #[error("unknown keypoint layout '{0}' (known: coco17, h36m17, mpii16)")]
+    #[error("unknown keypoint layout '{0}' (known: coco17, h36m17, mpii16, openpose18)")]
     Unknown(String),
     #[error("layout {layout} has {expected} joints, got {got}")]
     WrongCount { layout: &'static str, expected: usize, got: usize },
@@ -83,6 +85,7 @@ impl Layout {
             "coco17" | "coco" => Ok(Layout::Coco17),
             "h36m17" | "h36m" => Ok(Layout::H36m17),
             "mpii16" | "mpii" => Ok(Layout::Mpii16),
+            "openpose18" | "openpose" => Ok(Layout::OpenPose18),
             _ => Err(LayoutError::Unknown(s.to_string())),
         }
     }
@@ -91,12 +94,14 @@ impl Layout {
             Layout::Coco17 => "coco17",
             Layout::H36m17 => "h36m17",
             Layout::Mpii16 => "mpii16",
+            Layout::OpenPose18 => "openpose18",
         }
     }
     pub fn num_joints(self) -> usize {
         match self {
             Layout::Coco17 | Layout::H36m17 => 17,
             Layout::Mpii16 => 16,
+            Layout::OpenPose18 => 18,
         }
     }
 }
@@ -189,6 +194,32 @@ pub fn to_h36m17(layout: Layout, kps: &[Kp]) -> Result<[Kp; 17], LayoutError> {
                 k(10),
             ]
         }
+        Layout::OpenPose18 => {
+            // OpenPose-18: 0 nose 1 neck 2 rsho 3 relb 4 rwri 5 lsho 6 lelb 7 lwri 8 rhip 9 rknee 10 rank
+            // 11 lhip 12 lknee 13 lank 14 leye 15 reye 16 lear 17 rear. As from COCO (the same joints): the
+            // thorax is the shoulders' midpoint, the head top stays missing.
+            let hip = mid(k(8), k(11));
+            let thorax = mid(k(2), k(5));
+            [
+                hip,
+                k(8),
+                k(9),
+                k(10),
+                k(11),
+                k(12),
+                k(13),
+                mid(hip, thorax),
+                thorax,
+                k(0),
+                Kp::missing(),
+                k(5),
+                k(6),
+                k(7),
+                k(2),
+                k(3),
+                k(4),
+            ]
+        }
     };
     Ok(out)
 }
@@ -228,6 +259,19 @@ mod tests {
         for j in 0..17 {
             assert_eq!(H36M17_FLIP[H36M17_FLIP[j]], j);
         }
+    }
+
+    /// The same body given as COCO-17 and as OpenPose-18 converts to the same H36M-17 keypoints.
+    #[test]
+    fn openpose18_converts_as_coco17() {
+        let coco: Vec<Kp> =
+            (0..17).map(|i| Kp::new(10.0 * i as f64, 3.0 * i as f64 + 1.0, 0.5 + 0.01 * i as f64)).collect();
+        // COCO index of each OpenPose joint (the neck has none: it is not used).
+        let from_coco = [0, usize::MAX, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 1, 2, 3, 4];
+        let openpose: Vec<Kp> =
+            from_coco.iter().map(|&c| if c == usize::MAX { Kp::new(1e3, 1e3, 0.9) } else { coco[c] }).collect();
+        assert_eq!(to_h36m17(Layout::OpenPose18, &openpose).unwrap(), to_h36m17(Layout::Coco17, &coco).unwrap());
+        assert_eq!(Layout::parse("openpose18").unwrap().num_joints(), 18);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The runtime pipeline: everything the node needs per message, and nothing from training.
 
 pub mod crop;
+pub mod detectors;
 pub mod image;
 pub mod lifter;
 pub mod modelcard;

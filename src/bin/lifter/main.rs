@@ -2,6 +2,7 @@
 //! the middle, ROS messages out. Parameters are documented in config/lifter.yaml.
 
 mod images;
+mod inputs;
 mod messages;
 mod params;
 mod stats;
@@ -147,9 +148,8 @@ fn main() -> Result<()> {
     let mut lifter = load_lifter(&params)?;
 
     let qos = QosProfile::default().keep_last(10);
-    // A deep (bounded) keypoints queue: a burst that arrives during inference is fetched and counted as
-    // superseded, rather than overwritten unseen inside DDS.
-    let mut kp_sub = node.subscribe::<Skeleton2DArray>("keypoints", QosProfile::default().keep_last(100))?;
+    let mut input = inputs::Input::open(&mut node, &params.input, &params.hri_prefix)?;
+    r2r::log_info!(NODE, "input: {} (this build reads: {})", params.input, inputs::available().join(", "));
     let mut info_sub = node.subscribe::<CameraInfo>("camera_info", qos.clone())?;
     // The image path runs when the model has an image modality and use_image is set; otherwise images are
     // not subscribed to at all.
@@ -198,6 +198,7 @@ fn main() -> Result<()> {
     // in the subscription queue; of those, only the newest is processed and the rest are counted.
     let clock = node.get_ros_clock();
     let mut camera: Option<(Camera, String)> = None;
+    let mut image_size: Option<(u32, u32)> = None;
     let mut gate = StampGate::default();
     let mut max_age = (params.max_stamp_age * 1e9) as i128;
     let stats = Stats::default();
@@ -213,6 +214,7 @@ fn main() -> Result<()> {
         }
         while let Some(Some(info)) = info_sub.next().now_or_never() {
             camera = camera_from_info(&info, &stats);
+            image_size = camera.as_ref().map(|_| (info.width, info.height));
         }
         if let Some(sub) = image_sub.as_mut() {
             while let Some(Some(m)) = sub.next().now_or_never() {
@@ -228,11 +230,10 @@ fn main() -> Result<()> {
         }
         stats.images_unmatched.store(images.unmatched(), Ordering::Relaxed);
         let mut newest: Option<(Skeleton2DArray, Instant)> = None;
-        let pending = drain_keypoints(&mut node, &mut kp_sub);
-        for msg in pending {
+        let now = clock.lock().map(|mut c| c.get_now().map(|d| d.as_nanos() as i128).unwrap_or(0)).unwrap_or(0);
+        for msg in input.drain(&mut node, image_size, now, &stats) {
             let received = Instant::now();
             stats.received.fetch_add(1, Ordering::Relaxed);
-            let now = clock.lock().map(|mut c| c.get_now().map(|d| d.as_nanos() as i128).unwrap_or(0)).unwrap_or(0);
             match gate.check(stamp_ns(&msg.header.stamp), now, max_age) {
                 StampVerdict::Accept => {
                     if newest.replace((msg, received)).is_some() {
@@ -316,26 +317,6 @@ fn camera_from_info(info: &CameraInfo, stats: &Stats) -> Option<(Camera, String)
             None
         }
     }
-}
-
-/// Every keypoints message waiting now. r2r hands over one message per subscription and spin: spin without
-/// waiting until the queue is empty (bounded), so that only the newest is processed.
-fn drain_keypoints(
-    node: &mut r2r::Node,
-    sub: &mut (impl futures::Stream<Item = Skeleton2DArray> + Unpin),
-) -> Vec<Skeleton2DArray> {
-    let mut pending = Vec::new();
-    for _ in 0..200 {
-        let before = pending.len();
-        while let Some(Some(msg)) = sub.next().now_or_never() {
-            pending.push(msg);
-        }
-        if pending.len() == before {
-            break;
-        }
-        node.spin_once(Duration::ZERO);
-    }
-    pending
 }
 
 /// What a live parameter change means for the lifter (the rest is read from `params` per message).

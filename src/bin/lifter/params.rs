@@ -9,6 +9,8 @@ use std::path::PathBuf;
 /// Node parameters (defaults here; documented in config/lifter.yaml).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
+    pub input: String,
+    pub hri_prefix: String,
     pub model_path: String,
     pub provider: String,
     pub allow_cpu_fallback: bool,
@@ -35,6 +37,8 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         Params {
+            input: "skeletons".into(),
+            hri_prefix: "/humans/bodies".into(),
             model_path: String::new(),
             provider: "cpu".into(),
             allow_cpu_fallback: false,
@@ -118,6 +122,8 @@ fn wrong_type(want: &str, got: &ParameterValue) -> String {
 }
 
 parameters! {
+    input: Str, AtStart, "keypoints input: skeletons (pose3d_msgs on keypoints), yolo (yolo_msgs on detections), hri (ROS4HRI bodies) (read-only: set at start)";
+    hri_prefix: Str, AtStart, "with input hri: the REP-155 bodies namespace (read-only: set at start)";
     model_path: Str, AtStart, "ONNX model with its card (.yaml) beside it; empty: the package's models/default.onnx (read-only: set at start)";
     provider: Str, AtStart, "execution provider: cpu or cuda (read-only: set at start)";
     allow_cpu_fallback: Bool, AtStart, "with provider cuda: run on CPU with a warning when CUDA cannot load (read-only: set at start)";
@@ -145,7 +151,8 @@ impl Params {
     /// The values the node can run with; the reason otherwise.
     fn check(&self) -> Result<(), String> {
         let finite = |v: f64| v.is_finite();
-        let rules: [(bool, &str); 14] = [
+        let rules: [(bool, &str); 15] = [
+            (["skeletons", "yolo", "hri"].contains(&self.input.as_str()), "input must be skeletons, yolo or hri"),
             (["cpu", "cuda"].contains(&self.provider.as_str()), "provider must be \"cpu\" or \"cuda\""),
             ((1..=64).contains(&self.intra_threads), "intra_threads must be in 1..=64"),
             ((1..=4096).contains(&self.samples), "samples must be in 1..=4096"),
@@ -281,7 +288,7 @@ mod tests {
             let v = p.value(s.name).unwrap_or_else(|| panic!("{} has no field", s.name));
             assert_eq!(p.with(s.name, &v).as_ref(), Ok(&p), "{} round-trips", s.name);
         }
-        assert_eq!(SPECS.len(), 21);
+        assert_eq!(SPECS.len(), 23);
     }
 
     #[test]
