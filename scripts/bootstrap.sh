@@ -148,6 +148,9 @@ build_interfaces() {
   touch "$prefix/.$name-$hash"
 }
 build_interfaces pose3d_msgs "$ROOT/msg" "$OVERLAY"
+# /tf for the REP-155 output: no wheel carries tf2_msgs, so the embedded ROS gets a wire-compatible
+# TFMessage package (a system ROS has the real one).
+[ "$SYSTEM_ROS" = 1 ] || build_interfaces tf2_msgs "$ROOT/scripts/interfaces/tf2_msgs" "$OVERLAY"
 for pkg in yolo_msgs hri_msgs; do
   # A real package on a system ROS prefix wins; the stand-in is built only where none is.
   if [ "$SYSTEM_ROS" = 1 ] && (IFS=:; for p in ${AMENT_PREFIX_PATH:-}; do [ -f "$p/share/$pkg/package.xml" ] && [ "$p" != "$TEST_OVERLAY" ] && exit 0; done; exit 1); then

@@ -372,3 +372,40 @@ fn yolo_and_hri_inputs_lift_as_the_native_input_under_upstream_ids() {
         assert!((a - b).abs() < 1.0, "{kind}: MPJPE {b:.2} mm vs native {a:.2} mm");
     }
 }
+
+/// The REP-155 output as an HRI stack sees it: the lifted ids on /humans/bodies/tracked, and per body the
+/// TF frame body_<id> at the published mean hip (z up, x toward the camera for a person facing it) and one
+/// frame per joint, children of the camera optical frame; ids that are not valid frame names are mended.
+#[test]
+fn rep155_output_publishes_tracked_bodies_and_their_tf_frames() {
+    let dir = tmp("rep155");
+    let log = dir.join("node.log");
+    let node = spawn_node(87, &["-p", "rep155_output:=true"], &log);
+    let out = dir.join("peer.json");
+    let peer = root().join("tests/peers/rep155_peer.py");
+    run_peer(87, &[peer.to_str().unwrap(), "--out", out.to_str().unwrap()], Duration::from_secs(60));
+    drop(node);
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(r["tracked"], serde_json::json!(["p1", "p/2"]), "{r}");
+    for (id, frame) in [("p1", "p1"), ("p/2", "p_2")] {
+        let hip = v3(&r["poses"][id][0]);
+        let body = &r["tf"][format!("body_{frame}")];
+        assert_eq!(body["parent"], "camera_optical", "{r}");
+        let t = v3(&body["t"]);
+        assert!((0..3).all(|a| (t[a] - hip[a]).abs() < 1e-9), "body_{frame} at the mean hip: {t:?} vs {hip:?}");
+        // Rotate the body's z (up) and x (forward) axes into the camera frame.
+        let q = nalgebra::UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(
+            body["q"][3].as_f64().unwrap(),
+            body["q"][0].as_f64().unwrap(),
+            body["q"][1].as_f64().unwrap(),
+            body["q"][2].as_f64().unwrap(),
+        ));
+        assert!((q * Vector3::z()).y < -0.8, "z up (camera -y): {:?}", q * Vector3::z());
+        assert!((q * Vector3::x()).z < -0.5, "x toward the camera: {:?}", q * Vector3::x());
+        for (j, name) in pose3d::geometry::skeleton::H36M17_NAMES.iter().enumerate() {
+            let t = v3(&r["tf"][format!("{name}_{frame}")]["t"]);
+            let m = v3(&r["poses"][id][j]);
+            assert!((0..3).all(|a| (t[a] - m[a]).abs() < 1e-9), "{name}_{frame}");
+        }
+    }
+}

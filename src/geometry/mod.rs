@@ -1,5 +1,6 @@
 //! Geometry and skeletons: no I/O, no model.
 
+pub mod body_frame;
 pub mod camera;
 pub mod distribution;
 pub mod rootfit;

@@ -5,6 +5,7 @@ mod images;
 mod inputs;
 mod messages;
 mod params;
+mod rep155;
 mod stats;
 
 use anyhow::{Context, Result};
@@ -34,6 +35,7 @@ struct Outputs<'a> {
     poses: &'a r2r::Publisher<PoseDistributionArray>,
     markers: &'a r2r::Publisher<MarkerArray>,
     debug: Option<&'a r2r::Publisher<Image>>,
+    rep155: Option<&'a rep155::Rep155>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -110,6 +112,9 @@ fn process(
                 r2r::log_error!(NODE, "publishing poses: {e}");
             }
             Stats::record(&stats.processing_ms, received.elapsed().as_secs_f64() * 1e3);
+            if let Some(Err(e)) = out_pubs.rep155.map(|r| r.publish(&msg.header, &out.poses)) {
+                r2r::log_error!(NODE, "publishing the REP-155 bodies failed: {e}");
+            }
             if let Err(e) = out_pubs.markers.publish(&markers(&msg.header, &out.poses, params)) {
                 r2r::log_error!(NODE, "publishing markers: {e}");
             }
@@ -189,7 +194,9 @@ fn main() -> Result<()> {
     let pose_pub = node.create_publisher::<PoseDistributionArray>("~/poses", qos.clone())?;
     let marker_pub = node.create_publisher::<MarkerArray>("~/markers", qos.clone())?;
     let stats_pub = node.create_publisher::<RosString>("~/stats", qos.clone())?;
-    let outputs = Outputs { poses: &pose_pub, markers: &marker_pub, debug: debug_pub.as_ref() };
+    let rep155 = if params.rep155_output { Some(rep155::Rep155::open(&mut node, &params.hri_prefix)?) } else { None };
+    let outputs =
+        Outputs { poses: &pose_pub, markers: &marker_pub, debug: debug_pub.as_ref(), rep155: rep155.as_ref() };
 
     let running = watch_signals();
 

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 pub struct Params {
     pub input: String,
     pub hri_prefix: String,
+    pub rep155_output: bool,
     pub model_path: String,
     pub provider: String,
     pub allow_cpu_fallback: bool,
@@ -39,6 +40,7 @@ impl Default for Params {
         Params {
             input: "skeletons".into(),
             hri_prefix: "/humans/bodies".into(),
+            rep155_output: false,
             model_path: String::new(),
             provider: "cpu".into(),
             allow_cpu_fallback: false,
@@ -123,7 +125,8 @@ fn wrong_type(want: &str, got: &ParameterValue) -> String {
 
 parameters! {
     input: Str, AtStart, "keypoints input: skeletons (pose3d_msgs on keypoints), yolo (yolo_msgs on detections), hri (ROS4HRI bodies) (read-only: set at start)";
-    hri_prefix: Str, AtStart, "with input hri: the REP-155 bodies namespace (read-only: set at start)";
+    hri_prefix: Str, AtStart, "the REP-155 bodies namespace (input hri, rep155_output) (read-only: set at start)";
+    rep155_output: Bool, AtStart, "publish <hri_prefix>/tracked and per body body_<id> and joint frames on /tf (read-only: set at start)";
     model_path: Str, AtStart, "ONNX model with its card (.yaml) beside it; empty: the package's models/default.onnx (read-only: set at start)";
     provider: Str, AtStart, "execution provider: cpu or cuda (read-only: set at start)";
     allow_cpu_fallback: Bool, AtStart, "with provider cuda: run on CPU with a warning when CUDA cannot load (read-only: set at start)";
@@ -288,7 +291,7 @@ mod tests {
             let v = p.value(s.name).unwrap_or_else(|| panic!("{} has no field", s.name));
             assert_eq!(p.with(s.name, &v).as_ref(), Ok(&p), "{} round-trips", s.name);
         }
-        assert_eq!(SPECS.len(), 23);
+        assert_eq!(SPECS.len(), 24);
     }
 
     #[test]
