@@ -67,6 +67,9 @@ fi
 
 # Test tools that read what pose3d writes: the schema-driven MCAP decoder (the format Foxglove uses).
 "$VENV/bin/python" -c 'import mcap_ros2' 2>/dev/null || "$VENV/bin/pip" install -q --disable-pip-version-check mcap-ros2-support
+# colcon with the Rust extensions, as the README's colcon commands use them.
+"$VENV/bin/python" -c 'import colcon_ros_cargo' 2>/dev/null \
+  || "$VENV/bin/pip" install -q --disable-pip-version-check colcon-common-extensions colcon-cargo colcon-ros-cargo
 
 # --- ONNX Runtime shared library (PyPI wheel; loaded at run time by `ort` with load-dynamic) -----------
 ORT_VERSION=1.32.0
@@ -90,7 +93,7 @@ fi
 
 # --- environment script ----------------------------------------------------------------------------------
 OVERLAY="$EMB/overlay"
-# Test-only interface packages (tests/interfaces: wire-compatible yolo_msgs, hri_msgs), for the ones no ROS
+# Test-only interface packages (pose3d/tests/interfaces: wire-compatible yolo_msgs, hri_msgs), for the ones no ROS
 # prefix here has; never installed into a real ROS prefix.
 TEST_OVERLAY="$EMB/test-overlay"
 if [ "$SYSTEM_ROS" = 0 ]; then
@@ -110,7 +113,7 @@ export LD_LIBRARY_PATH="$OVERLAY/lib:$TEST_OVERLAY/lib:$VENV/lib:${LIBS}\${LD_LI
 # The wheels' Python packages too, as a sourced ROS puts its site-packages on PYTHONPATH (colcon and other
 # interpreters than the venv's find ament_package, rclpy, the messages).
 export PYTHONPATH="$OVERLAY/lib/$PYVER/site-packages:$OVERLAY/local/lib/$PYVER/dist-packages:$TEST_OVERLAY/lib/$PYVER/site-packages:$TEST_OVERLAY/local/lib/$PYVER/dist-packages:$SITE:\${PYTHONPATH:-}"
-export PATH="$VENV/bin:$ROOT/target/release:\$PATH"
+export PATH="$VENV/bin:$ROOT/pose3d/target/release:\$PATH"
 export ORT_DYLIB_PATH="$ORT_LIB"
 ENVEOF
 else
@@ -120,7 +123,7 @@ export AMENT_PREFIX_PATH="$OVERLAY:\${AMENT_PREFIX_PATH:-}:$TEST_OVERLAY"
 export CMAKE_PREFIX_PATH="$OVERLAY:\${CMAKE_PREFIX_PATH:-}:$TEST_OVERLAY"
 export LD_LIBRARY_PATH="$OVERLAY/lib:\${LD_LIBRARY_PATH:-}:$TEST_OVERLAY/lib"
 export PYTHONPATH="\$(ls -d $OVERLAY/lib/python3*/site-packages $OVERLAY/local/lib/python3*/dist-packages $TEST_OVERLAY/lib/python3*/site-packages $TEST_OVERLAY/local/lib/python3*/dist-packages 2>/dev/null | tr '\n' ':')\${PYTHONPATH:-}"
-export PATH="\$PATH:$VENV/bin:$ROOT/target/release"
+export PATH="\$PATH:$VENV/bin:$ROOT/pose3d/target/release"
 export ORT_DYLIB_PATH="$ORT_LIB"
 ENVEOF
 fi
@@ -147,7 +150,7 @@ build_interfaces() {
   rm -f "$prefix/.$name-"*
   touch "$prefix/.$name-$hash"
 }
-build_interfaces pose3d_msgs "$ROOT/msg" "$OVERLAY"
+build_interfaces pose3d_msgs "$ROOT/pose3d_msgs" "$OVERLAY"
 # /tf for the REP-155 output: no wheel carries tf2_msgs, so the embedded ROS gets a wire-compatible
 # TFMessage package (a system ROS has the real one).
 [ "$SYSTEM_ROS" = 1 ] || build_interfaces tf2_msgs "$ROOT/scripts/interfaces/tf2_msgs" "$OVERLAY"
@@ -156,6 +159,6 @@ for pkg in yolo_msgs hri_msgs; do
   if [ "$SYSTEM_ROS" = 1 ] && (IFS=:; for p in ${AMENT_PREFIX_PATH:-}; do [ -f "$p/share/$pkg/package.xml" ] && [ "$p" != "$TEST_OVERLAY" ] && exit 0; done; exit 1); then
     continue
   fi
-  build_interfaces "$pkg" "$ROOT/tests/interfaces/$pkg" "$TEST_OVERLAY"
+  build_interfaces "$pkg" "$ROOT/pose3d/tests/interfaces/$pkg" "$TEST_OVERLAY"
 done
 log "ready: source $EMB/env.sh"

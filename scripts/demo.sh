@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: start the lifter node with the shipped default model, replay the bundled recording
-# (data/demo/cmu_two_people: two people from CMU mocap seen by a virtual camera) through it over DDS,
+# (pose3d/data/demo/cmu_two_people: two people from CMU mocap seen by a virtual camera) through it over DDS,
 # and print/write what came out: persons, latency, accuracy against the recording's ground truth and a
 # picture of the 3D skeletons with their uncertainty (OUT/skeletons.png, OUT/report.md, OUT/metrics.json).
 #
@@ -12,16 +12,16 @@ OUT=${1:-out/demo}
 scripts/bootstrap.sh
 # shellcheck disable=SC1091
 source .embedded/env.sh
-cargo build --release --bins
+(cd pose3d && cargo build --release --bins)
 mkdir -p "$OUT"
 # Stay on this machine unless the caller chose otherwise.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$((20 + RANDOM % 80))}
-./target/release/lifter --ros-args --params-file config/lifter.yaml \
+./pose3d/target/release/lifter --ros-args --params-file pose3d/config/lifter.yaml \
   -r keypoints:=/detector/keypoints -r camera_info:=/camera/camera_info -p publish_samples:=true \
   >"$OUT/lifter.log" 2>&1 &
 NODE_PID=$!
 trap 'kill $NODE_PID 2>/dev/null || true; wait $NODE_PID 2>/dev/null || true' EXIT
-./target/release/pose3d-eval replay --bag data/demo/cmu_two_people --node lifter --out "$OUT"
+./pose3d/target/release/pose3d-eval replay --bag pose3d/data/demo/cmu_two_people --node lifter --out "$OUT"
 echo "node log: $OUT/lifter.log"
 grep -m1 "execution provider" "$OUT/lifter.log" || true

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Builds tests/fixtures/cmu: a small dataset in the Human3.6M layout from CMU mocap (which may be committed).
+"""Builds pose3d/tests/fixtures/cmu: a small dataset in the Human3.6M layout from CMU mocap (which may be committed).
 
 Subject "S1" holds CMU training clips, "S2" CMU test clips, each seen by four virtual cameras with
 Human3.6M-like intrinsics and distortion. 3D: the CMU joints mapped to H36M-17, world millimetres, Z up,
 every 5th frame of ~120 Hz (~24 Hz). "Detections": the ground truth projected through each camera plus
 5 px Gaussian noise, in MPII-16 order, so the detections code path is exercised. Deterministic (seed 0).
 
-Usage: scripts/make_cmu_fixture.py ../shared/data/cmu/cmu38_positions_m_zup.npz tests/fixtures/cmu
+Usage: scripts/make_cmu_fixture.py ../shared/data/cmu/cmu38_positions_m_zup.npz pose3d/tests/fixtures/cmu
 """
 import json
 import os

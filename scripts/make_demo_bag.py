@@ -6,7 +6,7 @@ Topics: /camera/camera_info (sensor_msgs/CameraInfo), /detector/keypoints (pose3
 "walker" in coco17 with 2 px noise, "jumper" in mpii16), /ground_truth/poses (pose3d_msgs/
 PoseDistributionArray: true joints in the camera frame, metres, zero covariance). 30 Hz.
 
-Usage: scripts/make_demo_bag.py ../shared/data/cmu/cmu38_positions_m_zup.npz data/demo/cmu_two_people
+Usage: scripts/make_demo_bag.py ../shared/data/cmu/cmu38_positions_m_zup.npz pose3d/data/demo/cmu_two_people
 """
 import glob
 import os
@@ -31,7 +31,7 @@ D = [-0.12, 0.05, 0.0008, -0.0005, 0.0]
 def typestore():
     ts = get_typestore(Stores.ROS2_JAZZY)
     types = {}
-    for f in sorted(glob.glob(os.path.join(HERE, "..", "msg", "msg", "*.msg"))):
+    for f in sorted(glob.glob(os.path.join(HERE, "..", "pose3d_msgs", "msg", "*.msg"))):
         name = f"pose3d_msgs/msg/{os.path.splitext(os.path.basename(f))[0]}"
         types.update(get_types_from_msg(open(f).read(), name))
     ts.register(types)

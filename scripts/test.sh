@@ -8,6 +8,8 @@ cd "$ROOT"
 scripts/bootstrap.sh
 # shellcheck disable=SC1091
 source .embedded/env.sh
+# The Rust crate and ROS package pose3d is pose3d/ (beside the interface package pose3d_msgs/).
+cd pose3d
 echo "== format and lints (rustfmt.toml; clippy with warnings as errors)"
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings

@@ -17,7 +17,7 @@ pub fn ros_env(cmd: &mut Command, domain: u32) {
 }
 
 pub fn python() -> PathBuf {
-    let venv = root().join(".embedded/venv/bin/python");
+    let venv = root().join("../.embedded/venv/bin/python");
     if venv.is_file() {
         venv
     } else {

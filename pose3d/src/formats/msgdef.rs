@@ -8,12 +8,12 @@
 
 /// `pkg/Type` -> its `.msg` text.
 const DEFINITIONS: &[(&str, &str)] = &[
-    ("pose3d_msgs/Skeleton2DArray", include_str!("../../msg/msg/Skeleton2DArray.msg")),
-    ("pose3d_msgs/Skeleton2D", include_str!("../../msg/msg/Skeleton2D.msg")),
-    ("pose3d_msgs/Keypoint2D", include_str!("../../msg/msg/Keypoint2D.msg")),
-    ("pose3d_msgs/PoseDistributionArray", include_str!("../../msg/msg/PoseDistributionArray.msg")),
-    ("pose3d_msgs/PoseDistribution", include_str!("../../msg/msg/PoseDistribution.msg")),
-    ("pose3d_msgs/JointDistribution", include_str!("../../msg/msg/JointDistribution.msg")),
+    ("pose3d_msgs/Skeleton2DArray", include_str!("../../../pose3d_msgs/msg/Skeleton2DArray.msg")),
+    ("pose3d_msgs/Skeleton2D", include_str!("../../../pose3d_msgs/msg/Skeleton2D.msg")),
+    ("pose3d_msgs/Keypoint2D", include_str!("../../../pose3d_msgs/msg/Keypoint2D.msg")),
+    ("pose3d_msgs/PoseDistributionArray", include_str!("../../../pose3d_msgs/msg/PoseDistributionArray.msg")),
+    ("pose3d_msgs/PoseDistribution", include_str!("../../../pose3d_msgs/msg/PoseDistribution.msg")),
+    ("pose3d_msgs/JointDistribution", include_str!("../../../pose3d_msgs/msg/JointDistribution.msg")),
     ("std_msgs/Header", include_str!("msgdefs/std_msgs__Header.msg")),
     ("builtin_interfaces/Time", include_str!("msgdefs/builtin_interfaces__Time.msg")),
     ("geometry_msgs/Point", include_str!("msgdefs/geometry_msgs__Point.msg")),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn samples() -> PathBuf {
-    root().join("../shared/data/samples")
+    root().join("../../shared/data/samples")
 }
 
 fn fused_model() -> PathBuf {

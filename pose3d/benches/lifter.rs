@@ -113,7 +113,7 @@ fn image_path() {
         println!("\n(no models/fused.onnx: image path not measured)");
         return;
     }
-    let jpg = root().join("../shared/data/samples/h36m/S8/S8_WalkDog_1.55011271/S8_WalkDog_1.55011271_000026.jpg");
+    let jpg = root().join("../../shared/data/samples/h36m/S8/S8_WalkDog_1.55011271/S8_WalkDog_1.55011271_000026.jpg");
     let bgr = opencv::imgcodecs::imread(jpg.to_str().unwrap(), opencv::imgcodecs::IMREAD_COLOR).unwrap();
     let mut frame = Mat::default();
     opencv::imgproc::resize(

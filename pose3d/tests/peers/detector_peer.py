@@ -21,7 +21,7 @@ from sensor_msgs.msg import CameraInfo
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "scripts"))
 from make_demo_bag import D, H36M_FOR_COCO, K, look_at, project  # noqa: E402
 
 WIDTH, HEIGHT = 1280, 720

@@ -48,7 +48,7 @@ pub fn ort_library_path() -> Result<PathBuf> {
         ensure!(p.is_file(), "ORT_DYLIB_PATH={} does not exist", p.display());
         return Ok(p);
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".embedded/onnxruntime");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.embedded/onnxruntime");
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for e in entries.flatten() {
             if e.file_name().to_string_lossy().starts_with("libonnxruntime.so") {

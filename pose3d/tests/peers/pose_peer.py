@@ -21,7 +21,7 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "scripts"))
 from make_demo_bag import D, H36M_FOR_COCO, H36M_FOR_MPII, K, look_at, project  # noqa: E402
 
 def skeleton(uv, layout, pid):

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "scripts"))
 from make_demo_bag import D, K, look_at, project, typestore  # noqa: E402
 
 

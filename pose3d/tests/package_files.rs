@@ -12,7 +12,7 @@ fn launch_file_is_a_launch_ros_description_of_the_lifter() {
     let path = root().join("launch/lifter.launch.py");
     let text = std::fs::read_to_string(&path).unwrap();
     // It parses as Python and defines what `ros2 launch` calls.
-    let py = root().join(".embedded/venv/bin/python");
+    let py = root().join("../.embedded/venv/bin/python");
     let py = if py.is_file() { py } else { PathBuf::from("python3") };
     let src = format!(
         "import ast,sys; t=ast.parse(open(r'{}').read()); names=[n.name for n in t.body if isinstance(n, ast.FunctionDef)]; sys.exit(0 if 'generate_launch_description' in names else 3)",
@@ -89,7 +89,7 @@ fn package_manifests() {
             && p.contains("<name>pose3d</name>")
             && p.contains("<build_type>ament_cargo</build_type>")
     );
-    let m = std::fs::read_to_string(root().join("msg/package.xml")).unwrap();
+    let m = std::fs::read_to_string(root().join("../pose3d_msgs/package.xml")).unwrap();
     assert!(m.contains("<name>pose3d_msgs</name>") && m.contains("rosidl_interface_packages"));
     let cargo = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
     assert!(cargo.contains("install_to_share = [\"launch\", \"config\", \"models\"]"));
@@ -99,7 +99,7 @@ fn package_manifests() {
 /// and the system keys the build needs.
 #[test]
 fn manifest_names_what_rosdep_installs() {
-    let py = root().join(".embedded/venv/bin/python");
+    let py = root().join("../.embedded/venv/bin/python");
     let py = if py.is_file() { py } else { PathBuf::from("python3") };
     let src = format!(
         "from catkin_pkg.package import parse_package; p = parse_package(r'{}'); \
@@ -131,7 +131,7 @@ fn manifest_names_what_rosdep_installs() {
 /// interpreter other than the venv's (colcon's) finds them.
 #[test]
 fn embedded_environment_exposes_the_ros_python_packages() {
-    let env = root().join(".embedded/env.sh");
+    let env = root().join("../.embedded/env.sh");
     if !env.is_file() {
         return; // a system ROS install: its own setup script does this
     }
@@ -140,4 +140,34 @@ fn embedded_environment_exposes_the_ros_python_packages() {
         .status()
         .unwrap();
     assert!(st.success(), "ament_package and rclpy importable from /usr/bin/python3 after sourcing env.sh");
+}
+
+/// Both ROS packages are found from the repository root as `colcon list` and catkin_pkg (what rosdep and
+/// bloom use) look for them, without --base-paths.
+#[test]
+fn colcon_and_catkin_pkg_find_both_packages() {
+    let repo = root().join("..");
+    let py = root().join("../.embedded/venv/bin/python");
+    let py = if py.is_file() { py } else { PathBuf::from("python3") };
+    let src = format!(
+        "from catkin_pkg.packages import find_packages; print(' '.join(sorted(p.name for p in find_packages(r'{}').values())))",
+        repo.display()
+    );
+    let out = Command::new(&py).args(["-c", &src]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "pose3d pose3d_msgs",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&py)
+        .args(["-m", "colcon", "list", "--names-only"])
+        .current_dir(&repo)
+        .env("COLCON_LOG_PATH", std::env::temp_dir().join("pose3d-colcon-log"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "colcon list: {}", String::from_utf8_lossy(&out.stderr));
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    names.sort();
+    assert_eq!(names, ["pose3d", "pose3d_msgs"]);
 }
