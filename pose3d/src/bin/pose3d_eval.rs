@@ -15,29 +15,6 @@ struct Cli {
     cmd: Cmd,
 }
 
-#[derive(Args, Debug, Clone)]
-struct TopicArgs {
-    /// Keypoints topic (pose3d_msgs/msg/Skeleton2DArray) in the recording.
-    #[arg(long, default_value = "/detector/keypoints")]
-    keypoints_topic: String,
-    /// CameraInfo topic in the recording.
-    #[arg(long, default_value = "/camera/camera_info")]
-    camera_info_topic: String,
-    /// Ground-truth topic (pose3d_msgs/msg/PoseDistributionArray, camera frame, metres).
-    #[arg(long, default_value = "/ground_truth/poses")]
-    ground_truth_topic: String,
-}
-
-impl TopicArgs {
-    fn topics(&self) -> Topics {
-        Topics {
-            keypoints: self.keypoints_topic.clone(),
-            camera_info: self.camera_info_topic.clone(),
-            ground_truth: self.ground_truth_topic.clone(),
-        }
-    }
-}
-
 /// Which frames of which dataset, and the 2D input.
 #[derive(Args, Debug, Clone)]
 struct DatasetArgs {
@@ -150,7 +127,7 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
-        topics: TopicArgs,
+        topics: Topics,
     },
     /// Run a rosbag2 recording (MCAP or sqlite3) through the node's pipeline offline and score it (on the
     /// joints its ground truth has: NaN joints are left out of every metric).
@@ -165,7 +142,7 @@ enum Cmd {
         #[arg(long)]
         save_predictions: bool,
         #[command(flatten)]
-        topics: TopicArgs,
+        topics: Topics,
     },
     /// Publish a recording to a running node at its recorded pace and score what it answers, with
     /// end-to-end latency (runs `pose3d-replay`, which the ROS build installs beside this program; its
@@ -230,12 +207,11 @@ fn main() -> Result<()> {
         }
         Cmd::MakeBag { set, max_frames, out, topics } => {
             let (data, input) = set.load()?;
-            let n = pose3d::eval::dataset::make_bag(&data, input, max_frames, &topics.topics(), &out)?;
+            let n = pose3d::eval::dataset::make_bag(&data, input, max_frames, &topics, &out)?;
             println!("wrote {} ({n} keypoint messages)", out.display());
         }
         Cmd::Bag { bag, model, out, save_predictions, topics } => {
             let msgs = pose3d::formats::bag::read(&bag).with_context(|| format!("reading {}", bag.display()))?;
-            let topics = topics.topics();
             let truth = eval::ground_truth(&msgs, &topics.ground_truth)?;
             let mut lifter = model.lifter(true)?;
             let (preds, drops) = eval::run_offline(&msgs, &topics, &mut lifter)?;

@@ -147,20 +147,11 @@ struct Cli {
     wait: f64,
     #[arg(long)]
     out: PathBuf,
-    /// Keypoints topic (pose3d_msgs/msg/Skeleton2DArray) in the recording.
-    #[arg(long, default_value = "/detector/keypoints")]
-    keypoints_topic: String,
-    /// CameraInfo topic in the recording.
-    #[arg(long, default_value = "/camera/camera_info")]
-    camera_info_topic: String,
-    /// Ground-truth topic (pose3d_msgs/msg/PoseDistributionArray, camera frame, metres).
-    #[arg(long, default_value = "/ground_truth/poses")]
-    ground_truth_topic: String,
+    #[command(flatten)]
+    topics: Topics,
 }
 
 fn main() -> Result<()> {
     let c = Cli::parse();
-    let topics =
-        Topics { keypoints: c.keypoints_topic, camera_info: c.camera_info_topic, ground_truth: c.ground_truth_topic };
-    replay(&c.bag, &c.node, c.rate, c.wait, &c.out, &topics)
+    replay(&c.bag, &c.node, c.rate, c.wait, &c.out, &c.topics)
 }

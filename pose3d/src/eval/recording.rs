@@ -15,22 +15,18 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Which topics of a recording hold what.
-#[derive(Debug, Clone)]
+/// The topics of a recording (also the evaluator's command-line flags).
+#[derive(Debug, Clone, clap::Args)]
 pub struct Topics {
+    /// Keypoints topic (pose3d_msgs/msg/Skeleton2DArray) in the recording.
+    #[arg(long = "keypoints-topic", default_value = "/detector/keypoints")]
     pub keypoints: String,
+    /// CameraInfo topic in the recording.
+    #[arg(long = "camera-info-topic", default_value = "/camera/camera_info")]
     pub camera_info: String,
+    /// Ground-truth topic (pose3d_msgs/msg/PoseDistributionArray, camera frame, metres).
+    #[arg(long = "ground-truth-topic", default_value = "/ground_truth/poses")]
     pub ground_truth: String,
-}
-
-impl Default for Topics {
-    fn default() -> Self {
-        Topics {
-            keypoints: "/detector/keypoints".into(),
-            camera_info: "/camera/camera_info".into(),
-            ground_truth: "/ground_truth/poses".into(),
-        }
-    }
 }
 
 /// Ground truth keyed by header stamp.
