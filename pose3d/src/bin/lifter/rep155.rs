@@ -7,7 +7,8 @@ use anyhow::Result;
 use pose3d::pipeline::lifter::PoseOut;
 
 /// A TF frame name part from a person id: ROS names allow letters, digits and underscores.
-pub fn frame_id_part(id: &str) -> String {
+#[cfg(all(has_hri_msgs, has_tf2_msgs))]
+fn frame_id_part(id: &str) -> String {
     id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
 }
 
