@@ -70,6 +70,8 @@ fi
 # colcon with the Rust extensions, as the README's colcon commands use them.
 "$VENV/bin/python" -c 'import colcon_ros_cargo' 2>/dev/null \
   || "$VENV/bin/pip" install -q --disable-pip-version-check colcon-common-extensions colcon-cargo colcon-ros-cargo
+# cargo-ament-build (crates.io): what colcon-ros-cargo builds and installs ament_cargo packages with.
+command -v cargo-ament-build >/dev/null 2>&1 || cargo install --quiet --locked cargo-ament-build
 
 # --- ONNX Runtime shared library (PyPI wheel; loaded at run time by `ort` with load-dynamic) -----------
 ORT_VERSION=1.32.0

@@ -19,6 +19,8 @@ echo "== the CUDA feature builds; without a GPU its training path must fail with
 cargo test --release --no-default-features --features cuda --lib gpu::
 echo "== build with ROS"
 cargo build --release --all-targets
+echo "== the README's colcon commands in a scratch workspace; the installed node answers"
+(cd .. && scripts/colcon_check.sh)
 echo "== all tests (DDS on loopback only)"
 if unshare -n true 2>/dev/null; then
   unshare -n sh -c 'ip link set lo up && exec cargo test --release --offline -- --test-threads=1'
