@@ -8,7 +8,7 @@ use crate::formats::cdr::{self, Decoded, PoseDistributionArray};
 use crate::geometry::camera::Camera;
 use crate::geometry::skeleton::Kp;
 use crate::pipeline::lifter::{Lifter, PersonIn};
-use crate::pipeline::stamps::{StampGate, StampVerdict};
+use crate::pipeline::stamps::{StampGate, StampPolicy};
 use anyhow::{Context, Result};
 use nalgebra::{Matrix3, Vector3};
 use serde::Serialize;
@@ -52,14 +52,15 @@ pub fn run_offline(
     for m in msgs {
         if m.topic == topics.camera_info {
             let ci = cdr::CameraInfo::decode(&m.data)?;
-            camera = Camera::from_camera_info(&ci.k, &ci.distortion_model, &ci.d).ok();
+            camera = Camera::from_camera_info(&ci.k, &ci.distortion_model, &ci.d, ci.width, ci.height).ok();
             if camera.is_none() {
                 *drops.entry("invalid camera_info".into()).or_default() += 1;
             }
         } else if m.topic == topics.keypoints {
             let Decoded::Keypoints(kp) = cdr::decode(&m.msg_type, &m.data)? else { continue };
-            if gate.check(kp.header.stamp_ns() as i128, 0, 0) != StampVerdict::Accept {
-                *drops.entry("out-of-order stamp".into()).or_default() += 1;
+            // Offline there is no node clock: only the order (and its resets) is checked, as the node does.
+            if let Some(reason) = gate.check(kp.header.sec, kp.header.nanosec, 0, &StampPolicy::default()).drop_reason() {
+                *drops.entry(reason.into()).or_default() += 1;
                 continue;
             }
             let Some(cam) = camera else {

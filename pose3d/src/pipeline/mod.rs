@@ -4,6 +4,7 @@ pub mod crop;
 pub mod detectors;
 pub mod image;
 pub mod lifter;
+pub mod limits;
 pub mod modelcard;
 pub mod normalize;
 pub mod overlay;

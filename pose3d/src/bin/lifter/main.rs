@@ -316,7 +316,7 @@ fn watch_signals() -> Arc<AtomicBool> {
 /// The camera a CameraInfo describes, with its optical frame; None (logged, counted) if it is unusable.
 fn camera_from_info(info: &CameraInfo, stats: &Stats) -> Option<(Camera, String)> {
     let k: [f64; 9] = info.k.as_slice().try_into().unwrap_or([0.0; 9]);
-    match Camera::from_camera_info(&k, &info.distortion_model, &info.d) {
+    match Camera::from_camera_info(&k, &info.distortion_model, &info.d, info.width, info.height) {
         Ok(c) => Some((c, info.header.frame_id.clone())),
         Err(e) => {
             stats.count_drop("invalid camera_info");
