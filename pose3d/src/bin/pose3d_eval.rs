@@ -60,6 +60,10 @@ struct ModelArgs {
     /// Lift each person from its own view only (the node also lifts it mirrored and merges both views).
     #[arg(long)]
     no_flip_test: bool,
+    /// Keypoints this many tolerances away from the lifted pose's reprojection are outliers, lifted
+    /// without (the node's `outlier_threshold`; 0: off).
+    #[arg(long, default_value_t = LifterConfig::default().outlier_threshold)]
+    outlier_threshold: f64,
 }
 
 impl ModelArgs {
@@ -75,6 +79,7 @@ impl ModelArgs {
                 keep_samples,
                 recenter: !self.raw_samples,
                 flip_test: !self.no_flip_test,
+                outlier_threshold: self.outlier_threshold,
                 ..Default::default()
             },
         )

@@ -57,6 +57,8 @@ impl std::str::FromStr for Cues {
 pub struct Summary {
     pub frames: usize,
     pub dropped: usize,
+    /// Keypoints the lifter found to disagree with the lifted pose and lifted without.
+    pub outlier_keypoints: usize,
     pub mpjpe_mm: f64,
     pub pa_mpjpe_mm: f64,
     pub n_mpjpe_mm: f64,
@@ -87,6 +89,7 @@ pub struct DatasetReport {
 struct Acc {
     n: usize,
     dropped: usize,
+    outliers: usize,
     mpjpe: f64,
     pa: f64,
     nm: f64,
@@ -119,6 +122,7 @@ impl Acc {
         Summary {
             frames: self.n,
             dropped: self.dropped,
+            outlier_keypoints: self.outliers,
             mpjpe_mm: self.mpjpe / n,
             pa_mpjpe_mm: self.pa / n,
             n_mpjpe_mm: self.nm / n,
@@ -224,6 +228,7 @@ pub fn score_dataset(
                     .collect();
                 let res = lifter.lift(&cam.intrinsics, &persons, (chunk_i * 64) as u64 ^ seq.poses.len() as u64)?;
                 tally.count_dropped(action, res.dropped.len());
+                tally.count_outliers(action, res.outliers.iter().map(|o| o.joints.len()).sum());
                 for p in &res.poses {
                     let i: usize = p.id.parse()?;
                     let scored = ScoredPose::new(p, &truth[i]);
@@ -323,6 +328,11 @@ impl Tally {
     fn count_dropped(&mut self, action: &str, n: usize) {
         self.all.dropped += n;
         self.per_action.entry(action.to_string()).or_default().dropped += n;
+    }
+
+    fn count_outliers(&mut self, action: &str, n: usize) {
+        self.all.outliers += n;
+        self.per_action.entry(action.to_string()).or_default().outliers += n;
     }
 
     fn add(&mut self, action: &str, s: &ScoredPose, covariance: &[Matrix3<f64>]) {

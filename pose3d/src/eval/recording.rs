@@ -59,7 +59,8 @@ pub fn run_offline(
         } else if m.topic == topics.keypoints {
             let Decoded::Keypoints(kp) = cdr::decode(&m.msg_type, &m.data)? else { continue };
             // Offline there is no node clock: only the order (and its resets) is checked, as the node does.
-            if let Some(reason) = gate.check(kp.header.sec, kp.header.nanosec, 0, &StampPolicy::default()).drop_reason() {
+            if let Some(reason) = gate.check(kp.header.sec, kp.header.nanosec, 0, &StampPolicy::default()).drop_reason()
+            {
                 *drops.entry(reason.into()).or_default() += 1;
                 continue;
             }

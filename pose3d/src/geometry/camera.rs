@@ -86,7 +86,13 @@ impl Camera {
     /// From a ROS CameraInfo's K (row-major 3x3), distortion_model, D and image size (0 x 0: unknown).
     /// Checks that K is a pinhole matrix without skew, that its values are a real camera's, and that the
     /// distortion is invertible (monotonic, within `MAX_RADIAL_FACTOR`) over the whole image.
-    pub fn from_camera_info(k: &[f64; 9], model: &str, d: &[f64], width: u32, height: u32) -> Result<Self, CameraError> {
+    pub fn from_camera_info(
+        k: &[f64; 9],
+        model: &str,
+        d: &[f64],
+        width: u32,
+        height: u32,
+    ) -> Result<Self, CameraError> {
         if !d.iter().chain(k).all(|v| v.is_finite()) {
             return Err(CameraError::NonFinite);
         }
@@ -165,7 +171,7 @@ impl Camera {
                 let r = i as f64 * target / steps;
                 let (x, y) = self.distort(r * dir[0], r * dir[1]);
                 let rd = x.hypot(y);
-                if !(rd > last) {
+                if rd.is_nan() || rd <= last {
                     return Err(CameraError::Distortion(format!(
                         "it folds back at {:.0}% of the way to corner ({u}, {v})",
                         100.0 * last / target

@@ -28,6 +28,41 @@ pub fn fit_root(pose: &[[f64; 3]], uv: &[[f64; 2]], weight: &[f64]) -> Option<Ve
     (t.z > 0.0 && t.iter().all(|v| v.is_finite())).then_some(t)
 }
 
+/// A keypoint's residual is measured in this fraction of the pose's projected size (its RMS joint distance
+/// to the root, in the image): detector noise and lifting error together stay around one such unit.
+pub const TOLERANCE_FRACTION: f64 = 0.1;
+
+/// The root fit of `fit_root` made robust to keypoints that disagree with the pose: iteratively
+/// reweighted least squares with Cauchy weights, scale `TOLERANCE_FRACTION` of the pose's projected size.
+/// Returns the translation and each joint's residual in tolerances (0 where the weight is 0).
+pub fn fit_root_robust(pose: &[[f64; 3]], uv: &[[f64; 2]], weight: &[f64]) -> Option<(Vector3<f64>, Vec<f64>)> {
+    let mut t = fit_root(pose, uv, weight)?;
+    let mut w = weight.to_vec();
+    let mut residual = vec![0.0; pose.len()];
+    for _ in 0..8 {
+        let radius = (pose.iter().map(|p| p[0] * p[0] + p[1] * p[1]).sum::<f64>() / pose.len() as f64).sqrt();
+        let tolerance = TOLERANCE_FRACTION * radius / t.z;
+        for (j, (p, q)) in pose.iter().zip(uv).enumerate() {
+            let z = p[2] + t.z;
+            residual[j] = if weight[j] > 0.0 && z > 0.0 {
+                ((p[0] + t.x) / z - q[0]).hypot((p[1] + t.y) / z - q[1]) / tolerance
+            } else {
+                0.0
+            };
+            w[j] = weight[j] / (1.0 + residual[j] * residual[j]);
+        }
+        match fit_root(pose, uv, &w) {
+            Some(next) if (next - t).norm() < 1e-6 * t.z => {
+                t = next;
+                break;
+            }
+            Some(next) => t = next,
+            None => break,
+        }
+    }
+    Some((t, residual))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,6 +82,25 @@ mod tests {
         uv2[5] = [3.0, 3.0];
         w[5] = 0.0;
         assert!((fit_root(&pose, &uv2, &w).unwrap() - t).norm() < 1e-9);
+    }
+
+    #[test]
+    fn a_robust_fit_ignores_a_wild_keypoint_and_names_it() {
+        let pose: Vec<[f64; 3]> =
+            (0..17).map(|j| [0.1 * (j % 4) as f64 - 0.15, 0.11 * j as f64 - 0.9, 0.05 * (j % 3) as f64]).collect();
+        let t = Vector3::new(0.4, -0.2, 5.2);
+        let mut uv: Vec<[f64; 2]> =
+            pose.iter().map(|p| [(p[0] + t.x) / (p[2] + t.z), (p[1] + t.y) / (p[2] + t.z)]).collect();
+        // One joint 400 px off at f = 1000 (0.4 in normalized coordinates).
+        uv[13] = [uv[13][0] + 0.4, uv[13][1] - 0.3];
+        let w = vec![1.0; 17];
+        let plain = fit_root(&pose, &uv, &w).unwrap();
+        let (robust, residual) = fit_root_robust(&pose, &uv, &w).unwrap();
+        assert!((plain.z - t.z).abs() > 0.5, "least squares is pulled away: {plain:?}");
+        assert!((robust - t).norm() < 0.02 * t.z, "robust fit {robust:?}");
+        let worst = (0..17).max_by(|&a, &b| residual[a].total_cmp(&residual[b])).unwrap();
+        assert_eq!(worst, 13);
+        assert!(residual[13] > 20.0 && residual.iter().enumerate().all(|(j, r)| j == 13 || *r < 0.5), "{residual:?}");
     }
 
     #[test]

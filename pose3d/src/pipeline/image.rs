@@ -15,6 +15,8 @@ pub enum ImageError {
     BadSize { width: u32, height: u32, step: u32, need: usize, got: usize },
     #[error("cannot decode compressed image ({format}): {reason}")]
     Decode { format: String, reason: String },
+    #[error("{0}; not decoded")]
+    TooLarge(String),
     #[error("OpenCV: {0}")]
     OpenCv(#[from] opencv::Error),
 }
@@ -26,6 +28,7 @@ impl ImageError {
             ImageError::UnsupportedEncoding(_) => "unsupported image encoding",
             ImageError::BadSize { .. } => "image size mismatch",
             ImageError::Decode { .. } => "undecodable compressed image",
+            ImageError::TooLarge(_) => "image too large",
             ImageError::OpenCv(_) => "image conversion failed",
         }
     }
@@ -100,8 +103,18 @@ fn bpp_channels(bpp: usize) -> i32 {
     }
 }
 
-/// A sensor_msgs/CompressedImage (jpeg or png) as 8-bit RGB.
-pub fn rgb_from_compressed(format: &str, data: &[u8]) -> Result<Mat, ImageError> {
+/// A sensor_msgs/CompressedImage (jpeg or png) as 8-bit RGB. Its size is read from the header first
+/// (`imagesize`, no decoding), so a small file that would decode to gigabytes is refused by `limits`.
+pub fn rgb_from_compressed(
+    format: &str,
+    data: &[u8],
+    limits: &crate::pipeline::limits::Limits,
+) -> Result<Mat, ImageError> {
+    let size = imagesize::blob_size(data).map_err(|e| ImageError::Decode {
+        format: format.into(),
+        reason: format!("no image size in its header ({e})"),
+    })?;
+    limits.check_image(size.width as u64, size.height as u64).map_err(ImageError::TooLarge)?;
     let buf = Vector::<u8>::from_slice(data);
     let bgr = opencv::imgcodecs::imdecode(&buf, opencv::imgcodecs::IMREAD_COLOR)
         .map_err(|e| ImageError::Decode { format: format.into(), reason: e.to_string() })?;
@@ -116,6 +129,7 @@ pub fn rgb_from_compressed(format: &str, data: &[u8]) -> Result<Mat, ImageError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::limits::Limits;
 
     fn px(m: &Mat, x: i32, y: i32) -> [u8; 3] {
         let v = m.at_2d::<opencv::core::Vec3b>(y, x).unwrap();
@@ -159,8 +173,25 @@ mod tests {
         assert_eq!(e.category(), "image size mismatch");
         let e = rgb_from_raw("rgb8", 4, 2, 6, false, &[0; 24]).unwrap_err();
         assert_eq!(e.category(), "image size mismatch");
-        let e = rgb_from_compressed("jpeg", b"definitely not a jpeg").unwrap_err();
+        let e = rgb_from_compressed("jpeg", b"definitely not a jpeg", &Limits::default()).unwrap_err();
         assert_eq!(e.category(), "undecodable compressed image");
+    }
+
+    /// A PNG of a few bytes whose header says 16384 x 16384 (a decompression bomb) is refused from the
+    /// header, without decoding.
+    #[test]
+    fn a_compressed_image_too_large_is_refused_before_decoding() {
+        let mut buf = Vector::<u8>::new();
+        let one = Mat::new_rows_cols_with_default(1, 1, CV_8UC3, opencv::core::Scalar::all(0.0)).unwrap();
+        opencv::imgcodecs::imencode(".png", &one, &mut buf, &Vector::new()).unwrap();
+        let mut bomb = buf.to_vec();
+        bomb[16..24].copy_from_slice(&[0, 0, 0x40, 0, 0, 0, 0x40, 0]); // IHDR width, height
+        let t0 = std::time::Instant::now();
+        let e = rgb_from_compressed("png", &bomb, &Limits::default()).unwrap_err();
+        assert_eq!(e.category(), "image too large", "{e}");
+        assert!(e.to_string().contains("16384x16384"), "{e}");
+        assert!(t0.elapsed().as_millis() < 100);
+        assert!(rgb_from_compressed("png", buf.as_slice(), &Limits::default()).is_ok());
     }
 
     #[test]
@@ -171,7 +202,7 @@ mod tests {
         opencv::imgproc::cvt_color_def(&m, &mut bgr, opencv::imgproc::COLOR_RGB2BGR).unwrap();
         let mut buf = Vector::<u8>::new();
         opencv::imgcodecs::imencode(".png", &bgr, &mut buf, &Vector::new()).unwrap();
-        let back = rgb_from_compressed("png", buf.as_slice()).unwrap();
+        let back = rgb_from_compressed("png", buf.as_slice(), &Limits::default()).unwrap();
         assert_eq!((px(&back, 0, 0), px(&back, 1, 0)), ([255, 0, 0], [0, 255, 0]));
     }
 }

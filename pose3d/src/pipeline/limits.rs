@@ -89,10 +89,7 @@ impl Limits {
             let refusal = if out.keep.len() >= self.max_persons {
                 Some(refuse("too many persons", format!("more than {} persons in one message", self.max_persons)))
             } else if p.keypoints > self.max_keypoints {
-                Some(refuse(
-                    "too many keypoints",
-                    format!("{} keypoints (limit {})", p.keypoints, self.max_keypoints),
-                ))
+                Some(refuse("too many keypoints", format!("{} keypoints (limit {})", p.keypoints, self.max_keypoints)))
             } else if let Err(e) = self.check_string("id", p.id).and_then(|_| self.check_string("layout", p.layout)) {
                 Some(refuse("string too long", e))
             } else {

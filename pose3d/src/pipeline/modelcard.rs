@@ -61,6 +61,30 @@ fn one() -> f64 {
     1.0
 }
 
+impl Calibration {
+    /// Values a fit can give: beyond these ranges the samples would describe no person (a latent spread
+    /// of 1e6 puts persons kilometres away).
+    pub fn check(&self) -> Result<()> {
+        let c = self;
+        ensure!(
+            c.latent_std_scale.is_finite() && (0.0..=10.0).contains(&c.latent_std_scale),
+            "calibration.latent_std_scale {} is outside 0..=10",
+            c.latent_std_scale
+        );
+        ensure!(
+            c.size_std.is_finite() && (0.0..=0.5).contains(&c.size_std),
+            "calibration.size_std {} is outside 0..=0.5",
+            c.size_std
+        );
+        ensure!(
+            c.image_weight.is_finite() && (0.0..=4.0).contains(&c.image_weight),
+            "calibration.image_weight {} is outside 0..=4",
+            c.image_weight
+        );
+        Ok(())
+    }
+}
+
 impl Default for Calibration {
     fn default() -> Self {
         Calibration { latent_std_scale: 1.0, size_std: 0.0, image_weight: 1.0, note: "uncalibrated".into() }
@@ -89,6 +113,7 @@ impl ModelCard {
             card.input_encoding
         );
         ensure!(card.input_layout == "h36m17" && card.output_layout == "h36m17", "only h36m17 models are supported");
+        card.calibration.check().with_context(|| format!("model card {}", path.display()))?;
         Ok(card)
     }
     pub fn save(&self, path: &Path) -> Result<()> {

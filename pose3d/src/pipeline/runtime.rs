@@ -132,7 +132,44 @@ impl ModelRuntime {
         for n in ["samples", "mean"] {
             ensure!(outs.contains(&n), "model {} lacks output '{n}'", onnx.display());
         }
-        Ok(ModelRuntime { session, card, provider_in_use, input_names })
+        let mut rt = ModelRuntime { session, card, provider_in_use, input_names };
+        rt.check_against_card().with_context(|| format!("model {} and its card disagree", onnx.display()))?;
+        Ok(rt)
+    }
+
+    /// The graph's fixed input sizes must be the card's, and one probe call (a row of zeros, one sample)
+    /// must give the output sizes the card promises: a card beside the wrong model stops the node at start
+    /// instead of failing on every frame.
+    fn check_against_card(&mut self) -> Result<()> {
+        let card = self.card.clone();
+        let mut want: Vec<(String, usize, usize)> =
+            card.modalities.iter().map(|m| (m.name.clone(), 1, m.dim)).collect();
+        want.push(("presence".into(), 1, card.modalities.len()));
+        want.push(("eps".into(), 2, card.latent));
+        for (name, axis, dim) in &want {
+            let input = self.session.inputs().iter().find(|i| i.name() == name);
+            if let Some(shape) = input.and_then(|i| i.dtype().tensor_shape()) {
+                let got = shape.get(*axis).copied().unwrap_or(-1);
+                ensure!(
+                    got < 0 || got as usize == *dim,
+                    "input '{name}' has size {got} on axis {axis}, the card says {dim}"
+                );
+            }
+        }
+        let inputs: Vec<Vec<f32>> = card.modalities.iter().map(|m| vec![0.0; m.dim]).collect();
+        let refs: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+        let presence = vec![0.0; card.modalities.len()];
+        let eps = vec![0.0; card.latent];
+        let (mut samples, mut mean) = (Vec::new(), Vec::new());
+        self.run(&refs, &presence, &eps, 1, 1, &mut samples, &mut mean)
+            .context("a probe call with the card's sizes")?;
+        ensure!(
+            mean.len() == card.output_dim,
+            "the mean output has {} values, the card says {}",
+            mean.len(),
+            card.output_dim
+        );
+        Ok(())
     }
 
     fn cpu(onnx: &Path, threads: usize) -> Result<Session> {

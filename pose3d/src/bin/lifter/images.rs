@@ -2,6 +2,8 @@
 
 use anyhow::Result;
 use pose3d::geometry::skeleton::Kp;
+use pose3d::pipeline::image::ImageError;
+use pose3d::pipeline::limits::Limits;
 use r2r::sensor_msgs::msg::{CompressedImage, Image};
 
 /// A camera image as received, decoded only when a keypoints message pairs with it.
@@ -11,17 +13,21 @@ pub enum Frame {
 }
 
 impl Frame {
-    pub fn rgb(&self) -> Result<opencv::core::Mat, pose3d::pipeline::image::ImageError> {
+    /// The frame as RGB, if its size is within `limits` (read from the message or the compressed header).
+    pub fn rgb(&self, limits: &Limits) -> Result<opencv::core::Mat, ImageError> {
         match self {
-            Frame::Raw(m) => pose3d::pipeline::image::rgb_from_raw(
-                &m.encoding,
-                m.width,
-                m.height,
-                m.step,
-                m.is_bigendian != 0,
-                &m.data,
-            ),
-            Frame::Compressed(m) => pose3d::pipeline::image::rgb_from_compressed(&m.format, &m.data),
+            Frame::Raw(m) => {
+                limits.check_image(m.width as u64, m.height as u64).map_err(ImageError::TooLarge)?;
+                pose3d::pipeline::image::rgb_from_raw(
+                    &m.encoding,
+                    m.width,
+                    m.height,
+                    m.step,
+                    m.is_bigendian != 0,
+                    &m.data,
+                )
+            }
+            Frame::Compressed(m) => pose3d::pipeline::image::rgb_from_compressed(&m.format, &m.data, limits),
         }
     }
 }

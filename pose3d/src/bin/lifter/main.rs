@@ -16,6 +16,7 @@ use params::{resolve_model, NodeParams, Params};
 use pose3d::geometry::camera::Camera;
 use pose3d::geometry::skeleton::Kp;
 use pose3d::pipeline::lifter::{Lifter, LifterConfig, PersonIn};
+use pose3d::pipeline::limits::{clip, PersonHead};
 use pose3d::pipeline::pairing::Pairing;
 use pose3d::pipeline::runtime::{ModelRuntime, RuntimeOptions};
 use pose3d::pipeline::stamps::{StampGate, StampVerdict};
@@ -59,15 +60,34 @@ fn process(
         r2r::log_warn!(
             NODE,
             "keypoints in frame '{}' but camera_info in '{}': dropped",
-            msg.header.frame_id,
+            clip(&msg.header.frame_id, 64),
             cam_frame
         );
         return;
     }
-    let kps: Vec<Vec<Kp>> = msg
+    if let Err(e) = params.limits().check_string("frame_id", &msg.header.frame_id) {
+        stats.count_drop("string too long");
+        r2r::log_warn!(NODE, "keypoints dropped: {e}");
+        return;
+    }
+    let heads: Vec<PersonHead> = msg
         .skeletons
         .iter()
-        .map(|s| s.keypoints.iter().map(|k| Kp::new(k.x as f64, k.y as f64, k.score as f64)).collect())
+        .map(|s| PersonHead { id: &s.id, layout: &s.layout, keypoints: s.keypoints.len() })
+        .collect();
+    let admitted = params.limits().admit(&heads);
+    for r in &admitted.refused {
+        stats.count_drop(&format!("person: {}", r.category));
+        r2r::log_warn!(NODE, "person {} of the message refused: {}", r.index, r.reason);
+    }
+    if admitted.renamed > 0 {
+        stats.count_event("repeated id renamed", admitted.renamed as u64);
+        r2r::log_warn!(NODE, "{} person(s) with an id repeated in the message renamed <id>#<n>", admitted.renamed);
+    }
+    let kps: Vec<Vec<Kp>> = admitted
+        .keep
+        .iter()
+        .map(|&i| msg.skeletons[i].keypoints.iter().map(|k| Kp::new(k.x as f64, k.y as f64, k.score as f64)).collect())
         .collect();
     // The image path: decode the paired image, crop each person around its keypoints.
     let mut rgb = None;
@@ -75,7 +95,7 @@ fn process(
         if params.crop_margin >= 0.0 {
             spec.margin = params.crop_margin as f32;
         }
-        match frame.rgb() {
+        match frame.rgb(&params.limits()) {
             Ok(m) => rgb = Some((crops(&m, &kps, &spec, params.min_score), m)),
             Err(e) => {
                 stats.count_drop(&format!("image: {}", e.category()));
@@ -83,14 +103,15 @@ fn process(
             }
         }
     }
-    let persons: Vec<PersonIn> = msg
-        .skeletons
+    let persons: Vec<PersonIn> = admitted
+        .keep
         .iter()
+        .zip(&admitted.ids)
         .zip(&kps)
         .enumerate()
-        .map(|(i, (s, k))| PersonIn {
-            id: &s.id,
-            layout: &s.layout,
+        .map(|(i, ((&m, id), k))| PersonIn {
+            id,
+            layout: &msg.skeletons[m].layout,
             keypoints: k,
             crop: rgb.as_ref().map(|(c, _)| c[i].as_slice()),
         })
@@ -102,7 +123,20 @@ fn process(
         Ok(out) => {
             for d in &out.dropped {
                 stats.count_drop(&format!("person: {}", d.category));
-                r2r::log_warn!(NODE, "person '{}' dropped: {}", d.id, d.reason);
+                r2r::log_warn!(NODE, "person '{}' dropped: {}", clip(&d.id, 64), d.reason);
+            }
+            if out.off_image > 0 {
+                stats.count_event("keypoints off the image", out.off_image as u64);
+            }
+            for o in &out.outliers {
+                stats.count_event("outlier keypoints", o.joints.len() as u64);
+                r2r::log_warn!(
+                    NODE,
+                    "person '{}': keypoints {:?} disagree with the lifted pose (residual {:.1}x the tolerance); lifted without them",
+                    clip(&o.id, 64),
+                    o.joints,
+                    o.worst
+                );
             }
             let counter = if out.with_image > 0 { &stats.frames_with_image } else { &stats.frames_keypoints_only };
             counter.fetch_add(1, Ordering::Relaxed);
@@ -141,6 +175,8 @@ fn process(
 }
 
 fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    params::check_command_line(&args).map_err(|e| anyhow::anyhow!("invalid parameter: {e}"))?;
     let ctx = r2r::Context::create().context("initialising ROS")?;
     let mut node = r2r::Node::create(ctx, NODE, "").context("creating the node")?;
     // Parameter services (ros2 param list/get/set/describe/dump): values from the file and command line
@@ -207,7 +243,6 @@ fn main() -> Result<()> {
     let mut camera: Option<(Camera, String)> = None;
     let mut image_size: Option<(u32, u32)> = None;
     let mut gate = StampGate::default();
-    let mut max_age = (params.max_stamp_age * 1e9) as i128;
     let stats = Stats::default();
     let mut superseded = 0u64;
     let mut last_stats = Instant::now();
@@ -216,11 +251,10 @@ fn main() -> Result<()> {
         while let Some(Some((name, value))) = param_events.next().now_or_never() {
             params = shared.lock().unwrap().current.clone();
             apply_live_params(&params, &mut lifter);
-            max_age = (params.max_stamp_age * 1e9) as i128;
             r2r::log_info!(NODE, "parameter {name} set to {value:?}");
         }
         while let Some(Some(info)) = info_sub.next().now_or_never() {
-            camera = camera_from_info(&info, &stats);
+            camera = camera_from_info(&info, &params, &stats);
             image_size = camera.as_ref().map(|_| (info.width, info.height));
         }
         if let Some(sub) = image_sub.as_mut() {
@@ -241,20 +275,28 @@ fn main() -> Result<()> {
         for msg in input.drain(&mut node, image_size, now, &stats) {
             let received = Instant::now();
             stats.received.fetch_add(1, Ordering::Relaxed);
-            match gate.check(stamp_ns(&msg.header.stamp), now, max_age) {
-                StampVerdict::Accept => {
-                    if newest.replace((msg, received)).is_some() {
-                        superseded += 1;
-                    }
-                }
-                StampVerdict::OutOfOrder => {
-                    stats.count_drop("out-of-order stamp");
-                    r2r::log_warn!(NODE, "keypoints with an out-of-order stamp dropped");
-                }
-                StampVerdict::Stale => {
-                    stats.count_drop("stale stamp");
-                    r2r::log_warn!(NODE, "stale keypoints dropped (older than max_stamp_age)");
-                }
+            let t = &msg.header.stamp;
+            let verdict = gate.check(t.sec, t.nanosec, now, &params.stamp_policy());
+            if verdict == StampVerdict::Reset {
+                stats.count_event("stamp order reset", 1);
+                r2r::log_warn!(
+                    NODE,
+                    "keypoint stamps jumped back and stayed consistent: accepted from {}.{:09}",
+                    t.sec,
+                    t.nanosec
+                );
+            }
+            if let Some(reason) = verdict.drop_reason() {
+                stats.count_drop(reason);
+                r2r::log_warn!(
+                    NODE,
+                    "keypoints dropped: {reason} ({}.{:09}; node clock {:.3} s)",
+                    t.sec,
+                    t.nanosec,
+                    now as f64 * 1e-9
+                );
+            } else if newest.replace((msg, received)).is_some() {
+                superseded += 1;
             }
         }
         if let Some((msg, received)) = newest {
@@ -294,7 +336,12 @@ fn load_lifter(params: &Params) -> Result<Lifter<'static>> {
     Ok(lifter)
 }
 
-/// A flag that Ctrl-C or SIGTERM clears (watched on a thread of its own, so the main loop never blocks on it).
+/// How long a signal waits for the loop to finish its frame before the process exits without it.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+/// A flag that Ctrl-C or SIGTERM clears (watched on a thread of its own, so the main loop never blocks on
+/// it). Should the loop still be inside one frame `SHUTDOWN_GRACE` later, the process exits from here: a
+/// launch system's SIGTERM stops the node in bounded time whatever a frame does.
 fn watch_signals() -> Arc<AtomicBool> {
     let running = Arc::new(AtomicBool::new(true));
     let flag = running.clone();
@@ -309,13 +356,25 @@ fn watch_signals() -> Arc<AtomicBool> {
             }
         });
         flag.store(false, Ordering::Relaxed);
+        std::thread::sleep(SHUTDOWN_GRACE);
+        r2r::log_error!(NODE, "still inside a frame {SHUTDOWN_GRACE:?} after the signal: exiting without it");
+        std::process::exit(1);
     });
     running
 }
 
 /// The camera a CameraInfo describes, with its optical frame; None (logged, counted) if it is unusable.
-fn camera_from_info(info: &CameraInfo, stats: &Stats) -> Option<(Camera, String)> {
-    let k: [f64; 9] = info.k.as_slice().try_into().unwrap_or([0.0; 9]);
+fn camera_from_info(info: &CameraInfo, params: &Params, stats: &Stats) -> Option<(Camera, String)> {
+    if let Err(e) = params.limits().check_string("frame_id", &info.header.frame_id) {
+        stats.count_drop("invalid camera_info");
+        r2r::log_error!(NODE, "camera_info rejected: {e}");
+        return None;
+    }
+    let Ok(k) = <[f64; 9]>::try_from(info.k.as_slice()) else {
+        stats.count_drop("invalid camera_info");
+        r2r::log_error!(NODE, "camera_info rejected: K has {} values, not 9", info.k.len());
+        return None;
+    };
     match Camera::from_camera_info(&k, &info.distortion_model, &info.d, info.width, info.height) {
         Ok(c) => Some((c, info.header.frame_id.clone())),
         Err(e) => {
@@ -335,4 +394,7 @@ fn apply_live_params(params: &Params, lifter: &mut Lifter) {
     c.min_joints = params.min_joints as usize;
     c.keep_samples = params.publish_samples;
     c.flip_test = params.flip_test;
+    c.outlier_threshold = params.outlier_threshold;
+    c.min_distance = params.min_distance;
+    c.max_distance = params.max_distance;
 }

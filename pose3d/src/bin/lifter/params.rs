@@ -3,6 +3,8 @@
 
 use crate::NODE;
 use anyhow::{anyhow, Result};
+use pose3d::pipeline::limits::Limits;
+use pose3d::pipeline::stamps::StampPolicy;
 use r2r::ParameterValue;
 use std::path::PathBuf;
 
@@ -23,6 +25,15 @@ pub struct Params {
     pub min_score: f64,
     pub min_joints: i64,
     pub max_stamp_age: f64,
+    pub max_stamp_lead: f64,
+    pub stamp_reset_after: i64,
+    pub max_persons: i64,
+    pub max_keypoints: i64,
+    pub max_string_length: i64,
+    pub max_image_pixels: i64,
+    pub outlier_threshold: f64,
+    pub min_distance: f64,
+    pub max_distance: f64,
     pub marker_lifetime: f64,
     pub ellipsoid_mass: f64,
     pub stats_period: f64,
@@ -52,6 +63,15 @@ impl Default for Params {
             min_score: 0.05,
             min_joints: 8,
             max_stamp_age: 0.0,
+            max_stamp_lead: 5.0,
+            stamp_reset_after: 3,
+            max_persons: 64,
+            max_keypoints: 133,
+            max_string_length: 256,
+            max_image_pixels: 40_000_000,
+            outlier_threshold: 8.0,
+            min_distance: 0.3,
+            max_distance: 100.0,
             marker_lifetime: 0.5,
             ellipsoid_mass: 0.95,
             stats_period: 1.0,
@@ -66,6 +86,14 @@ impl Default for Params {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Bool,
+    Int,
+    Double,
+    Str,
+}
+
 /// When a parameter may change: while the node runs, or only at start (model, threads, subscriptions).
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Change {
@@ -75,6 +103,7 @@ enum Change {
 
 struct Spec {
     name: &'static str,
+    kind: Kind,
     change: Change,
     description: &'static str,
 }
@@ -83,7 +112,8 @@ struct Spec {
 /// Generates the table of specs and the typed get/set by name.
 macro_rules! parameters {
     ($($name:ident: $kind:ident, $change:ident, $desc:literal;)*) => {
-        const SPECS: &[Spec] = &[$(Spec { name: stringify!($name), change: Change::$change, description: $desc }),*];
+        const SPECS: &[Spec] =
+            &[$(Spec { name: stringify!($name), kind: Kind::$kind, change: Change::$change, description: $desc }),*];
 
         impl Params {
             fn value(&self, name: &str) -> Option<ParameterValue> {
@@ -138,6 +168,15 @@ parameters! {
     min_score: Double, Live, "keypoints with a lower score are missing, in [0, 1]";
     min_joints: Int, Live, "persons with fewer usable joints (of 17) are dropped, 2..=17";
     max_stamp_age: Double, Live, "drop keypoints older than this many seconds; 0: off";
+    max_stamp_lead: Double, Live, "drop keypoints stamped more than this many seconds ahead of the node's clock; 0: off";
+    stamp_reset_after: Int, Live, "after a jump back, accept the stream again after this many consistent messages, 1..=1000";
+    max_persons: Int, Live, "persons lifted per message (the rest refused, counted), 1..=100000";
+    max_keypoints: Int, Live, "persons with more keypoints are refused, 17..=100000";
+    max_string_length: Int, Live, "longer ids, layouts and frame ids are refused, bytes, 16..=1000000";
+    max_image_pixels: Int, Live, "larger images (width x height, read before decoding) are refused, >= 1";
+    outlier_threshold: Double, Live, "a keypoint this many tolerances from the lifted pose's reprojection is an outlier; 0: off";
+    min_distance: Double, Live, "persons whose root is nearer than this (m) are dropped, >= 0";
+    max_distance: Double, Live, "persons whose root is farther than this (m) are dropped, > min_distance";
     marker_lifetime: Double, Live, "lifetime of the rviz markers, seconds (>= 0)";
     ellipsoid_mass: Double, Live, "probability mass inside each joint's ellipsoid marker, in (0, 1)";
     stats_period: Double, Live, "period of ~/stats, seconds (>= 0.05)";
@@ -154,7 +193,7 @@ impl Params {
     /// The values the node can run with; the reason otherwise.
     fn check(&self) -> Result<(), String> {
         let finite = |v: f64| v.is_finite();
-        let rules: [(bool, &str); 15] = [
+        let rules: [(bool, &str); 24] = [
             (["skeletons", "yolo", "hri"].contains(&self.input.as_str()), "input must be skeletons, yolo or hri"),
             (["cpu", "cuda"].contains(&self.provider.as_str()), "provider must be \"cpu\" or \"cuda\""),
             ((1..=64).contains(&self.intra_threads), "intra_threads must be in 1..=64"),
@@ -163,6 +202,21 @@ impl Params {
             ((0.0..=1.0).contains(&self.min_score), "min_score must be in [0, 1]"),
             ((2..=17).contains(&self.min_joints), "min_joints must be in 2..=17"),
             (finite(self.max_stamp_age) && self.max_stamp_age >= 0.0, "max_stamp_age must be >= 0 seconds"),
+            (finite(self.max_stamp_lead) && self.max_stamp_lead >= 0.0, "max_stamp_lead must be >= 0 seconds"),
+            ((1..=1000).contains(&self.stamp_reset_after), "stamp_reset_after must be in 1..=1000"),
+            ((1..=100_000).contains(&self.max_persons), "max_persons must be in 1..=100000"),
+            ((17..=100_000).contains(&self.max_keypoints), "max_keypoints must be in 17..=100000"),
+            ((16..=1_000_000).contains(&self.max_string_length), "max_string_length must be in 16..=1000000"),
+            (self.max_image_pixels >= 1, "max_image_pixels must be >= 1"),
+            (
+                finite(self.outlier_threshold) && self.outlier_threshold >= 0.0,
+                "outlier_threshold must be >= 0 (0: off)",
+            ),
+            (finite(self.min_distance) && self.min_distance >= 0.0, "min_distance must be >= 0 m"),
+            (
+                finite(self.max_distance) && self.max_distance > self.min_distance,
+                "max_distance must be finite and > min_distance",
+            ),
             (finite(self.marker_lifetime) && self.marker_lifetime >= 0.0, "marker_lifetime must be >= 0 seconds"),
             (self.ellipsoid_mass > 0.0 && self.ellipsoid_mass < 1.0, "ellipsoid_mass must be in (0, 1)"),
             (finite(self.stats_period) && self.stats_period >= 0.05, "stats_period must be >= 0.05 seconds"),
@@ -180,6 +234,23 @@ impl Params {
         match rules.iter().find(|(ok, _)| !ok) {
             Some((_, reason)) => Err(reason.to_string()),
             None => Ok(()),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_persons: self.max_persons as usize,
+            max_keypoints: self.max_keypoints as usize,
+            max_string: self.max_string_length as usize,
+            max_image_pixels: self.max_image_pixels as u64,
+        }
+    }
+
+    pub fn stamp_policy(&self) -> StampPolicy {
+        StampPolicy {
+            max_age_ns: (self.max_stamp_age * 1e9) as i128,
+            max_lead_ns: (self.max_stamp_lead * 1e9) as i128,
+            reset_after: self.stamp_reset_after as u32,
         }
     }
 
@@ -260,6 +331,42 @@ impl r2r::RosParams for NodeParams {
     }
 }
 
+/// The `-p name:=value` overrides of the command line, checked against each parameter's type. rcl reads
+/// them as YAML and, when a parameter file gives the same parameter another type, keeps the file's value
+/// without a word; a value of the wrong type is an error here instead.
+pub fn check_command_line(args: &[String]) -> Result<(), String> {
+    let ros = args.iter().skip_while(|a| *a != "--ros-args");
+    let mut ros = ros.skip(1).peekable();
+    while let Some(a) = ros.next() {
+        if a == "--" {
+            break;
+        }
+        if a != "-p" && a != "--param" {
+            continue;
+        }
+        let Some((name, value)) = ros.next().and_then(|kv| kv.split_once(":=")) else { continue };
+        let name = name.rsplit_once(':').map_or(name, |(_, n)| n); // node_name:param
+        let Some(spec) = SPECS.iter().find(|s| s.name == name) else { continue };
+        let parsed: serde_yaml::Value = serde_yaml::from_str(value).unwrap_or(serde_yaml::Value::String(value.into()));
+        let ok = match spec.kind {
+            Kind::Bool => parsed.is_bool(),
+            Kind::Int => parsed.is_i64(),
+            Kind::Double => parsed.is_f64() || parsed.is_i64(),
+            Kind::Str => parsed.is_string(),
+        };
+        if !ok {
+            let want = match spec.kind {
+                Kind::Bool => "a bool",
+                Kind::Int => "an integer",
+                Kind::Double => "a double",
+                Kind::Str => "a string (quote it: '\"...\"')",
+            };
+            return Err(format!("-p {name}:={value}: {name} must be {want}"));
+        }
+    }
+    Ok(())
+}
+
 /// The model: the parameter if set; else models/default.onnx of the installed package or the source tree.
 pub fn resolve_model(p: &Params) -> Result<PathBuf> {
     if !p.model_path.is_empty() {
@@ -291,7 +398,22 @@ mod tests {
             let v = p.value(s.name).unwrap_or_else(|| panic!("{} has no field", s.name));
             assert_eq!(p.with(s.name, &v).as_ref(), Ok(&p), "{} round-trips", s.name);
         }
-        assert_eq!(SPECS.len(), 24);
+        assert_eq!(SPECS.len(), 33);
+    }
+
+    #[test]
+    fn command_line_overrides_of_the_wrong_type_are_errors() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let ok = |v: &[&str]| check_command_line(&args(v));
+        assert!(
+            ok(&["lifter", "--ros-args", "-p", "samples:=16", "-p", "min_score:=1", "-p", "flip_test:=false"]).is_ok()
+        );
+        assert!(ok(&["lifter", "--ros-args", "--params-file", "x.yaml", "-p", "lifter:samples:=8"]).is_ok());
+        let e = ok(&["lifter", "--ros-args", "--params-file", "x.yaml", "-p", "samples:=2.5"]).unwrap_err();
+        assert!(e.contains("samples must be an integer"), "{e}");
+        assert!(ok(&["lifter", "--ros-args", "-p", "samples:=many"]).unwrap_err().contains("integer"));
+        assert!(ok(&["lifter", "--ros-args", "--param", "input:=3"]).unwrap_err().contains("string"));
+        assert!(ok(&["lifter", "-p", "samples:=many"]).is_ok(), "not a ROS argument");
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub struct Stats {
     pub processed: AtomicU64,
     pub persons: AtomicU64,
     pub drops: Mutex<BTreeMap<String, u64>>,
+    /// Things corrected or noticed that did not drop anything (outlier keypoints, renamed ids, resets).
+    pub events: Mutex<BTreeMap<String, u64>>,
     /// Keypoints received -> poses published, ms, of the last messages (a bounded window).
     pub processing_ms: Mutex<std::collections::VecDeque<f64>>,
     /// The model and pipeline alone (`Lifter::lift`), ms: separates compute from transport and scheduling.
@@ -24,6 +26,9 @@ pub struct Stats {
 impl Stats {
     pub fn count_drop(&self, reason: &str) {
         *self.drops.lock().unwrap().entry(reason.to_string()).or_default() += 1;
+    }
+    pub fn count_event(&self, what: &str, n: u64) {
+        *self.events.lock().unwrap().entry(what.to_string()).or_default() += n;
     }
     pub fn record(window: &Mutex<std::collections::VecDeque<f64>>, ms: f64) {
         let mut w = window.lock().unwrap();
@@ -55,6 +60,7 @@ impl Stats {
             "processed": self.processed.load(Ordering::Relaxed),
             "persons": self.persons.load(Ordering::Relaxed),
             "dropped": drops,
+            "events": *self.events.lock().unwrap(),
             "images_received": self.images_received.load(Ordering::Relaxed),
             "frames_with_image": self.frames_with_image.load(Ordering::Relaxed),
             "frames_keypoints_only": self.frames_keypoints_only.load(Ordering::Relaxed),
