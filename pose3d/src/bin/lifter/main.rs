@@ -50,6 +50,11 @@ fn process(
     stats: &Stats,
     out_pubs: &Outputs,
 ) {
+    if let Err(e) = params.limits().check_string("frame_id", &msg.header.frame_id) {
+        stats.count_drop("string too long");
+        r2r::log_warn!(NODE, "keypoints dropped: {e}");
+        return;
+    }
     let Some((cam, cam_frame)) = camera else {
         stats.count_drop("no camera_info yet");
         r2r::log_warn!(NODE, "keypoints dropped: no valid camera_info received yet");
@@ -65,20 +70,23 @@ fn process(
         );
         return;
     }
-    if let Err(e) = params.limits().check_string("frame_id", &msg.header.frame_id) {
-        stats.count_drop("string too long");
-        r2r::log_warn!(NODE, "keypoints dropped: {e}");
-        return;
-    }
     let heads: Vec<PersonHead> = msg
         .skeletons
         .iter()
         .map(|s| PersonHead { id: &s.id, layout: &s.layout, keypoints: s.keypoints.len() })
         .collect();
     let admitted = params.limits().admit(&heads);
+    // One log line per reason and message, however many persons it refuses.
+    let mut reasons: Vec<(&str, usize, &str)> = Vec::new();
     for r in &admitted.refused {
         stats.count_drop(&format!("person: {}", r.category));
-        r2r::log_warn!(NODE, "person {} of the message refused: {}", r.index, r.reason);
+        match reasons.iter_mut().find(|(c, _, _)| *c == r.category) {
+            Some((_, n, _)) => *n += 1,
+            None => reasons.push((r.category, 1, &r.reason)),
+        }
+    }
+    for (category, n, first) in reasons {
+        r2r::log_warn!(NODE, "{n} person(s) of the message refused ({category}); the first: {first}");
     }
     if admitted.renamed > 0 {
         stats.count_event("repeated id renamed", admitted.renamed as u64);
