@@ -4,6 +4,8 @@
 //!    in person-frames/s for 1, 4, 16 persons per message and K = 1, 32, 128.
 //! 2. The node's end-to-end latency over DDS on loopback: keypoints published -> poses received, at 30 Hz,
 //!    4 persons, K = 32, p50/p99 (needs the `ros` feature; runs the real node as its own process).
+//! 3. Overload: the same at 300 Hz (10x a camera) with 4 and 16 persons: answer rate, latency of the
+//!    answered messages, the node's CPU and memory.
 //!
 //! Inputs are CMU mocap frames from the committed fixture projected through a plumb_bob camera.
 
@@ -217,8 +219,52 @@ fn paced() {
     );
 }
 
+/// The node's CPU seconds so far (user + system, from /proc; clock ticks of 10 ms).
+#[cfg(feature = "ros")]
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces): utime is the 12th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0.0)).collect();
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+}
+
+/// The node's resident memory, MB.
+#[cfg(feature = "ros")]
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
 #[cfg(feature = "ros")]
 fn latency() {
+    node_over_dds("Node end-to-end latency over DDS (loopback), 30 Hz, 4 persons, K = 32", 4, 30.0, 300);
+}
+
+/// Overload: keypoints at 10x a 30 Hz camera's rate. The node cannot lift every message; it must keep
+/// answering with the newest, count the rest as superseded, and hold its CPU and memory.
+#[cfg(feature = "ros")]
+fn overload() {
+    for persons in [4, 16] {
+        node_over_dds(
+            &format!("Overload: 300 Hz (10x a 30 Hz camera), {persons} persons, K = 32"),
+            persons,
+            300.0,
+            3000,
+        );
+    }
+}
+
+/// Runs the node as its own process, publishes `frames` keypoint messages of `persons` at `rate` Hz and
+/// reports what came back: answered messages, their latency, the node's CPU and memory.
+#[cfg(feature = "ros")]
+fn node_over_dds(title: &str, persons: usize, rate: f64, frames: usize) {
     use futures::{FutureExt, StreamExt};
     use r2r::pose3d_msgs::msg::{Keypoint2D, PoseDistributionArray, Skeleton2D, Skeleton2DArray};
     use r2r::sensor_msgs::msg::CameraInfo;
@@ -281,17 +327,29 @@ fn latency() {
     info.header.frame_id = "cam".into();
     info_pub.publish(&info).unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let frames = people(300, 4);
+    let frames = people(frames, persons);
     let mut sent = Vec::new();
-    let period = Duration::from_secs_f64(1.0 / 30.0);
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let warmup = rate as usize;
+    let (mut cpu0, mut rss_peak) = (0.0, 0.0f64);
     let start = Instant::now();
+    let mut counted_from = start;
     for (f, people) in frames.iter().enumerate() {
+        if f == warmup {
+            cpu0 = cpu_seconds(child.id());
+            counted_from = Instant::now();
+        }
+        if f % 30 == 0 {
+            rss_peak = rss_peak.max(rss_mb(child.id()));
+        }
         if let Some(d) = (start + period * f as u32).checked_duration_since(Instant::now()) {
             std::thread::sleep(d);
         }
         let mut msg = Skeleton2DArray::default();
         msg.header.frame_id = "cam".into();
-        msg.header.stamp.sec = 1000 + f as i32;
+        let stamp = period * f as u32;
+        msg.header.stamp.sec = 1000 + stamp.as_secs() as i32;
+        msg.header.stamp.nanosec = stamp.subsec_nanos();
         msg.skeletons = people
             .iter()
             .enumerate()
@@ -301,13 +359,16 @@ fn latency() {
                 keypoints: p.iter().map(|k| Keypoint2D { x: k.x as f32, y: k.y as f32, score: 0.9 }).collect(),
             })
             .collect();
-        if f % 30 == 0 {
+        if f % rate as usize == 0 {
             info_pub.publish(&info).unwrap();
         }
-        sent.push(((msg.header.stamp.sec, 0u32), Instant::now()));
+        sent.push(((msg.header.stamp.sec, msg.header.stamp.nanosec), Instant::now()));
         kp_pub.publish(&msg).unwrap();
     }
+    let wall = counted_from.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(child.id()) - cpu0;
     std::thread::sleep(Duration::from_millis(500));
+    let rss_end = rss_mb(child.id());
     let _ = child.kill();
     let _ = child.wait();
     // Stop spinning before the node and its context are torn down.
@@ -317,25 +378,30 @@ fn latency() {
     // The first second warms the node up (allocations, ORT arena); it is not counted.
     let mut lat: Vec<f64> = sent
         .iter()
-        .skip(30)
+        .skip(warmup)
         .filter_map(|(k, t)| got.get(k).map(|r| r.duration_since(*t).as_secs_f64() * 1e3))
         .collect();
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let q = |p: f64| lat[((p * (lat.len() - 1) as f64).round() as usize).min(lat.len() - 1)];
-    println!("\n## Node end-to-end latency over DDS (loopback), 30 Hz, 4 persons, K = 32\n");
+    println!("\n## {title}\n");
     println!(
-        "answered {} of {} messages (after 30 warm-up messages); p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "answered {} of {} messages ({:.0} Hz, after {warmup} warm-up messages); latency of the answered: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         lat.len(),
-        sent.len() - 30,
+        sent.len() - warmup,
+        lat.len() as f64 / wall,
         q(0.5),
         q(0.99),
         lat[lat.len() - 1]
+    );
+    println!(
+        "node CPU {:.0} % of one core over {wall:.1} s; RSS peak {rss_peak:.0} MB, at the end {rss_end:.0} MB",
+        100.0 * cpu / wall
     );
     println!("inside the node (keypoints received -> poses published), from ~/stats: {}", last_stats.lock().unwrap());
 }
 
 fn main() {
-    // POSE3D_BENCH=throughput|paced|latency runs one part only.
+    // POSE3D_BENCH=throughput|paced|latency|overload runs one part only.
     let only = std::env::var("POSE3D_BENCH").unwrap_or_default();
     if only.is_empty() || only == "throughput" {
         throughput();
@@ -352,5 +418,9 @@ fn main() {
     #[cfg(feature = "ros")]
     if only.is_empty() || only == "latency" {
         latency();
+    }
+    #[cfg(feature = "ros")]
+    if only.is_empty() || only == "overload" {
+        overload();
     }
 }

@@ -47,7 +47,9 @@ pub fn markers(header: &r2r::std_msgs::msg::Header, poses: &[PoseOut], params: &
     };
     let mut out = Vec::new();
     for (i, p) in poses.iter().enumerate() {
-        let ns = if p.id.is_empty() { format!("pose3d/#{i}") } else { format!("pose3d/{}", p.id) };
+        // Ids are unique within a message (`limits::admit`); persons without one get a namespace no id can
+        // give, so no two markers share (namespace, id).
+        let ns = if p.id.is_empty() { format!("pose3d_anonymous/{i}") } else { format!("pose3d/{}", p.id) };
         let base = Marker {
             header: header.clone(),
             ns: ns.clone(),
