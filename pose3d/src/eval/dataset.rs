@@ -259,7 +259,7 @@ pub fn score_dataset(
 
 /// One frame's 2D input: the ground truth projected through the camera (with its distortion), or the
 /// detector's keypoints.
-fn keypoints_2d(
+pub(crate) fn keypoints_2d(
     input: Input,
     cam: &DatasetCamera,
     detections: Option<&[[f32; 2]; NUM_JOINTS]>,

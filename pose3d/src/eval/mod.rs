@@ -1,6 +1,8 @@
 //! Evaluation: metrics, scoring on datasets and on recordings (through the node's own pipeline), reports.
 
 pub mod dataset;
+pub mod depth_render;
 pub mod metrics;
 pub mod plot;
 pub mod recording;
+pub mod tracking;

@@ -32,6 +32,26 @@ pub fn joint_statistics(
     }
 }
 
+/// Covariance of each joint relative to joint `root` (of `s[j] - s[root]` over the samples): how sure the
+/// pose's shape is, apart from where it is. Zero for the root itself.
+pub fn relative_covariances(samples: &[[f64; 3]], joints: usize, root: usize, covs: &mut Vec<Matrix3<f64>>) {
+    let k = samples.len() / joints;
+    covs.clear();
+    for j in 0..joints {
+        let rel = |s: usize| Vector3::from(samples[s * joints + j]) - Vector3::from(samples[s * joints + root]);
+        let m = (0..k).map(rel).sum::<Vector3<f64>>() / k.max(1) as f64;
+        let mut c = Matrix3::zeros();
+        if k > 1 {
+            for s in 0..k {
+                let d = rel(s) - m;
+                c += d * d.transpose();
+            }
+            c /= (k - 1) as f64;
+        }
+        covs.push(c);
+    }
+}
+
 /// Chi-square quantile with 3 degrees of freedom, for ellipsoids holding a probability mass.
 pub fn chi2_3dof(p: f64) -> f64 {
     match p {
@@ -108,6 +128,21 @@ pub fn ellipsoid(cov: &Matrix3<f64>, mass: f64, min_diameter: f64) -> Ellipsoid 
 
 #[cfg(test)]
 mod tests {
+    /// Samples that differ only by where they are: the shape is certain, the place is not.
+    #[test]
+    fn relative_covariance_leaves_out_the_shared_shift() {
+        let mut samples = Vec::new();
+        for s in 0..8 {
+            let shift = s as f64 * 0.1;
+            samples.extend((0..3).map(|j| [j as f64 + shift, 1.0, 2.0 + shift]));
+        }
+        let (mut m, mut c, mut r) = (Vec::new(), Vec::new(), Vec::new());
+        joint_statistics(&samples, 3, &mut m, &mut c);
+        relative_covariances(&samples, 3, 0, &mut r);
+        assert!(c[2][(0, 0)] > 0.05);
+        assert!(r.iter().all(|r| r.norm() < 1e-12), "{r:?}");
+    }
+
     use super::*;
 
     #[test]

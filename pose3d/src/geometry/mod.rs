@@ -3,5 +3,6 @@
 pub mod body_frame;
 pub mod camera;
 pub mod distribution;
+pub mod ground;
 pub mod rootfit;
 pub mod skeleton;

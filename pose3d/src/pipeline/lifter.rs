@@ -6,9 +6,11 @@
 //! in the covariance); per joint mean and covariance over the samples.
 
 use crate::geometry::camera::Camera;
-use crate::geometry::distribution::joint_statistics;
+use crate::geometry::distribution::{joint_statistics, relative_covariances};
 use crate::geometry::rootfit::{fit_root, fit_root_robust};
 use crate::geometry::skeleton::{mirror_keypoints, mirror_pose, to_h36m17, Kp, Layout, NUM_JOINTS};
+pub use crate::pipeline::cues::Cues;
+use crate::pipeline::cues::{apply_cues, Sources};
 use crate::pipeline::normalize::{decode_pose3d, encode, encode_pose3d, Encoded, NormalizeError, INPUT_DIM};
 use anyhow::{ensure, Result};
 use nalgebra::{Matrix3, Vector3};
@@ -103,9 +105,16 @@ pub struct PersonIn<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoseOut {
     pub id: String,
+    /// Which absolute cues placed it.
+    pub sources: Sources,
+    /// The person's index in the input (`lift`'s `persons`).
+    pub index: usize,
     /// Camera frame, metres, H36M-17 order.
     pub mean: Vec<Vector3<f64>>,
     pub covariance: Vec<Matrix3<f64>>,
+    /// Covariance of each joint relative to the root (m^2; zero for the root): the shape's uncertainty
+    /// without the placement's, which the tracker filters apart.
+    pub relative_covariance: Vec<Matrix3<f64>>,
     /// K x 17, sample-major; empty unless `keep_samples`.
     pub samples: Vec<[f64; 3]>,
     /// Samples whose root fit succeeded (the statistics use these).
@@ -288,16 +297,27 @@ impl<'m> Lifter<'m> {
     /// reason; an error means the model itself failed. Persons go through the model in batches of
     /// `MAX_BATCH`; those with outlier keypoints go again without them.
     pub fn lift(&mut self, camera: &Camera, persons: &[PersonIn], noise_key: u64) -> Result<FrameOut> {
+        self.lift_with(camera, persons, noise_key, &Cues::default())
+    }
+
+    /// `lift`, with absolute cues (the floor, a depth image) fused into each person's depth.
+    pub fn lift_with(
+        &mut self,
+        camera: &Camera,
+        persons: &[PersonIn],
+        noise_key: u64,
+        cues: &Cues,
+    ) -> Result<FrameOut> {
         let mut out = FrameOut::default();
         let mut masks = vec![[false; NUM_JOINTS]; persons.len()];
         let all: Vec<usize> = (0..persons.len()).collect();
         let mut lifted = Vec::with_capacity(persons.len());
         for (c, batch) in all.chunks(MAX_BATCH).enumerate() {
             let key = noise_key ^ (c as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
-            lifted.extend(self.lift_batch(camera, persons, batch, &masks, key, &mut out)?);
+            lifted.extend(self.lift_batch(camera, persons, batch, &masks, key, cues, &mut out)?);
         }
         if self.config.outlier_threshold > 0.0 {
-            self.relift_outliers(camera, persons, noise_key, &mut masks, &mut lifted, &mut out)?;
+            self.relift_outliers(camera, persons, noise_key, cues, &mut masks, &mut lifted, &mut out)?;
         }
         for l in lifted {
             let distance = l.pose.mean[crate::geometry::skeleton::ROOT].norm();
@@ -319,11 +339,13 @@ impl<'m> Lifter<'m> {
 
     /// Finds the keypoints that disagree with each person's lifted mean pose and lifts those persons again
     /// without them; their new poses replace the old (or they are dropped, when too few joints remain).
+    #[allow(clippy::too_many_arguments)]
     fn relift_outliers(
         &mut self,
         camera: &Camera,
         persons: &[PersonIn],
         noise_key: u64,
+        cues: &Cues,
         masks: &mut [Mask],
         lifted: &mut Vec<Lifted>,
         out: &mut FrameOut,
@@ -352,7 +374,7 @@ impl<'m> Lifter<'m> {
         let (with_image, mut relifted) = (out.with_image, Vec::new());
         for (c, batch) in again.chunks(MAX_BATCH).enumerate() {
             let key = !noise_key ^ (c as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
-            relifted.extend(self.lift_batch(camera, persons, batch, masks, key, out)?);
+            relifted.extend(self.lift_batch(camera, persons, batch, masks, key, cues, out)?);
         }
         out.with_image = with_image;
         lifted.retain(|l| !again.contains(&l.person));
@@ -362,6 +384,7 @@ impl<'m> Lifter<'m> {
     }
 
     /// One model call for the persons `batch` (indices into `persons`), keypoints under `masks` missing.
+    #[allow(clippy::too_many_arguments)]
     fn lift_batch(
         &mut self,
         camera: &Camera,
@@ -369,6 +392,7 @@ impl<'m> Lifter<'m> {
         batch: &[usize],
         masks: &[Mask],
         noise_key: u64,
+        cues: &Cues,
         out: &mut FrameOut,
     ) -> Result<Vec<Lifted>> {
         self.encode_persons(camera, persons, batch, masks, out);
@@ -397,12 +421,12 @@ impl<'m> Lifter<'m> {
         let mut lifted = Vec::with_capacity(rows);
         for r in 0..rows {
             let pi = self.encoded[r].0;
-            match self.place_in_camera(r, &mut rng) {
+            match self.place_in_camera(r, &mut rng, camera, cues) {
                 Some(pose) => {
                     let e = &self.encoded[r].1;
                     lifted.push(Lifted {
                         person: pi,
-                        pose: PoseOut { id: persons[pi].id.to_string(), ..pose },
+                        pose: PoseOut { id: persons[pi].id.to_string(), index: pi, ..pose },
                         rel_mean: decode_pose3d(&self.mean[r * od..(r + 1) * od]),
                         uv: e.uv,
                         weight: e.weight,
@@ -581,7 +605,13 @@ impl<'m> Lifter<'m> {
     /// Row `r`'s samples in the camera frame: each scaled by the size spread, its root fitted so it
     /// projects onto the keypoints; then the per-joint mean and covariance. None if no root fit succeeds.
     /// The returned pose has an empty id (the caller knows the person).
-    fn place_in_camera(&mut self, r: usize, rng: &mut rand_pcg::Pcg64) -> Option<PoseOut> {
+    fn place_in_camera(
+        &mut self,
+        r: usize,
+        rng: &mut rand_pcg::Pcg64,
+        camera: &Camera,
+        cues: &Cues,
+    ) -> Option<PoseOut> {
         let (k, od) = (self.config.samples, self.model.output_dim());
         let enc = &self.encoded[r].1;
         self.abs.clear();
@@ -604,15 +634,21 @@ impl<'m> Lifter<'m> {
         if n == 0 {
             return None;
         }
-        joint_statistics(&self.abs, NUM_JOINTS, &mut self.means, &mut self.covs);
         let conf = enc.weight.iter().sum::<f64>() / NUM_JOINTS as f64;
+        let sources = apply_cues(&mut self.abs, camera, cues, &mut self.means, &mut self.covs);
+        joint_statistics(&self.abs, NUM_JOINTS, &mut self.means, &mut self.covs);
+        let mut relative = Vec::with_capacity(NUM_JOINTS);
+        relative_covariances(&self.abs, NUM_JOINTS, crate::geometry::skeleton::ROOT, &mut relative);
         Some(PoseOut {
             id: String::new(),
+            index: 0,
             mean: self.means.clone(),
             covariance: self.covs.clone(),
+            relative_covariance: relative,
             samples: if self.config.keep_samples { self.abs.clone() } else { Vec::new() },
             num_samples: n,
             confidence: conf as f32,
+            sources,
         })
     }
 

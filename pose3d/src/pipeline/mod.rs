@@ -1,6 +1,7 @@
 //! The runtime pipeline: everything the node needs per message, and nothing from training.
 
 pub mod crop;
+pub mod cues;
 pub mod detectors;
 pub mod image;
 pub mod lifter;
@@ -11,3 +12,4 @@ pub mod overlay;
 pub mod pairing;
 pub mod runtime;
 pub mod stamps;
+pub mod tracking;

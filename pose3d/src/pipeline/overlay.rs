@@ -102,8 +102,11 @@ mod tests {
         let cam = Camera::new(500.0, 1e20, 320.0, 240.0, Distortion::None).unwrap();
         let pose = PoseOut {
             id: "p".into(),
+            index: 0,
+            sources: Default::default(),
             mean: (0..17).map(|j| Vector3::new(0.05 * j as f64 - 0.4, 0.1 * j as f64 - 0.8, 4.0)).collect(),
             covariance: vec![Matrix3::identity() * 0.01; 17],
+            relative_covariance: vec![Matrix3::identity() * 0.001; 17],
             samples: vec![],
             num_samples: 8,
             confidence: 1.0,

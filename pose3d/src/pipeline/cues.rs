@@ -1,0 +1,394 @@
+//! Absolute position from what a robot knows besides the keypoints: the floor the person stands on, and a
+//! registered depth image. Each gives a measurement of the person's depth along the camera rays; it is
+//! fused with the samples' own depths by their uncertainties (each sample moves along its rays, so its
+//! projection is kept), and refused when it disagrees with them beyond a gate, because then it does not
+//! hold (a jump, a person sitting high, a depth image of something in front).
+
+use crate::geometry::camera::Camera;
+use crate::geometry::ground::Ground;
+use crate::geometry::skeleton::{NUM_JOINTS, ROOT};
+use nalgebra::Vector3;
+
+/// H36M-17 ankles (right, left): the lower one stands on the floor.
+const ANKLES: [usize; 2] = [3, 6];
+/// H36M-17 torso joints: pelvis, hips, spine, thorax, shoulders. Their surface is seen by a depth camera
+/// whatever the arms and legs do.
+const TORSO: [usize; 7] = [0, 1, 4, 7, 8, 11, 14];
+
+/// What a cue did to one person.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CueUse {
+    /// Not available for this person (no cue given, or nothing to measure).
+    #[default]
+    Unused,
+    Used,
+    /// Available but refused: it disagreed with the keypoints beyond the gate.
+    Rejected,
+}
+
+/// Which cues placed a person.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sources {
+    pub ground: CueUse,
+    pub depth: CueUse,
+}
+
+/// The floor and how a standing person's lower ankle sits on it (fitted on training data).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroundPrior {
+    pub ground: Ground,
+    /// Height of the lower ankle joint above the floor, m, and its spread.
+    pub foot_height: f64,
+    pub foot_height_std: f64,
+    /// Refuse when the floor's depth is further than this many standard deviations from the samples'.
+    pub gate: f64,
+}
+
+/// A depth image registered to the colour camera (same view; any resolution, scaled to the camera's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DepthImage {
+    pub width: usize,
+    pub height: usize,
+    /// Metres, row-major; NaN where the sensor has no value.
+    pub metres: Vec<f32>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DepthError {
+    #[error("unsupported depth encoding '{0}' (supported: 16UC1 millimetres, 32FC1 metres)")]
+    Encoding(String),
+    #[error("depth image {width}x{height} with step {step} needs {need} bytes, got {got}")]
+    Size { width: u32, height: u32, step: u32, need: usize, got: usize },
+}
+
+impl DepthImage {
+    /// A sensor_msgs/Image in 16UC1 (millimetres, 0 = no value) or 32FC1 (metres; 0, NaN, inf = none).
+    pub fn from_ros(
+        encoding: &str,
+        width: u32,
+        height: u32,
+        step: u32,
+        bigendian: bool,
+        data: &[u8],
+    ) -> Result<Self, DepthError> {
+        let bpp = match encoding {
+            "16UC1" | "mono16" => 2,
+            "32FC1" => 4,
+            other => return Err(DepthError::Encoding(other.into())),
+        };
+        let row = width as usize * bpp;
+        let need = if height == 0 { 0 } else { (height as usize - 1) * step as usize + row };
+        if width == 0 || height == 0 || (step as usize) < row || data.len() < need {
+            return Err(DepthError::Size { width, height, step, need, got: data.len() });
+        }
+        let mut metres = Vec::with_capacity(width as usize * height as usize);
+        for y in 0..height as usize {
+            for px in data[y * step as usize..y * step as usize + row].chunks_exact(bpp) {
+                let v = if bpp == 2 {
+                    let raw =
+                        if bigendian { u16::from_be_bytes([px[0], px[1]]) } else { u16::from_le_bytes([px[0], px[1]]) };
+                    if raw == 0 {
+                        f32::NAN
+                    } else {
+                        raw as f32 / 1000.0
+                    }
+                } else {
+                    let b = [px[0], px[1], px[2], px[3]];
+                    let v = if bigendian { f32::from_be_bytes(b) } else { f32::from_le_bytes(b) };
+                    if v.is_finite() && v > 0.0 {
+                        v
+                    } else {
+                        f32::NAN
+                    }
+                };
+                metres.push(v);
+            }
+        }
+        Ok(DepthImage { width: width as usize, height: height as usize, metres })
+    }
+
+    /// The median of the valid depths in a window around the colour pixel (u, v) of a camera image of
+    /// `extent` pixels; None with fewer than half the window valid.
+    pub fn window_median(&self, u: f64, v: f64, extent: (f64, f64), radius: usize) -> Option<f64> {
+        let (x, y) = (u * self.width as f64 / extent.0, v * self.height as f64 / extent.1);
+        if !(x >= 0.0 && y >= 0.0 && x < self.width as f64 && y < self.height as f64) {
+            return None;
+        }
+        let (x, y, r) = (x as isize, y as isize, radius as isize);
+        let mut vals: Vec<f32> = Vec::with_capacity((2 * radius + 1).pow(2));
+        for yy in (y - r).max(0)..=(y + r).min(self.height as isize - 1) {
+            for xx in (x - r).max(0)..=(x + r).min(self.width as isize - 1) {
+                let d = self.metres[yy as usize * self.width + xx as usize];
+                if d.is_finite() {
+                    vals.push(d);
+                }
+            }
+        }
+        if vals.len() * 2 < (2 * radius + 1).pow(2) {
+            return None;
+        }
+        vals.sort_by(|a, b| a.total_cmp(b));
+        Some(vals[vals.len() / 2] as f64)
+    }
+}
+
+/// How depth images are read (the offset fitted on training data).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepthPrior {
+    /// How far a torso joint's centre lies behind the body surface the sensor sees, m.
+    pub surface_offset: f64,
+    /// Uncertainty of one joint's depth beyond the spread the joints show (offset, body shape), m.
+    pub std_floor: f64,
+    /// Half-size of the window each joint's depth is the median of, depth pixels.
+    pub window: usize,
+    pub gate: f64,
+}
+
+impl Default for DepthPrior {
+    fn default() -> Self {
+        DepthPrior { surface_offset: 0.1, std_floor: 0.03, window: 2, gate: 3.0 }
+    }
+}
+
+/// The root depth a depth image gives for a person (mean decoded pose `mean_abs`, camera frame): per
+/// visible torso joint, its surface depth plus the offset, minus the joint's depth relative to the root;
+/// the median of those, with a standard deviation from their spread and the floor. None with fewer than
+/// 3 torso joints measured.
+pub fn depth_measurement(
+    image: &DepthImage,
+    camera: &Camera,
+    mean_abs: &[Vector3<f64>],
+    prior: &DepthPrior,
+) -> Option<(f64, f64)> {
+    let extent = camera.extent();
+    let mut z: Vec<f64> = TORSO
+        .iter()
+        .filter_map(|&j| {
+            let (u, v) = camera.project(&mean_abs[j])?;
+            let d = image.window_median(u, v, extent, prior.window)?;
+            Some(d + prior.surface_offset - (mean_abs[j].z - mean_abs[ROOT].z))
+        })
+        .collect();
+    if z.len() < 3 {
+        return None;
+    }
+    z.sort_by(|a, b| a.total_cmp(b));
+    let med = z[z.len() / 2];
+    let mut dev: Vec<f64> = z.iter().map(|v| (v - med).abs()).collect();
+    dev.sort_by(|a, b| a.total_cmp(b));
+    let spread = 1.4826 * dev[dev.len() / 2];
+    let std = (spread * spread / z.len() as f64 + prior.std_floor * prior.std_floor).sqrt();
+    Some((med, std))
+}
+
+fn root_depths(samples: &[[f64; 3]]) -> Vec<f64> {
+    samples.chunks_exact(NUM_JOINTS).map(|s| s[ROOT][2]).collect()
+}
+
+fn mean_var(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    (m, v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n)
+}
+
+/// Moves each sample along its rays so its root depth becomes `target[i]`.
+fn rescale(samples: &mut [[f64; 3]], target: &[f64]) {
+    for (s, t) in samples.chunks_exact_mut(NUM_JOINTS).zip(target) {
+        let f = t / s[ROOT][2];
+        for p in s.iter_mut() {
+            for v in p.iter_mut() {
+                *v *= f;
+            }
+        }
+    }
+}
+
+/// Fuses per-sample depth measurements `(z_i, std_i)` with the samples' root depths, whose spread is the
+/// prior: each sample's depth moves toward its measurement by the Kalman gain, then the samples' spread
+/// about their new mean is set to the posterior's (moving every sample by the gain alone would shrink
+/// it by (1 - gain)^2 instead of (1 - gain) and claim more certainty than the two sources give). Refused
+/// when the mean measurement is further than `gate` standard deviations from the samples' mean.
+fn fuse(samples: &mut [[f64; 3]], measured: &[(f64, f64)], gate: f64) -> CueUse {
+    let z = root_depths(samples);
+    let (mz, var) = mean_var(&z);
+    // The spread of K samples can be near zero; a 1 cm floor keeps the gain finite.
+    let var = var.max(1e-4);
+    let (mm, _) = mean_var(&measured.iter().map(|m| m.0).collect::<Vec<_>>());
+    let mvar = measured.iter().map(|m| m.1 * m.1).sum::<f64>() / measured.len() as f64;
+    if (mm - mz).abs() > gate * (var + mvar).sqrt() {
+        return CueUse::Rejected;
+    }
+    let mut target: Vec<f64> =
+        z.iter().zip(measured).map(|(zi, (mi, si))| zi + var / (var + si * si) * (mi - zi)).collect();
+    let (mt, vt) = mean_var(&target);
+    let posterior = var * mvar / (var + mvar);
+    if vt > 1e-12 {
+        let c = (posterior / vt).sqrt();
+        for t in target.iter_mut() {
+            *t = mt + (*t - mt) * c;
+        }
+    }
+    rescale(samples, &target);
+    CueUse::Used
+}
+
+/// The floor as a measurement: each sample's lower ankle on the floor gives that sample's depth.
+pub fn fuse_ground(samples: &mut [[f64; 3]], prior: &GroundPrior) -> CueUse {
+    let measured: Option<Vec<(f64, f64)>> = samples
+        .chunks_exact(NUM_JOINTS)
+        .map(|s| {
+            let foot = ANKLES
+                .iter()
+                .map(|&j| Vector3::from(s[j]))
+                .min_by(|a, b| prior.ground.height_of(a).total_cmp(&prior.ground.height_of(b)))?;
+            let (scale, dscale) = prior.ground.scale_for(&foot, prior.foot_height)?;
+            let z = s[ROOT][2];
+            Some((scale * z, dscale * z * prior.foot_height_std))
+        })
+        .collect();
+    match measured {
+        Some(m) if !m.is_empty() => fuse(samples, &m, prior.gate),
+        _ => CueUse::Unused,
+    }
+}
+
+/// A depth image's root depth `(z, std)` as a measurement of every sample's root depth.
+pub fn fuse_depth(samples: &mut [[f64; 3]], measured: (f64, f64), gate: f64) -> CueUse {
+    let n = samples.len() / NUM_JOINTS;
+    if n == 0 {
+        return CueUse::Unused;
+    }
+    fuse(samples, &vec![measured; n], gate)
+}
+
+/// Absolute cues for one message; none by default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cues<'a> {
+    pub ground: Option<GroundPrior>,
+    pub depth: Option<(&'a DepthImage, DepthPrior)>,
+}
+
+/// Moves a person's placed samples (K x 17, camera frame) along their rays by the floor, then by the
+/// depth image; `means` and `covs` are scratch for the depth measurement. Says what was used.
+pub fn apply_cues(
+    samples: &mut [[f64; 3]],
+    camera: &Camera,
+    cues: &Cues,
+    means: &mut Vec<Vector3<f64>>,
+    covs: &mut Vec<nalgebra::Matrix3<f64>>,
+) -> Sources {
+    let mut sources = Sources::default();
+    if let Some(g) = &cues.ground {
+        sources.ground = fuse_ground(samples, g);
+    }
+    if let Some((image, prior)) = &cues.depth {
+        crate::geometry::distribution::joint_statistics(samples, NUM_JOINTS, means, covs);
+        if let Some(m) = depth_measurement(image, camera, means, prior) {
+            sources.depth = fuse_depth(samples, m, prior.gate);
+        }
+    }
+    sources
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::camera::{Distortion, Extrinsics};
+
+    /// A standing person (feet at the floor) 5 m in front of a camera 1.6 m high, as K samples whose size
+    /// (and so depth) is off by a factor in 0.85..1.05.
+    fn samples(e: &Extrinsics, k: usize) -> (Vec<[f64; 3]>, f64) {
+        let world: Vec<Vector3<f64>> = (0..NUM_JOINTS)
+            .map(|j| {
+                let h = match j {
+                    3 | 6 => 0.1,
+                    2 | 5 => 0.5,
+                    0 | 1 | 4 => 0.95,
+                    _ => 1.0 + 0.05 * j as f64,
+                };
+                Vector3::new(if [1, 2, 3, 11, 12, 13].contains(&j) { -0.15 } else { 0.15 }, 0.0, h)
+            })
+            .collect();
+        let cam: Vec<Vector3<f64>> = world.iter().map(|w| e.to_camera(w)).collect();
+        let truth = cam[ROOT].z;
+        let mut out = Vec::new();
+        for i in 0..k {
+            let f = 0.85 + 0.2 * i as f64 / (k - 1) as f64;
+            out.extend(cam.iter().map(|p| [p.x * f, p.y * f, p.z * f]));
+        }
+        (out, truth)
+    }
+
+    fn setup() -> (Extrinsics, GroundPrior) {
+        let e = Extrinsics::look_at(Vector3::new(0.0, -5.0, 1.6), Vector3::new(0.0, 0.0, 0.9), Vector3::z());
+        let prior =
+            GroundPrior { ground: Ground::from_extrinsics(&e), foot_height: 0.1, foot_height_std: 0.02, gate: 3.0 };
+        (e, prior)
+    }
+
+    #[test]
+    fn the_floor_pulls_every_sample_to_the_true_depth() {
+        let (e, prior) = setup();
+        let (mut s, truth) = samples(&e, 16);
+        let before = mean_var(&root_depths(&s));
+        assert!((before.0 - 0.95 * truth).abs() < 0.01);
+        assert_eq!(fuse_ground(&mut s, &prior), CueUse::Used);
+        let after = mean_var(&root_depths(&s));
+        assert!((after.0 - truth).abs() < 0.05, "{} vs {truth}", after.0);
+        assert!(after.1 < 0.1 * before.1, "the spread shrinks: {} -> {}", before.1.sqrt(), after.1.sqrt());
+        // ... to the posterior's, not below: 1 / (1 / prior + 1 / measured) with the floor's spread.
+        let measured_var = (0.02f64 * truth / 0.9).powi(2); // foot_height_std on a ~0.9 m lever, roughly
+        assert!(after.1 > 0.2 * measured_var, "{} vs {}", after.1.sqrt(), measured_var.sqrt());
+        // A person standing 1 m higher (on a table) disagrees with the floor: refused, samples untouched.
+        let (mut s, _) = samples(&e, 16);
+        for (i, p) in s.iter_mut().enumerate() {
+            let up = prior.ground.up * (1.0 * (0.85 + 0.2 * (i / NUM_JOINTS) as f64 / 15.0));
+            p[0] += up.x;
+            p[1] += up.y;
+            p[2] += up.z;
+        }
+        let copy = s.clone();
+        assert_eq!(fuse_ground(&mut s, &prior), CueUse::Rejected);
+        assert_eq!(s, copy);
+    }
+
+    #[test]
+    fn a_depth_image_of_the_torso_measures_the_root_depth() {
+        let (e, _) = setup();
+        let cam = Camera::new(500.0, 500.0, 320.0, 240.0, Distortion::None).unwrap().with_image_size(640, 480);
+        let (s, truth) = samples(&e, 2);
+        let s = &s[..NUM_JOINTS];
+        let mean: Vec<Vector3<f64>> = s.iter().map(|p| Vector3::from(*p) / 0.85).collect();
+        // A flat surface 0.1 m in front of the root everywhere, at quarter resolution, with some holes.
+        let mut img = DepthImage { width: 160, height: 120, metres: vec![(truth - 0.1) as f32; 160 * 120] };
+        for (i, v) in img.metres.iter_mut().enumerate() {
+            if i % 7 == 0 {
+                *v = f32::NAN;
+            }
+        }
+        let (z, std) = depth_measurement(&img, &cam, &mean, &DepthPrior::default()).unwrap();
+        assert!((z - truth).abs() < 0.12, "{z} vs {truth}"); // torso joints differ in depth by a few cm
+        assert!((0.03..0.1).contains(&std), "{std}");
+        let (mut s2, _) = samples(&e, 8);
+        assert_eq!(fuse_depth(&mut s2, (truth, 0.03), 3.0), CueUse::Used);
+        assert!((mean_var(&root_depths(&s2)).0 - truth).abs() < 0.05);
+        // All holes: nothing measured.
+        let empty = DepthImage { width: 160, height: 120, metres: vec![f32::NAN; 160 * 120] };
+        assert!(depth_measurement(&empty, &cam, &mean, &DepthPrior::default()).is_none());
+    }
+
+    #[test]
+    fn ros_depth_encodings_are_read_and_others_refused() {
+        let mm: Vec<u8> = [1500u16, 0, 2000, 65535].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let d = DepthImage::from_ros("16UC1", 2, 2, 4, false, &mm).unwrap();
+        assert_eq!(d.metres[0], 1.5);
+        assert!(d.metres[1].is_nan(), "0 mm is a hole");
+        let m: Vec<u8> = [2.5f32, f32::NAN, 0.0, 3.0].iter().flat_map(|v| v.to_be_bytes()).collect();
+        let d = DepthImage::from_ros("32FC1", 2, 2, 8, true, &m).unwrap();
+        assert_eq!((d.metres[0], d.metres[3]), (2.5, 3.0));
+        assert!(d.metres[1].is_nan() && d.metres[2].is_nan());
+        assert!(matches!(DepthImage::from_ros("rgb8", 2, 2, 6, false, &[0; 12]), Err(DepthError::Encoding(_))));
+        assert!(matches!(DepthImage::from_ros("16UC1", 2, 2, 4, false, &[0; 6]), Err(DepthError::Size { .. })));
+    }
+}
