@@ -4,6 +4,8 @@
 //!    in person-frames/s for 1, 4, 16 persons per message and K = 1, 32, 128.
 //! 2. The node's end-to-end latency over DDS on loopback: keypoints published -> poses received, at 30 Hz,
 //!    4 persons, K = 32, p50/p99 (needs the `ros` feature; runs the real node as its own process).
+//! 4. Tracking: what the tracker adds to the lifter's cost per message (1, 4 and 16 persons, K = 32,
+//!    flip_test, anonymous persons so association runs), both measured alternately in one run.
 //! 3. Overload: the same at 300 Hz (10x a camera) with 4 and 16 persons: answer rate, latency of the
 //!    answered messages, the node's CPU and memory.
 //!
@@ -400,9 +402,60 @@ fn node_over_dds(title: &str, persons: usize, rate: f64, frames: usize) {
     println!("inside the node (keypoints received -> poses published), from ~/stats: {}", last_stats.lock().unwrap());
 }
 
+fn tracking() {
+    use pose3d::pipeline::tracking::{keypoint_box, Observed, Tracker, TrackerConfig, TrackingModel};
+    let model = TrackingModel::load(&root().join("config/tracking.yaml")).unwrap();
+    println!("\n## Tracking cost (K = 32, flip_test, anonymous persons; lift and track timed alternately)\n");
+    println!("| persons/msg | lift ms/msg | track ms/msg | track / lift |");
+    println!("|---|---|---|---|");
+    for &persons in &[1usize, 4, 16] {
+        let frames = people(64, persons);
+        let rt = ModelRuntime::load(&keypoint_model(), &RuntimeOptions::default()).unwrap();
+        let mut lifter = Lifter::from_runtime(rt, LifterConfig::default()).unwrap();
+        let mut tracker = Tracker::new(TrackerConfig { motion: model.motion.clone(), ..Default::default() });
+        let cam = camera();
+        let ids: Vec<String> = vec![String::new(); persons];
+        let (mut lift_s, mut track_s, mut n) = (0.0, 0.0, 0usize);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(3000) && n < 100_000 {
+            let kps = &frames[n % frames.len()];
+            let input: Vec<PersonIn> = kps
+                .iter()
+                .zip(&ids)
+                .map(|(k, id)| PersonIn { id, layout: "h36m17", keypoints: k, crop: None })
+                .collect();
+            let t = Instant::now();
+            let out = lifter.lift(&cam, &input, n as u64).unwrap();
+            let t_lift = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let obs: Vec<Observed> =
+                out.poses.iter().map(|p| Observed { pose: p, bbox: keypoint_box(&kps[p.index]) }).collect();
+            let tracks = tracker.update(n as i128 * 33_333_333, &obs);
+            let t_track = t.elapsed().as_secs_f64();
+            assert!(tracks.len() >= persons);
+            if n >= 5 {
+                lift_s += t_lift;
+                track_s += t_track;
+            }
+            n += 1;
+        }
+        let m = (n - 5) as f64;
+        println!(
+            "| {persons} | {:.3} | {:.4} | {:.1} % |",
+            1e3 * lift_s / m,
+            1e3 * track_s / m,
+            100.0 * track_s / lift_s
+        );
+    }
+}
+
 fn main() {
-    // POSE3D_BENCH=throughput|paced|latency|overload runs one part only.
+    // POSE3D_BENCH=throughput|tracking|paced|latency|overload runs one part only.
     let only = std::env::var("POSE3D_BENCH").unwrap_or_default();
+    if only == "tracking" {
+        tracking();
+        return;
+    }
     if only.is_empty() || only == "throughput" {
         throughput();
     }
@@ -411,6 +464,7 @@ fn main() {
     }
     if only.is_empty() {
         image_path();
+        tracking();
     }
     if only.is_empty() || only == "paced" {
         paced();

@@ -396,8 +396,10 @@ fn report_md(r: &TrackReport) -> String {
 /// - the lower ankle's height above the floor (median, robust spread) as the lifter places it: the lifted
 ///   mean pose moved onto the true root, so the spread holds the pose's own errors besides the feet's;
 /// - the depth image's surface offset and spread, from rendered images against the truth;
-/// - the persistent share of the per-frame covariance: the one whose filtered root 95 % ellipsoids hold
-///   the truth 95 % of the time, over the first `frames` frames of every stream.
+/// - per cue (none, floor, depth image), over the first `frames` frames of every stream: the persistent
+///   share of the frames' root error (its autocorrelation 0.4 s apart) and the factor on the frames' root
+///   covariance whose filtered 95 % ellipsoids hold the truth 95 % of the time;
+/// - the factor on the acceleration noise whose velocity 95 % ellipsoids hold the truth 95 % of the time.
 pub fn fit(data: &Dataset, input: Input, lifter: &mut Lifter, frames: usize, progress: bool) -> Result<TrackingModel> {
     let mut model = TrackingModel::default();
     // Acceleration noise and the floor, from the truth alone.
@@ -466,21 +468,25 @@ pub fn fit(data: &Dataset, input: Input, lifter: &mut Lifter, frames: usize, pro
     let (offset, spread) = median_spread(&mut depth_resid);
     model.depth.surface_offset = offset;
     model.depth.std_floor = spread;
-    // The scale of the acceleration noise (velocity coverage) and the persistent share (root coverage),
+    // The scale of the acceleration noise (velocity coverage) and of the root covariance (root coverage),
     // each on a grid with the other held, twice round.
-    let coverage = |motion: &MotionModel| {
+    let coverage = |motion: &MotionModel, lifted: &[Vec<Frame>]| {
         let mut t = Tally::default();
-        for frames_v in &lifted {
+        for frames_v in lifted {
             merge(&mut t, score_stream(frames_v, motion).filtered);
         }
         (t.root_inside as f64 / t.n.max(1) as f64, t.vel_inside as f64 / t.vel_n.max(1) as f64)
     };
-    let closest = |values: &[f64], set: &dyn Fn(&mut MotionModel, f64), which: usize, motion: &MotionModel| {
+    let closest = |values: &[f64],
+                   set: &dyn Fn(&mut MotionModel, f64),
+                   which: usize,
+                   motion: &MotionModel,
+                   lifted: &[Vec<Frame>]| {
         let mut best = (f64::INFINITY, values[0]);
         for &v in values {
             let mut m = motion.clone();
             set(&mut m, v);
-            let c = coverage(&m);
+            let c = coverage(&m, lifted);
             let c = if which == 0 { c.0 } else { c.1 };
             if (c - 0.95).abs() < best.0 {
                 best = ((c - 0.95).abs(), v);
@@ -488,17 +494,78 @@ pub fn fit(data: &Dataset, input: Input, lifter: &mut Lifter, frames: usize, pro
         }
         best.1
     };
-    let scales = [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0];
-    let shares: Vec<f64> = (0..19).map(|i| i as f64 * 0.05).collect();
+    let accel_scales = [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0];
+    let root_scales = [0.5, 0.7, 1.0, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0];
+    model.motion.persistent = persistent_share(&lifted);
     for _ in 0..2 {
-        model.motion.accel_scale = closest(&scales, &|m, v| m.accel_scale = v, 1, &model.motion);
-        model.motion.persistent = closest(&shares, &|m, v| m.persistent = v, 0, &model.motion);
+        model.motion.accel_scale = closest(&accel_scales, &|m, v| m.accel_scale = v, 1, &model.motion, &lifted);
+        model.motion.root_scale = closest(&root_scales, &|m, v| m.root_scale = v, 0, &model.motion, &lifted);
     }
-    let (root, vel) = coverage(&model.motion);
+    // The floor's and the depth image's, on streams lifted with each cue (the depth image's on fewer
+    // frames: rendering is the cost).
+    for (opts, n) in
+        [(Options { ground: true, depth: false }, frames), (Options { ground: false, depth: true }, frames / 4)]
+    {
+        let mut with_cue = Vec::new();
+        for (seq, cam) in streams(data) {
+            if input == Input::Detections && !seq.detections.contains_key(&cam.id) {
+                continue;
+            }
+            let rays = opts.depth.then(|| Rays::new(&cam.intrinsics, DEPTH_SIZE, DEPTH_SIZE));
+            with_cue.push(lift_stream(seq, cam, input, lifter, &model, opts, rays.as_ref(), n)?);
+        }
+        let share = persistent_share(&with_cue);
+        let m = &mut model.motion;
+        if opts.ground {
+            m.persistent_ground = share;
+        } else {
+            m.persistent_depth = share;
+        }
+        let set = |m: &mut MotionModel, v: f64| (m.root_scale_ground, m.root_scale_depth) = (v, v);
+        let scale = closest(&root_scales, &set, 0, &model.motion, &with_cue);
+        let m = &mut model.motion;
+        if opts.ground {
+            m.root_scale_ground = scale;
+        } else {
+            m.root_scale_depth = scale;
+        }
+        if progress {
+            let c = coverage(&model.motion, &with_cue);
+            eprintln!(
+                "{opts:?}: persistent share {share:.2}, root scale {scale}, coverage root {:.3} velocity {:.3}",
+                c.0, c.1
+            );
+        }
+    }
+    let (root, vel) = coverage(&model.motion, &lifted);
     if progress {
         eprintln!("fitted on {} streams: root 95 % coverage {root:.3}, velocity {vel:.3}", lifted.len());
     }
     Ok(model)
+}
+
+/// Frames apart at which the persistent share is measured: 0.4 s, about the filter's memory.
+const PERSISTENCE_LAG: usize = 10;
+
+/// The share of the frames' root error still there `PERSISTENCE_LAG` frames later: the autocorrelation of
+/// the root error vectors at that lag, in [0, 0.95].
+fn persistent_share(streams: &[Vec<Frame>]) -> f64 {
+    let (mut cross, mut power) = (0.0, 0.0);
+    for frames in streams {
+        let err: Vec<Option<Vector3<f64>>> =
+            frames.iter().map(|f| f.pose.as_ref().map(|p| p.mean[ROOT] - Vector3::from(f.gt[ROOT]))).collect();
+        for (a, b) in err.iter().zip(err.iter().skip(PERSISTENCE_LAG)) {
+            if let (Some(a), Some(b)) = (a, b) {
+                cross += a.dot(b);
+                power += 0.5 * (a.norm_squared() + b.norm_squared());
+            }
+        }
+    }
+    if power > 0.0 {
+        (cross / power).clamp(0.0, 0.95)
+    } else {
+        0.0
+    }
 }
 
 /// Median and 1.4826 x median absolute deviation.

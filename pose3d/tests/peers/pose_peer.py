@@ -15,7 +15,7 @@ import time
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
-from pose3d_msgs.msg import Keypoint2D, PoseDistributionArray, Skeleton2D, Skeleton2DArray
+from pose3d_msgs.msg import Keypoint2D, PoseDistributionArray, Skeleton2D, Skeleton2DArray, TrackedPoseArray
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import String
@@ -52,6 +52,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--no-camera-info", action="store_true", help="never publish camera_info")
     ap.add_argument("--burst", action="store_true", help="publish all keypoint messages back to back")
+    ap.add_argument("--anonymous", action="store_true", help="persons without ids (the node's tracker names them)")
     a = ap.parse_args()
 
     poses = np.load(f"{a.data}/poses_3d17_world_mm_25hz.npz")[a.sequence] / 1000.0
@@ -60,7 +61,8 @@ def main():
     qos = QoSProfile(depth=10)
     kp_pub = node.create_publisher(Skeleton2DArray, "keypoints", qos)
     info_pub = node.create_publisher(CameraInfo, "camera_info", qos)
-    got = {"poses": [], "markers": [], "stats": []}
+    got = {"poses": [], "markers": [], "stats": [], "tracks": []}
+    node.create_subscription(TrackedPoseArray, f"/{a.node}/tracks", lambda m: got["tracks"].append(m), qos)
     node.create_subscription(PoseDistributionArray, f"/{a.node}/poses", lambda m: got["poses"].append((time.monotonic(), m)), qos)
     node.create_subscription(MarkerArray, f"/{a.node}/markers", lambda m: got["markers"].append(m), qos)
     node.create_subscription(String, f"/{a.node}/stats", lambda m: got["stats"].append(json.loads(m.data)), qos)
@@ -104,7 +106,7 @@ def main():
         msg.header.stamp = st
         msg.header.frame_id = "camera_optical"
         for pid, layout, xc in people:
-            msg.skeletons.append(skeleton(project(xc), layout, pid))
+            msg.skeletons.append(skeleton(project(xc), layout, "" if a.anonymous else pid))
         key = f"{st.sec}.{st.nanosec:09d}"
         truth[key] = {pid: xc.tolist() for pid, _, xc in people}
         sent.append((time.monotonic(), key))
@@ -186,9 +188,26 @@ def main():
             [{"ns": mk.ns, "id": mk.id, "type": mk.type, "frame_id": mk.header.frame_id, "points": len(mk.points),
               "lifetime": mk.lifetime.sec + mk.lifetime.nanosec * 1e-9,
               "scale": [mk.scale.x, mk.scale.y, mk.scale.z],
-              "q": [mk.pose.orientation.x, mk.pose.orientation.y, mk.pose.orientation.z, mk.pose.orientation.w]}
+              "q": [mk.pose.orientation.x, mk.pose.orientation.y, mk.pose.orientation.z, mk.pose.orientation.w],
+              "color": [mk.color.r, mk.color.g, mk.color.b]}
              for mk in arr.markers]
             for arr in got["markers"]
+        ],
+        "tracks": [
+            {
+                "stamp": f"{m.header.stamp.sec}.{m.header.stamp.nanosec:09d}",
+                "tracks": [
+                    {
+                        "id": t.id, "state": t.state, "age": t.age, "ground": t.ground, "depth": t.depth,
+                        "root": [t.pose.joints[0].mean.x, t.pose.joints[0].mean.y, t.pose.joints[0].mean.z],
+                        "root_cov": list(t.pose.joints[0].covariance),
+                        "velocity": [t.velocity.x, t.velocity.y, t.velocity.z],
+                        "velocity_cov": list(t.velocity_covariance),
+                    }
+                    for t in m.tracks
+                ],
+            }
+            for m in got["tracks"]
         ],
         "stats": got["stats"][-1] if got["stats"] else None,
     }

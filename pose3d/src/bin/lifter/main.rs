@@ -7,20 +7,23 @@ mod messages;
 mod params;
 mod rep155;
 mod stats;
+mod tracks;
 
 use anyhow::{Context, Result};
 use futures::{FutureExt, StreamExt};
 use images::{crops, image_msg, Frame};
 use messages::{markers, stamp_ns, to_msg};
-use params::{resolve_model, NodeParams, Params};
+use params::{resolve_model, resolve_tracking_model, NodeParams, Params};
 use pose3d::geometry::camera::Camera;
 use pose3d::geometry::skeleton::Kp;
+use pose3d::pipeline::cues::{CueUse, Cues};
 use pose3d::pipeline::lifter::{Lifter, LifterConfig, PersonIn};
 use pose3d::pipeline::limits::{clip, PersonHead};
 use pose3d::pipeline::pairing::Pairing;
 use pose3d::pipeline::runtime::{ModelRuntime, RuntimeOptions};
 use pose3d::pipeline::stamps::{StampGate, StampVerdict};
-use r2r::pose3d_msgs::msg::{PoseDistributionArray, Skeleton2DArray};
+use pose3d::pipeline::tracking::TrackingModel;
+use r2r::pose3d_msgs::msg::{PoseDistributionArray, Skeleton2DArray, TrackedPoseArray};
 use r2r::sensor_msgs::msg::{CameraInfo, CompressedImage, Image};
 use r2r::std_msgs::msg::String as RosString;
 use r2r::visualization_msgs::msg::MarkerArray;
@@ -37,6 +40,7 @@ struct Outputs<'a> {
     markers: &'a r2r::Publisher<MarkerArray>,
     debug: Option<&'a r2r::Publisher<Image>>,
     rep155: Option<&'a rep155::Rep155>,
+    tracks: &'a r2r::Publisher<TrackedPoseArray>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -45,6 +49,8 @@ fn process(
     received: Instant,
     camera: Option<&(Camera, String)>,
     image: Option<&Frame>,
+    depth: Option<&Image>,
+    tracks: &mut tracks::Tracks,
     lifter: &mut Lifter,
     params: &Params,
     stats: &Stats,
@@ -124,8 +130,17 @@ fn process(
             crop: rgb.as_ref().map(|(c, _)| c[i].as_slice()),
         })
         .collect();
+    let depth_image = depth.and_then(|m| match tracks::depth_image(m, params) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            stats.count_drop("depth image");
+            r2r::log_warn!(NODE, "depth image not used: {e:#}");
+            None
+        }
+    });
+    let cues = Cues { ground: tracks.ground(params), depth: depth_image.as_ref().map(|d| (d, tracks.model.depth)) };
     let t_lift = Instant::now();
-    let lifted = lifter.lift(cam, &persons, stamp_ns(&msg.header.stamp) as u64);
+    let lifted = lifter.lift_with(cam, &persons, stamp_ns(&msg.header.stamp) as u64, &cues);
     Stats::record(&stats.inference_ms, t_lift.elapsed().as_secs_f64() * 1e3);
     match lifted {
         Ok(out) => {
@@ -157,7 +172,28 @@ fn process(
             if let Some(Err(e)) = out_pubs.rep155.map(|r| r.publish(&msg.header, &out.poses)) {
                 r2r::log_error!(NODE, "publishing the REP-155 bodies failed: {e}");
             }
-            if let Err(e) = out_pubs.markers.publish(&markers(&msg.header, &out.poses, params)) {
+            for p in &out.poses {
+                for (name, used) in [("ground", p.sources.ground), ("depth", p.sources.depth)] {
+                    if used != CueUse::Unused {
+                        stats.count_event(
+                            &format!("{name} {}", if used == CueUse::Used { "used" } else { "refused" }),
+                            1,
+                        );
+                    }
+                }
+            }
+            let mut tracked = Vec::new();
+            if params.tracking {
+                if let Some((arr, t)) =
+                    tracks.update(&msg.header, stamp_ns(&msg.header.stamp), &out.poses, &kps, params)
+                {
+                    if let Err(e) = out_pubs.tracks.publish(&arr) {
+                        r2r::log_error!(NODE, "publishing tracks: {e}");
+                    }
+                    tracked = t;
+                }
+            }
+            if let Err(e) = out_pubs.markers.publish(&markers(&msg.header, &out.poses, &tracked, params)) {
                 r2r::log_error!(NODE, "publishing markers: {e}");
             }
             if let (Some(debug), Some((_, mut m))) = (out_pubs.debug, rgb) {
@@ -195,6 +231,10 @@ fn main() -> Result<()> {
     std::thread::spawn(move || futures::executor::block_on(param_services));
     let mut params = shared.lock().unwrap().current.clone();
     let mut lifter = load_lifter(&params)?;
+    let tracking_path = resolve_tracking_model(&params)?;
+    let tracking_model = TrackingModel::load(&tracking_path)?;
+    r2r::log_info!(NODE, "tracking model {}", tracking_path.display());
+    let mut tracks = tracks::Tracks::new(tracking_model, &params);
 
     let qos = QosProfile::default().keep_last(10);
     let mut input = inputs::Input::open(&mut node, &params.input, &params.hri_prefix)?;
@@ -234,13 +274,22 @@ fn main() -> Result<()> {
             "off".into()
         }
     );
+    let mut depth_sub =
+        if params.use_depth { Some(node.subscribe::<Image>("depth", QosProfile::sensor_data())?) } else { None };
+    let mut depths: Pairing<Image> = Pairing::new(params.image_queue as usize, (params.image_slop * 1e9) as i128);
     let mut images: Pairing<Frame> = Pairing::new(params.image_queue as usize, (params.image_slop * 1e9) as i128);
     let pose_pub = node.create_publisher::<PoseDistributionArray>("~/poses", qos.clone())?;
     let marker_pub = node.create_publisher::<MarkerArray>("~/markers", qos.clone())?;
     let stats_pub = node.create_publisher::<RosString>("~/stats", qos.clone())?;
     let rep155 = if params.rep155_output { Some(rep155::Rep155::open(&mut node, &params.hri_prefix)?) } else { None };
-    let outputs =
-        Outputs { poses: &pose_pub, markers: &marker_pub, debug: debug_pub.as_ref(), rep155: rep155.as_ref() };
+    let tracks_pub = node.create_publisher::<TrackedPoseArray>("~/tracks", qos.clone())?;
+    let outputs = Outputs {
+        poses: &pose_pub,
+        markers: &marker_pub,
+        debug: debug_pub.as_ref(),
+        rep155: rep155.as_ref(),
+        tracks: &tracks_pub,
+    };
 
     let running = watch_signals();
 
@@ -277,6 +326,11 @@ fn main() -> Result<()> {
                 images.push(stamp_ns(&m.header.stamp), Frame::Compressed(m));
             }
         }
+        if let Some(sub) = depth_sub.as_mut() {
+            while let Some(Some(m)) = sub.next().now_or_never() {
+                depths.push(stamp_ns(&m.header.stamp), m);
+            }
+        }
         stats.images_unmatched.store(images.unmatched(), Ordering::Relaxed);
         let mut newest: Option<(Skeleton2DArray, Instant)> = None;
         let now = clock.lock().map(|mut c| c.get_now().map(|d| d.as_nanos() as i128).unwrap_or(0)).unwrap_or(0);
@@ -287,6 +341,7 @@ fn main() -> Result<()> {
             let verdict = gate.check(t.sec, t.nanosec, now, &params.stamp_policy());
             if verdict == StampVerdict::Reset {
                 stats.count_event("stamp order reset", 1);
+                tracks.reset();
                 r2r::log_warn!(
                     NODE,
                     "keypoint stamps jumped back and stayed consistent: accepted from {}.{:09}",
@@ -309,7 +364,11 @@ fn main() -> Result<()> {
         }
         if let Some((msg, received)) = newest {
             let image = if image_path { images.take_match(stamp_ns(&msg.header.stamp)) } else { None };
-            process(&msg, received, camera.as_ref(), image, &mut lifter, &params, &stats, &outputs);
+            let depth = if params.use_depth { depths.take_match(stamp_ns(&msg.header.stamp)) } else { None };
+            if params.use_depth && depth.is_none() {
+                stats.count_event("no depth image paired", 1);
+            }
+            process(&msg, received, camera.as_ref(), image, depth, &mut tracks, &mut lifter, &params, &stats, &outputs);
         }
         if last_stats.elapsed().as_secs_f64() >= params.stats_period {
             last_stats = Instant::now();

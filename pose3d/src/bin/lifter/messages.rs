@@ -1,9 +1,11 @@
 //! Lifted poses as ROS messages: `PoseDistributionArray` and the rviz markers.
 
 use crate::params::Params;
+use crate::tracks::velocity_arrow;
 use pose3d::geometry::distribution::ellipsoid;
 use pose3d::geometry::skeleton::h36m17_bones;
 use pose3d::pipeline::lifter::PoseOut;
+use pose3d::pipeline::tracking::TrackOut;
 use r2r::builtin_interfaces::msg::{Duration as RosDuration, Time};
 use r2r::geometry_msgs::msg::{Point, Pose, Quaternion, Vector3 as RosVector3};
 use r2r::pose3d_msgs::msg::{JointDistribution, PoseDistribution};
@@ -38,9 +40,35 @@ fn color(r: f32, g: f32, b: f32, a: f32) -> ColorRGBA {
     ColorRGBA { r, g, b, a }
 }
 
+/// A colour of its own per track id: a hue from the id's hash, full saturation, scaled by `value`.
+fn track_colour(id: &str, value: f32) -> ColorRGBA {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    let hue = (h.finish() % 360) as f32 / 60.0;
+    let x = 1.0 - (hue % 2.0 - 1.0).abs();
+    let (r, g, b) = match hue as u32 {
+        0 => (1.0, x, 0.0),
+        1 => (x, 1.0, 0.0),
+        2 => (0.0, 1.0, x),
+        3 => (0.0, x, 1.0),
+        4 => (x, 0.0, 1.0),
+        _ => (1.0, 0.0, x),
+    };
+    color(r * value, g * value, b * value, 1.0)
+}
+
 /// Joints, bones and one uncertainty ellipsoid per joint; namespaces per track id keep ids stable, and the
 /// lifetime makes people who are no longer seen vanish.
-pub fn markers(header: &r2r::std_msgs::msg::Header, poses: &[PoseOut], params: &Params) -> MarkerArray {
+///
+/// With tracks, each skeleton takes its track's colour (the same person keeps it) and a confirmed track
+/// gets an arrow of its root velocity (where the root will be in one second).
+pub fn markers(
+    header: &r2r::std_msgs::msg::Header,
+    poses: &[PoseOut],
+    tracks: &[TrackOut],
+    params: &Params,
+) -> MarkerArray {
     let life = RosDuration {
         sec: params.marker_lifetime.trunc() as i32,
         nanosec: (params.marker_lifetime.fract() * 1e9) as u32,
@@ -58,11 +86,26 @@ pub fn markers(header: &r2r::std_msgs::msg::Header, poses: &[PoseOut], params: &
             lifetime: life.clone(),
             ..Default::default()
         };
+        let track = tracks.iter().find(|t| t.person == Some(i));
+        let (bone, joint) = match track {
+            Some(t) => (track_colour(&t.id, 1.0), track_colour(&t.id, 0.7)),
+            None => (color(0.1, 0.6, 1.0, 1.0), color(1.0, 0.4, 0.1, 1.0)),
+        };
+        if let Some([from, to]) = track.and_then(velocity_arrow) {
+            out.push(Marker {
+                id: 2,
+                type_: 0, // ARROW
+                scale: RosVector3 { x: 0.03, y: 0.06, z: 0.1 },
+                color: bone.clone(),
+                points: vec![point(&from), point(&to)],
+                ..base.clone()
+            });
+        }
         out.push(Marker {
             id: 0,
             type_: 7, // SPHERE_LIST
             scale: RosVector3 { x: 0.05, y: 0.05, z: 0.05 },
-            color: color(1.0, 0.4, 0.1, 1.0),
+            color: joint,
             points: p.mean.iter().map(point).collect(),
             ..base.clone()
         });
@@ -70,7 +113,7 @@ pub fn markers(header: &r2r::std_msgs::msg::Header, poses: &[PoseOut], params: &
             id: 1,
             type_: 5, // LINE_LIST
             scale: RosVector3 { x: 0.02, y: 0.0, z: 0.0 },
-            color: color(0.1, 0.6, 1.0, 1.0),
+            color: bone,
             points: h36m17_bones().flat_map(|(c, pa)| [point(&p.mean[c]), point(&p.mean[pa])]).collect(),
             ..base.clone()
         });

@@ -44,6 +44,14 @@ pub struct Params {
     pub debug_image: bool,
     pub image_reliable: bool,
     pub crop_margin: f64,
+    pub tracking: bool,
+    pub tracking_model: String,
+    pub track_timeout: f64,
+    pub use_ground: bool,
+    pub camera_height: f64,
+    pub camera_pitch: f64,
+    pub camera_roll: f64,
+    pub use_depth: bool,
 }
 
 impl Default for Params {
@@ -82,6 +90,14 @@ impl Default for Params {
             debug_image: false,
             image_reliable: false,
             crop_margin: -1.0,
+            tracking: true,
+            tracking_model: String::new(),
+            track_timeout: 1.0,
+            use_ground: false,
+            camera_height: 1.2,
+            camera_pitch: 0.0,
+            camera_roll: 0.0,
+            use_depth: false,
         }
     }
 }
@@ -187,13 +203,21 @@ parameters! {
     debug_image: Bool, AtStart, "publish ~/debug_image (read-only: set at start)";
     image_reliable: Bool, AtStart, "reliable instead of best-effort image subscription (read-only: set at start)";
     crop_margin: Double, Live, "crop margin as a fraction of the keypoints' square, < 2; negative: the model card's";
+    tracking: Bool, Live, "publish ~/tracks: persons followed over time, filtered, with root velocity";
+    tracking_model: Str, AtStart, "tracking model (motion noise, floor and depth priors); empty: the package's config/tracking.yaml (read-only: set at start)";
+    track_timeout: Double, Live, "a track ends this many seconds after its last update, in (0, 60]";
+    use_ground: Bool, Live, "place standing persons with the floor, posed by camera_height, camera_pitch, camera_roll";
+    camera_height: Double, Live, "height of the camera's optical centre above the floor, m, in (0, 100] (use_ground)";
+    camera_pitch: Double, Live, "camera pitch, radians, positive looking down, in [-1.57, 1.57] (use_ground)";
+    camera_roll: Double, Live, "camera roll about its viewing axis, radians, positive clockwise as seen by the camera, in [-1.57, 1.57] (use_ground)";
+    use_depth: Bool, AtStart, "place persons with a registered depth image on depth (16UC1 mm or 32FC1 m, aligned to the colour camera) (read-only: set at start)";
 }
 
 impl Params {
     /// The values the node can run with; the reason otherwise.
     fn check(&self) -> Result<(), String> {
         let finite = |v: f64| v.is_finite();
-        let rules: [(bool, &str); 24] = [
+        let rules: [(bool, &str); 28] = [
             (["skeletons", "yolo", "hri"].contains(&self.input.as_str()), "input must be skeletons, yolo or hri"),
             (["cpu", "cuda"].contains(&self.provider.as_str()), "provider must be \"cpu\" or \"cuda\""),
             ((1..=64).contains(&self.intra_threads), "intra_threads must be in 1..=64"),
@@ -230,6 +254,10 @@ impl Params {
                 finite(self.crop_margin) && self.crop_margin < 2.0,
                 "crop_margin must be < 2 (negative: the model card's)",
             ),
+            (self.track_timeout > 0.0 && self.track_timeout <= 60.0, "track_timeout must be in (0, 60] seconds"),
+            (self.camera_height > 0.0 && self.camera_height <= 100.0, "camera_height must be in (0, 100] m"),
+            (self.camera_pitch.abs() <= 1.57, "camera_pitch must be in [-1.57, 1.57] radians"),
+            (self.camera_roll.abs() <= 1.57, "camera_roll must be in [-1.57, 1.57] radians"),
         ];
         match rules.iter().find(|(ok, _)| !ok) {
             Some((_, reason)) => Err(reason.to_string()),
@@ -386,6 +414,25 @@ pub fn resolve_model(p: &Params) -> Result<PathBuf> {
         .ok_or_else(|| anyhow!("no model_path given and no default model found in {candidates:?}"))
 }
 
+/// The tracking model the parameters name: `tracking_model`, else the package's config/tracking.yaml.
+pub fn resolve_tracking_model(p: &Params) -> Result<PathBuf> {
+    if !p.tracking_model.is_empty() {
+        return Ok(PathBuf::from(&p.tracking_model));
+    }
+    let mut candidates = Vec::new();
+    if let Ok(prefixes) = std::env::var("AMENT_PREFIX_PATH") {
+        for pre in prefixes.split(':').filter(|s| !s.is_empty()) {
+            candidates.push(PathBuf::from(pre).join("share/pose3d/config/tracking.yaml"));
+        }
+    }
+    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/tracking.yaml"));
+    candidates
+        .iter()
+        .find(|c| c.is_file())
+        .cloned()
+        .ok_or_else(|| anyhow!("no tracking_model given and no config/tracking.yaml found in {candidates:?}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,7 +445,7 @@ mod tests {
             let v = p.value(s.name).unwrap_or_else(|| panic!("{} has no field", s.name));
             assert_eq!(p.with(s.name, &v).as_ref(), Ok(&p), "{} round-trips", s.name);
         }
-        assert_eq!(SPECS.len(), 33);
+        assert_eq!(SPECS.len(), 41);
     }
 
     #[test]
