@@ -106,7 +106,8 @@ fn lifts_coco_and_mpii_people_to_calibrated_camera_frame_distributions() {
     assert!(mpjpe_mm < 140.0, "MPJPE {mpjpe_mm:.1} mm");
     assert!(median_depth < 0.10, "median relative depth error {median_depth}");
 
-    // Markers: per person joints, bones and 17 ellipsoids, in stable per-track namespaces, with a lifetime.
+    // Markers: per person joints, bones, a velocity arrow and 17 ellipsoids, in stable per-track namespaces,
+    // with a lifetime.
     let arrays = r["markers"].as_array().unwrap();
     assert!(arrays.len() >= answers.len());
     let last = arrays
@@ -118,7 +119,12 @@ fn lifts_coco_and_mpii_people_to_calibrated_camera_frame_distributions() {
         .unwrap();
     for who in ["pose3d/alice", "pose3d/bob"] {
         let mine: Vec<&Value> = last.iter().filter(|m| m["ns"] == who).collect();
-        assert_eq!(mine.len(), 2 + 17, "{who}");
+        assert_eq!(
+            mine.len(),
+            3 + 17,
+            "{who}: joints, bones, the velocity arrow of its confirmed track, 17 ellipsoids"
+        );
+        assert!(mine.iter().any(|m| m["type"] == 0 && m["points"] == 2 && m["id"] == 2));
         assert!(mine.iter().any(|m| m["type"] == 7 && m["points"] == 17 && m["id"] == 0));
         assert!(mine.iter().any(|m| m["type"] == 5 && m["points"] == 32 && m["id"] == 1));
         for e in mine.iter().filter(|m| m["type"] == 2) {

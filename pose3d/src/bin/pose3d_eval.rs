@@ -140,8 +140,9 @@ enum Cmd {
         /// Fit the tracking model on these subjects and write OUT/tracking.yaml.
         #[arg(long)]
         fit: bool,
-        /// With --fit: frames per stream lifted to fit the persistent share of the covariance.
-        #[arg(long, default_value_t = 400)]
+        /// With --fit: at most this many frames per stream (default: all; the first frames of a stream
+        /// alone do not show how its errors add up over a track).
+        #[arg(long, default_value_t = usize::MAX)]
         fit_frames: usize,
         #[arg(long)]
         out: PathBuf,

@@ -501,18 +501,16 @@ pub fn fit(data: &Dataset, input: Input, lifter: &mut Lifter, frames: usize, pro
         model.motion.accel_scale = closest(&accel_scales, &|m, v| m.accel_scale = v, 1, &model.motion, &lifted);
         model.motion.root_scale = closest(&root_scales, &|m, v| m.root_scale = v, 0, &model.motion, &lifted);
     }
-    // The floor's and the depth image's, on streams lifted with each cue (the depth image's on fewer
-    // frames: rendering is the cost).
-    for (opts, n) in
-        [(Options { ground: true, depth: false }, frames), (Options { ground: false, depth: true }, frames / 4)]
-    {
+    // The floor's and the depth image's, on streams lifted with each cue (the depth image's on every
+    // fourth stream: rendering is the cost).
+    for (opts, every) in [(Options { ground: true, depth: false }, 1), (Options { ground: false, depth: true }, 4)] {
         let mut with_cue = Vec::new();
-        for (seq, cam) in streams(data) {
+        for (seq, cam) in streams(data).into_iter().step_by(every) {
             if input == Input::Detections && !seq.detections.contains_key(&cam.id) {
                 continue;
             }
             let rays = opts.depth.then(|| Rays::new(&cam.intrinsics, DEPTH_SIZE, DEPTH_SIZE));
-            with_cue.push(lift_stream(seq, cam, input, lifter, &model, opts, rays.as_ref(), n)?);
+            with_cue.push(lift_stream(seq, cam, input, lifter, &model, opts, rays.as_ref(), frames)?);
         }
         let share = persistent_share(&with_cue);
         let m = &mut model.motion;
