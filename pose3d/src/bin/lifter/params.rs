@@ -397,40 +397,32 @@ pub fn check_command_line(args: &[String]) -> Result<(), String> {
 
 /// The model: the parameter if set; else models/default.onnx of the installed package or the source tree.
 pub fn resolve_model(p: &Params) -> Result<PathBuf> {
-    if !p.model_path.is_empty() {
-        return Ok(PathBuf::from(&p.model_path));
-    }
-    let mut candidates = Vec::new();
-    if let Ok(prefixes) = std::env::var("AMENT_PREFIX_PATH") {
-        for pre in prefixes.split(':').filter(|s| !s.is_empty()) {
-            candidates.push(PathBuf::from(pre).join("share/pose3d/models/default.onnx"));
-        }
-    }
-    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/default.onnx"));
-    candidates
-        .iter()
-        .find(|c| c.is_file())
-        .cloned()
-        .ok_or_else(|| anyhow!("no model_path given and no default model found in {candidates:?}"))
+    package_file(&p.model_path, "models/default.onnx", "model_path", "default model")
 }
 
 /// The tracking model the parameters name: `tracking_model`, else the package's config/tracking.yaml.
 pub fn resolve_tracking_model(p: &Params) -> Result<PathBuf> {
-    if !p.tracking_model.is_empty() {
-        return Ok(PathBuf::from(&p.tracking_model));
+    package_file(&p.tracking_model, "config/tracking.yaml", "tracking_model", "config/tracking.yaml")
+}
+
+/// `given` if set; else `relative` in the installed package's share directory (on AMENT_PREFIX_PATH), else
+/// in the source tree it was built from.
+fn package_file(given: &str, relative: &str, param: &str, what: &str) -> Result<PathBuf> {
+    if !given.is_empty() {
+        return Ok(PathBuf::from(given));
     }
     let mut candidates = Vec::new();
     if let Ok(prefixes) = std::env::var("AMENT_PREFIX_PATH") {
         for pre in prefixes.split(':').filter(|s| !s.is_empty()) {
-            candidates.push(PathBuf::from(pre).join("share/pose3d/config/tracking.yaml"));
+            candidates.push(PathBuf::from(pre).join("share/pose3d").join(relative));
         }
     }
-    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/tracking.yaml"));
+    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative));
     candidates
         .iter()
         .find(|c| c.is_file())
         .cloned()
-        .ok_or_else(|| anyhow!("no tracking_model given and no config/tracking.yaml found in {candidates:?}"))
+        .ok_or_else(|| anyhow!("no {param} given and no {what} found in {candidates:?}"))
 }
 
 #[cfg(test)]
