@@ -9,7 +9,7 @@ use crate::formats::dataset::{to_camera, Dataset, DatasetCamera, Sequence};
 use crate::geometry::distribution::{joint_statistics, relative_covariances};
 use crate::geometry::ground::Ground;
 use crate::geometry::skeleton::{Kp, NUM_JOINTS, ROOT};
-use crate::pipeline::cues::{apply_cues, depth_measurement, CueUse, Cues, DepthPrior};
+use crate::pipeline::cues::{apply_cues, depth_measurement, median_spread, CueUse, Cues, DepthPrior};
 use crate::pipeline::lifter::{Lifter, PersonIn, PoseOut};
 use crate::pipeline::tracking::{
     keypoint_box, MotionModel, Observed, TrackState, Tracker, TrackerConfig, TrackingModel,
@@ -564,16 +564,4 @@ fn persistent_share(streams: &[Vec<Frame>]) -> f64 {
     } else {
         0.0
     }
-}
-
-/// Median and 1.4826 x median absolute deviation.
-fn median_spread(v: &mut [f64]) -> (f64, f64) {
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let med = v[v.len() / 2];
-    let mut dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
-    dev.sort_by(|a, b| a.total_cmp(b));
-    (med, 1.4826 * dev[dev.len() / 2])
 }

@@ -173,13 +173,22 @@ pub fn depth_measurement(
     if z.len() < 3 {
         return None;
     }
-    z.sort_by(|a, b| a.total_cmp(b));
-    let med = z[z.len() / 2];
-    let mut dev: Vec<f64> = z.iter().map(|v| (v - med).abs()).collect();
-    dev.sort_by(|a, b| a.total_cmp(b));
-    let spread = 1.4826 * dev[dev.len() / 2];
+    let (med, spread) = median_spread(&mut z);
     let std = (spread * spread / z.len() as f64 + prior.std_floor * prior.std_floor).sqrt();
     Some((med, std))
+}
+
+/// Median and 1.4826 x the median absolute deviation (a Gaussian's standard deviation, robust to
+/// outliers); NaN for no values. Sorts `v`.
+pub fn median_spread(v: &mut [f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let med = v[v.len() / 2];
+    let mut dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
+    dev.sort_by(|a, b| a.total_cmp(b));
+    (med, 1.4826 * dev[dev.len() / 2])
 }
 
 fn root_depths(samples: &[[f64; 3]]) -> Vec<f64> {

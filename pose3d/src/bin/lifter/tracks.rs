@@ -70,14 +70,14 @@ impl Tracks {
         keypoints: &[Vec<Kp>],
         params: &Params,
     ) -> Option<(TrackedPoseArray, Vec<TrackOut>)> {
-        self.tracker.config.end_after = params.track_timeout;
-        let boxes: Vec<Option<[f64; 4]>> =
-            poses.iter().map(|p| keypoints.get(p.index).and_then(|k| keypoint_box(k))).collect();
-        let observed: Vec<Observed> =
-            poses.iter().zip(&boxes).map(|(pose, bbox)| Observed { pose, bbox: *bbox }).collect();
         if self.tracker.last_stamp().is_some_and(|last| stamp_ns <= last) {
             return None;
         }
+        self.tracker.config.end_after = params.track_timeout;
+        let observed: Vec<Observed> = poses
+            .iter()
+            .map(|pose| Observed { pose, bbox: keypoints.get(pose.index).and_then(|k| keypoint_box(k)) })
+            .collect();
         let out = self.tracker.update(stamp_ns, &observed);
         let tracks = out
             .iter()
