@@ -125,7 +125,7 @@ fn absurd_cameras_and_keypoints_with_debug_image_do_not_stall_the_node() {
     assert!(run.log.contains("implausible intrinsics"), "the reason is logged\n{}", run.log);
     assert!(r["debug_images"].as_u64().unwrap() >= 15, "debug images drawn: {}", r["debug_images"]);
     // The person beside the one with keypoints at 1e30 px is lifted, and nothing published is infinite.
-    let mixed = answer(r, &r["bad"][3]).expect("the mixed frame is answered");
+    let mixed = answer(r, &r["bad"][3]).unwrap_or_else(|| panic!("the mixed frame is answered: {}", r["stats"]));
     assert!(mixed["ids"].as_array().unwrap().iter().any(|i| i == "walker"), "{mixed}");
     assert!(r["answers"].as_object().unwrap().values().all(|a| a["finite"] == true));
 }
