@@ -63,9 +63,42 @@ pub fn fit_root_robust(pose: &[[f64; 3]], uv: &[[f64; 2]], weight: &[f64]) -> Op
     Some((t, residual))
 }
 
+/// Weighted mean squared distance, in normalized image coordinates, between the joints of a placed pose
+/// (`pose` + `t`) and the keypoints they were fitted to; None without weight or with a joint behind the
+/// camera. The lateral placement's uncertainty grows with it (see `pipeline::cues::LateralPrior`).
+pub fn reprojection_ms(pose: &[[f64; 3]], t: &Vector3<f64>, uv: &[[f64; 2]], weight: &[f64]) -> Option<f64> {
+    let (mut sum, mut wsum) = (0.0, 0.0);
+    for ((p, q), &w) in pose.iter().zip(uv).zip(weight) {
+        if w.is_nan() || w <= 0.0 {
+            continue;
+        }
+        let z = p[2] + t.z;
+        if z <= 0.0 {
+            return None;
+        }
+        sum += w * (((p[0] + t.x) / z - q[0]).powi(2) + ((p[1] + t.y) / z - q[1]).powi(2));
+        wsum += w;
+    }
+    (wsum > 0.0).then(|| sum / wsum)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reprojection_residual_is_the_keypoints_offset() {
+        let pose: Vec<[f64; 3]> = (0..17).map(|j| [0.05 * j as f64, -0.04 * j as f64, 0.0]).collect();
+        let t = Vector3::new(0.1, 0.2, 4.0);
+        let mut uv: Vec<[f64; 2]> = pose.iter().map(|p| [(p[0] + t.x) / t.z, (p[1] + t.y) / t.z]).collect();
+        assert!(reprojection_ms(&pose, &t, &uv, &[1.0; 17]).unwrap() < 1e-20);
+        for q in uv.iter_mut() {
+            q[0] += 0.003; // every keypoint 3 px right at f = 1000
+        }
+        let ms = reprojection_ms(&pose, &t, &uv, &[1.0; 17]).unwrap();
+        assert!((ms.sqrt() - 0.003).abs() < 1e-12, "{ms}");
+        assert!(reprojection_ms(&pose, &t, &uv, &[0.0; 17]).is_none());
+    }
 
     #[test]
     fn recovers_the_translation_of_a_projected_pose() {

@@ -44,6 +44,76 @@ pub struct GroundPrior {
     pub gate: f64,
 }
 
+/// How far off the camera ray through the keypoints a person's root can be, by how well the keypoints
+/// agree with the lifted poses (fitted on training data, `pose3d-eval track --fit`). The samples alone say
+/// too little about it: their roots are placed on the 2D fit, so their sideways spread is the spread of the
+/// decoded shapes, whatever the keypoints' noise (measured on S8: three times the error from ground-truth
+/// 2D, two thirds of it from detections). The 2D fit's residual measures that noise.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LateralPrior {
+    /// Standard deviation of the root's direction per image axis, normalized image coordinates (radians),
+    /// at zero residual.
+    pub floor: f64,
+    /// Added standard deviation per unit of the fit's RMS residual (normalized image coordinates).
+    pub per_residual: f64,
+}
+
+impl LateralPrior {
+    /// The root's sideways standard deviation per axis, m, at depth `z` for a fit residual `r`.
+    pub fn std_at(&self, z: f64, r: f64) -> f64 {
+        z * (self.floor * self.floor + (self.per_residual * r).powi(2)).sqrt()
+    }
+}
+
+/// Sets the samples' sideways spread (perpendicular to the ray through their mean root) to the prior's:
+/// each sample is moved rigidly, so its shape is kept and its root's offset from the mean ray is scaled.
+/// Unused without a finite residual or with fewer than two samples.
+pub fn calibrate_lateral(samples: &mut [[f64; 3]], residual: f64, prior: &LateralPrior) -> CueUse {
+    let n = samples.len() / NUM_JOINTS;
+    if n < 2 || !residual.is_finite() {
+        return CueUse::Unused;
+    }
+    let roots: Vec<Vector3<f64>> = samples.chunks_exact(NUM_JOINTS).map(|s| Vector3::from(s[ROOT])).collect();
+    let mean = roots.iter().sum::<Vector3<f64>>() / n as f64;
+    let Some(d) = mean.try_normalize(1e-9) else { return CueUse::Unused };
+    let perp: Vec<Vector3<f64>> = roots.iter().map(|r| (r - mean) - d * (r - mean).dot(&d)).collect();
+    // Two axes: the per-axis variance is half the perpendicular offsets' (unbiased, as `joint_statistics`).
+    let have = (perp.iter().map(|p| p.norm_squared()).sum::<f64>() / (n - 1) as f64 / 2.0).sqrt();
+    if have < 1e-9 {
+        return CueUse::Unused;
+    }
+    let c = prior.std_at(mean.norm(), residual) / have;
+    for (s, p) in samples.chunks_exact_mut(NUM_JOINTS).zip(&perp) {
+        let shift = p * (c - 1.0);
+        for q in s.iter_mut() {
+            for (v, dv) in q.iter_mut().zip(shift.iter()) {
+                *v += dv;
+            }
+        }
+    }
+    CueUse::Used
+}
+
+/// What `calibrate_lateral` does to a root covariance `cov` about `mean`: the sideways part scaled to the
+/// prior's, the part along the ray kept (for data already reduced to covariances, as in the fit).
+pub fn calibrated_root_covariance(
+    mean: &Vector3<f64>,
+    cov: &nalgebra::Matrix3<f64>,
+    residual: f64,
+    prior: &LateralPrior,
+) -> nalgebra::Matrix3<f64> {
+    let Some(d) = mean.try_normalize(1e-9) else { return *cov };
+    let along = d * d.transpose();
+    let perp = nalgebra::Matrix3::identity() - along;
+    let have = ((perp * cov * perp).trace() / 2.0).sqrt();
+    if have < 1e-9 || !residual.is_finite() {
+        return *cov;
+    }
+    let m = along + perp * (prior.std_at(mean.norm(), residual) / have);
+    m * cov * m.transpose()
+}
+
 /// A depth image registered to the colour camera (same view; any resolution, scaled to the camera's).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DepthImage {
@@ -274,20 +344,27 @@ pub fn fuse_depth(samples: &mut [[f64; 3]], measured: (f64, f64), gate: f64) -> 
 /// Absolute cues for one message; none by default.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Cues<'a> {
+    /// The sideways placement's calibration (not a cue of its own: it follows the keypoints' residual).
+    pub lateral: Option<LateralPrior>,
     pub ground: Option<GroundPrior>,
     pub depth: Option<(&'a DepthImage, DepthPrior)>,
 }
 
-/// Moves a person's placed samples (K x 17, camera frame) along their rays by the floor, then by the
-/// depth image; `means` and `covs` are scratch for the depth measurement. Says what was used.
+/// Sets a person's placed samples' (K x 17, camera frame) sideways spread by the 2D fit's residual, then
+/// moves them along their rays by the floor, then by the depth image; `means` and `covs` are scratch for
+/// the depth measurement. Says what was used.
 pub fn apply_cues(
     samples: &mut [[f64; 3]],
     camera: &Camera,
     cues: &Cues,
+    fit_residual: f64,
     means: &mut Vec<Vector3<f64>>,
     covs: &mut Vec<nalgebra::Matrix3<f64>>,
 ) -> Sources {
     let mut sources = Sources::default();
+    if let Some(l) = &cues.lateral {
+        calibrate_lateral(samples, fit_residual, l);
+    }
     if let Some(g) = &cues.ground {
         sources.ground = fuse_ground(samples, g);
     }
@@ -399,5 +476,47 @@ mod tests {
         assert!(d.metres[1].is_nan() && d.metres[2].is_nan());
         assert!(matches!(DepthImage::from_ros("rgb8", 2, 2, 6, false, &[0; 12]), Err(DepthError::Encoding(_))));
         assert!(matches!(DepthImage::from_ros("16UC1", 2, 2, 4, false, &[0; 6]), Err(DepthError::Size { .. })));
+    }
+
+    /// The sideways spread becomes the prior's at the residual; the spread along the ray, each sample's
+    /// shape, and the mean stay; the covariance form used by the fit gives the same root covariance.
+    #[test]
+    fn the_sideways_spread_follows_the_fit_residual() {
+        use crate::geometry::distribution::joint_statistics;
+        let mut rng = rand_pcg::Pcg64::new(7, 0);
+        let normal = rand_distr::Normal::new(0.0, 1.0).unwrap();
+        let mut draw = || rand_distr::Distribution::sample(&normal, &mut rng);
+        let k = 400;
+        let mut s = Vec::new();
+        for _ in 0..k {
+            // Roots around (0.5, 0.2, 5) m: 0.3 m along z, 2 cm sideways; a fixed shape per sample.
+            let root = Vector3::new(0.5 + 0.02 * draw(), 0.2 + 0.02 * draw(), 5.0 + 0.3 * draw());
+            s.extend((0..NUM_JOINTS).map(|j| [root.x + 0.01 * j as f64, root.y - 0.05 * j as f64, root.z]));
+        }
+        let (mut m0, mut c0) = (Vec::new(), Vec::new());
+        joint_statistics(&s, NUM_JOINTS, &mut m0, &mut c0);
+        let prior = LateralPrior { floor: 0.001, per_residual: 1.0 };
+        let residual = 0.004; // 4 px at f = 1000
+        let before = s.clone();
+        assert_eq!(calibrate_lateral(&mut s, residual, &prior), CueUse::Used);
+        let (mut m1, mut c1) = (Vec::new(), Vec::new());
+        joint_statistics(&s, NUM_JOINTS, &mut m1, &mut c1);
+        let d = m1[ROOT].normalize();
+        let perp = nalgebra::Matrix3::identity() - d * d.transpose();
+        let sideways = ((perp * c1[ROOT] * perp).trace() / 2.0).sqrt();
+        let want = prior.std_at(m1[ROOT].norm(), residual);
+        assert!((sideways - want).abs() < 1e-9 * want, "{sideways} vs {want}");
+        assert!((want - 5.39 * (0.001f64.powi(2) + 0.004f64.powi(2)).sqrt()).abs() < 0.002, "{want}");
+        assert!((m1[ROOT] - m0[ROOT]).norm() < 1e-9);
+        assert!(((d.transpose() * c1[ROOT] * d)[0] - (d.transpose() * c0[ROOT] * d)[0]).abs() < 1e-9);
+        for (a, b) in s.chunks_exact(NUM_JOINTS).zip(before.chunks_exact(NUM_JOINTS)) {
+            let shape = |q: &[[f64; 3]], j: usize| Vector3::from(q[j]) - Vector3::from(q[ROOT]);
+            assert!((0..NUM_JOINTS).all(|j| (shape(a, j) - shape(b, j)).norm() < 1e-12));
+        }
+        let c = calibrated_root_covariance(&m0[ROOT], &c0[ROOT], residual, &prior);
+        assert!((c - c1[ROOT]).norm() < 1e-9 * c1[ROOT].norm(), "{c} vs {}", c1[ROOT]);
+        // No residual (no fit) or one sample: nothing to calibrate.
+        assert_eq!(calibrate_lateral(&mut s, f64::NAN, &prior), CueUse::Unused);
+        assert_eq!(calibrate_lateral(&mut s[..NUM_JOINTS], residual, &prior), CueUse::Unused);
     }
 }

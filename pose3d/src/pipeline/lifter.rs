@@ -7,7 +7,7 @@
 
 use crate::geometry::camera::Camera;
 use crate::geometry::distribution::{joint_statistics, relative_covariances};
-use crate::geometry::rootfit::{fit_root, fit_root_robust};
+use crate::geometry::rootfit::{fit_root, fit_root_robust, reprojection_ms};
 use crate::geometry::skeleton::{mirror_keypoints, mirror_pose, to_h36m17, Kp, Layout, NUM_JOINTS};
 pub use crate::pipeline::cues::Cues;
 use crate::pipeline::cues::{apply_cues, Sources};
@@ -119,6 +119,9 @@ pub struct PoseOut {
     pub samples: Vec<[f64; 3]>,
     /// Samples whose root fit succeeded (the statistics use these).
     pub num_samples: usize,
+    /// RMS distance of the placed mean shape's joints from the keypoints, normalized image coordinates:
+    /// how well the 2D input agrees with the lifted pose (clean keypoints: small; a detector's: larger).
+    pub fit_residual: f64,
     pub confidence: f32,
 }
 
@@ -615,6 +618,7 @@ impl<'m> Lifter<'m> {
         let (k, od) = (self.config.samples, self.model.output_dim());
         let enc = &self.encoded[r].1;
         self.abs.clear();
+        let mut rel_sum = [[0.0f64; 3]; NUM_JOINTS];
         for s in 0..k {
             let mut rel = decode_pose3d(&self.samples[(r * k + s) * od..(r * k + s + 1) * od]);
             if self.config.size_std > 0.0 {
@@ -628,6 +632,9 @@ impl<'m> Lifter<'m> {
             }
             if let Some(t) = fit_root(&rel, &enc.uv, &enc.weight) {
                 self.abs.extend(rel.iter().map(|p| [p[0] + t.x, p[1] + t.y, p[2] + t.z]));
+                for (a, p) in rel_sum.iter_mut().zip(&rel) {
+                    (0..3).for_each(|i| a[i] += p[i]);
+                }
             }
         }
         let n = self.abs.len() / NUM_JOINTS;
@@ -635,7 +642,13 @@ impl<'m> Lifter<'m> {
             return None;
         }
         let conf = enc.weight.iter().sum::<f64>() / NUM_JOINTS as f64;
-        let sources = apply_cues(&mut self.abs, camera, cues, &mut self.means, &mut self.covs);
+        // The mean shape's residual: how far the keypoints are from any pose the model finds likely (each
+        // sample's own residual would measure the samples' diversity as well).
+        let rel_mean = rel_sum.map(|p| p.map(|v| v / n as f64));
+        let fit_residual = fit_root(&rel_mean, &enc.uv, &enc.weight)
+            .and_then(|t| reprojection_ms(&rel_mean, &t, &enc.uv, &enc.weight))
+            .map_or(f64::NAN, f64::sqrt);
+        let sources = apply_cues(&mut self.abs, camera, cues, fit_residual, &mut self.means, &mut self.covs);
         joint_statistics(&self.abs, NUM_JOINTS, &mut self.means, &mut self.covs);
         let mut relative = Vec::with_capacity(NUM_JOINTS);
         relative_covariances(&self.abs, NUM_JOINTS, crate::geometry::skeleton::ROOT, &mut relative);
@@ -647,6 +660,7 @@ impl<'m> Lifter<'m> {
             relative_covariance: relative,
             samples: if self.config.keep_samples { self.abs.clone() } else { Vec::new() },
             num_samples: n,
+            fit_residual,
             confidence: conf as f32,
             sources,
         })

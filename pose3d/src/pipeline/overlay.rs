@@ -109,6 +109,7 @@ mod tests {
             relative_covariance: vec![Matrix3::identity() * 0.001; 17],
             samples: vec![],
             num_samples: 8,
+            fit_residual: 0.0,
             confidence: 1.0,
         };
         let kps = vec![vec![Kp::new(100.0, 100.0, 1.0), Kp::new(1e30, -1e30, 1.0), Kp::new(f64::NAN, 1.0, 1.0)]];

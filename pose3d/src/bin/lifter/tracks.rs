@@ -92,6 +92,7 @@ impl Tracks {
                     relative_covariance: Vec::new(),
                     samples: Vec::new(),
                     num_samples: t.person.map_or(0, |i| poses[i].num_samples),
+                    fit_residual: t.person.map_or(f64::NAN, |i| poses[i].fit_residual),
                     confidence: t.person.map_or(0.0, |i| poses[i].confidence),
                 };
                 TrackedPose {
