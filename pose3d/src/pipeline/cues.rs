@@ -64,6 +64,12 @@ impl LateralPrior {
     pub fn std_at(&self, z: f64, r: f64) -> f64 {
         z * (self.floor * self.floor + (self.per_residual * r).powi(2)).sqrt()
     }
+
+    /// The factor that takes a sideways spread `have` (m, per axis) of a root at `mean` to the prior's;
+    /// None where there is nothing to scale (no spread, no residual).
+    fn factor(&self, mean: &Vector3<f64>, have: f64, residual: f64) -> Option<f64> {
+        (have >= 1e-9 && residual.is_finite()).then(|| self.std_at(mean.norm(), residual) / have)
+    }
 }
 
 /// Sets the samples' sideways spread (perpendicular to the ray through their mean root) to the prior's:
@@ -80,10 +86,7 @@ pub fn calibrate_lateral(samples: &mut [[f64; 3]], residual: f64, prior: &Latera
     let perp: Vec<Vector3<f64>> = roots.iter().map(|r| (r - mean) - d * (r - mean).dot(&d)).collect();
     // Two axes: the per-axis variance is half the perpendicular offsets' (unbiased, as `joint_statistics`).
     let have = (perp.iter().map(|p| p.norm_squared()).sum::<f64>() / (n - 1) as f64 / 2.0).sqrt();
-    if have < 1e-9 {
-        return CueUse::Unused;
-    }
-    let c = prior.std_at(mean.norm(), residual) / have;
+    let Some(c) = prior.factor(&mean, have, residual) else { return CueUse::Unused };
     for (s, p) in samples.chunks_exact_mut(NUM_JOINTS).zip(&perp) {
         let shift = p * (c - 1.0);
         for q in s.iter_mut() {
@@ -107,10 +110,8 @@ pub fn calibrated_root_covariance(
     let along = d * d.transpose();
     let perp = nalgebra::Matrix3::identity() - along;
     let have = ((perp * cov * perp).trace() / 2.0).sqrt();
-    if have < 1e-9 || !residual.is_finite() {
-        return *cov;
-    }
-    let m = along + perp * (prior.std_at(mean.norm(), residual) / have);
+    let Some(c) = prior.factor(mean, have, residual) else { return *cov };
+    let m = along + perp * c;
     m * cov * m.transpose()
 }
 
