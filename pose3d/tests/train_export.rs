@@ -259,6 +259,7 @@ fn all_subject_runs_cite_the_held_out_run_and_keep_the_given_calibration() {
         latent_std_scale: 1.7,
         size_std: 0.04,
         image_weight: 1.0,
+        spread: Some(pose3d::pipeline::spread::ShapeSpread { floor: 0.6, per_residual: 40.0 }),
         note: "from the held-out run".into(),
     });
     cfg.validation_from = Some(held_out_dir.join("model.yaml").to_string_lossy().into());
@@ -270,6 +271,7 @@ fn all_subject_runs_cite_the_held_out_run_and_keep_the_given_calibration() {
     assert_eq!(card.validation["gt2d_mpjpe_mm"], held.validation["gt2d_mpjpe_mm"]);
     assert!(card.validation["note"].as_str().unwrap().contains("not this model's"), "{:?}", card.validation);
     assert_eq!((card.calibration.latent_std_scale, card.calibration.size_std), (1.7, 0.04));
+    assert_eq!(card.calibration.spread, cfg.calibration.as_ref().unwrap().spread);
     // Without a held-out card: a note, no numbers.
     cfg.validation_from = None;
     train(&fixture(), &cfg, &out, false, false).unwrap();

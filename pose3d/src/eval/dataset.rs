@@ -109,11 +109,9 @@ impl Acc {
         self.bok += metrics::best_of_k(&s.rel, &s.gt_rel, 0);
         self.root += (Vector3::from(s.mean_abs[0]) - Vector3::from(s.gt_abs[0])).norm();
         self.joint_err.extend(&joint_errors[1..]);
-        for j in 1..NUM_JOINTS {
-            let c = Vector3::from(s.mean_rel[j]);
-            self.sample_err.push((0..s.n).map(|i| (Vector3::from(s.rel[i * NUM_JOINTS + j]) - c).norm()).collect());
-            self.gt_err.push((Vector3::from(s.gt_rel[j]) - c).norm());
-        }
+        let (sample_err, gt_err) = s.spread_errors();
+        self.sample_err.extend(sample_err);
+        self.gt_err.extend(gt_err);
     }
 
     fn summary(&self) -> Summary {
@@ -167,6 +165,21 @@ pub fn score_dataset(
     stride: usize,
     save_samples: bool,
     progress: bool,
+) -> Result<(DatasetReport, BTreeMap<String, npz::Array>)> {
+    score_dataset_visiting(data, input, cues, lifter, stride, save_samples, progress, &mut |_, _| {})
+}
+
+/// `score_dataset`, showing `visit` every lifted pose with its truth (camera frame, m).
+#[allow(clippy::too_many_arguments)]
+pub fn score_dataset_visiting(
+    data: &Dataset,
+    input: Input,
+    cues: Cues,
+    lifter: &mut Lifter,
+    stride: usize,
+    save_samples: bool,
+    progress: bool,
+    visit: &mut dyn FnMut(&PoseOut, &[[f64; 3]; NUM_JOINTS]),
 ) -> Result<(DatasetReport, BTreeMap<String, npz::Array>)> {
     let k = lifter.config.samples;
     lifter.config.keep_samples = true;
@@ -231,6 +244,7 @@ pub fn score_dataset(
                 tally.count_outliers(action, res.outliers.iter().map(|o| o.joints.len()).sum());
                 for p in &res.poses {
                     let i: usize = p.id.parse()?;
+                    visit(p, &truth[i]);
                     let scored = ScoredPose::new(p, &truth[i]);
                     tally.add(action, &scored, &p.covariance);
                     pred.put(chunk_i * 64 + i, &scored);
@@ -309,6 +323,23 @@ impl ScoredPose {
             gt_abs.iter().map(|q| [q[0] - gt_abs[0][0], q[1] - gt_abs[0][1], q[2] - gt_abs[0][2]]).collect();
         ScoredPose { gt_abs, mean_abs, gt_rel, rel, mean_rel, n }
     }
+
+    /// Per joint but the root: the samples' distances from the mean pose (root-relative), and the truth's
+    /// (the pose ECE's inputs).
+    fn spread_errors(&self) -> (Vec<Vec<f64>>, Vec<f64>) {
+        (1..NUM_JOINTS)
+            .map(|j| {
+                let c = Vector3::from(self.mean_rel[j]);
+                let samples = (0..self.n).map(|i| (Vector3::from(self.rel[i * NUM_JOINTS + j]) - c).norm()).collect();
+                (samples, (Vector3::from(self.gt_rel[j]) - c).norm())
+            })
+            .unzip()
+    }
+}
+
+/// `spread_errors` of a lifted pose (with its samples) against the truth (camera frame, m), in mm.
+pub fn spread_errors(p: &PoseOut, truth: &[[f64; 3]; NUM_JOINTS]) -> (Vec<Vec<f64>>, Vec<f64>) {
+    ScoredPose::new(p, truth).spread_errors()
 }
 
 /// Accumulated scores: overall, per action group, per joint, and the ellipsoid coverage.

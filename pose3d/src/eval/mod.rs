@@ -5,4 +5,5 @@ pub mod depth_render;
 pub mod metrics;
 pub mod plot;
 pub mod recording;
+pub mod residual_law;
 pub mod tracking;

@@ -5,6 +5,7 @@
 use crate::eval::dataset::{keypoints_2d, Input};
 use crate::eval::depth_render::{render, Rays};
 use crate::eval::metrics::inside_ellipsoid;
+use crate::eval::residual_law::fit_hypot_law;
 use crate::formats::dataset::{to_camera, Dataset, DatasetCamera, Sequence};
 use crate::geometry::distribution::{joint_statistics, relative_covariances};
 use crate::geometry::ground::Ground;
@@ -573,9 +574,8 @@ const MIN_LATERAL_FLOOR: f64 = 5e-4;
 
 /// Fits the root's sideways spread per image axis as sqrt(floor^2 + (per_residual r)^2) (normalized image
 /// coordinates) against the fit residual r: in 12 bins of r (equal counts), the error's sideways angle
-/// has a Rayleigh median of 1.1774 sigma; least squares of sigma^2 on r^2 over the bins, both terms kept
-/// non-negative (the floor at least `MIN_LATERAL_FLOOR`). Medians, because a few frames with a wrong pose
-/// have far larger errors.
+/// has a Rayleigh median of 1.1774 sigma; the law through the bins (`fit_hypot_law`; the floor at least
+/// `MIN_LATERAL_FLOOR`). Medians, because a few frames with a wrong pose have far larger errors.
 fn fit_lateral<'a>(streams: impl Iterator<Item = &'a Vec<Frame>>) -> LateralPrior {
     let mut obs: Vec<(f64, f64)> = streams
         .flatten()
@@ -589,7 +589,7 @@ fn fit_lateral<'a>(streams: impl Iterator<Item = &'a Vec<Frame>>) -> LateralPrio
         .collect();
     obs.sort_by(|a, b| a.0.total_cmp(&b.0));
     const BINS: usize = 12;
-    let points: Vec<(f64, f64)> = (0..BINS)
+    let points: Vec<(f64, f64, f64)> = (0..BINS)
         .filter_map(|b| {
             let bin = &obs[b * obs.len() / BINS..(b + 1) * obs.len() / BINS];
             if bin.is_empty() {
@@ -597,18 +597,12 @@ fn fit_lateral<'a>(streams: impl Iterator<Item = &'a Vec<Frame>>) -> LateralPrio
             }
             let (r, _) = median_spread(&mut bin.iter().map(|o| o.0).collect::<Vec<_>>());
             let (u, _) = median_spread(&mut bin.iter().map(|o| o.1).collect::<Vec<_>>());
-            Some((r * r, (u / 1.1774).powi(2)))
+            Some((r, u / 1.1774, 1.0))
         })
         .collect();
-    // sigma^2 = a + b x with x = r^2: ordinary least squares, then clamped to a, b >= 0.
-    let n = points.len().max(1) as f64;
-    let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
-    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let b = if sxx > 0.0 { (sxy / sxx).max(0.0) } else { 0.0 };
-    let a = (my - b * mx).max(0.0);
+    let (floor, per_residual) = fit_hypot_law(&points);
     // Never below half a pixel at f = 1000: keypoints come in pixels, and a zero spread is a singular one.
-    LateralPrior { floor: a.sqrt().max(MIN_LATERAL_FLOOR), per_residual: b.sqrt() }
+    LateralPrior { floor: floor.max(MIN_LATERAL_FLOOR), per_residual }
 }
 
 /// Frames apart at which the persistent share is measured: 0.4 s, about the filter's memory.

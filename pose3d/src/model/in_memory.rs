@@ -52,6 +52,7 @@ mod tests {
     use crate::pipeline::normalize::INPUT_DIM;
     use nalgebra::Vector3;
     use rand::SeedableRng;
+    use rand_distr::StandardNormal;
 
     /// Root-relative mean over a person's samples (K x 17, sample-major).
     fn relative_mean(samples: &[[f64; 3]]) -> Vec<[f64; 3]> {
@@ -148,5 +149,48 @@ mod tests {
         // An untrained network is not symmetric: without flip_test the two lifts disagree.
         let without = gap(&lift(&kps, false), &lift(&mirrored, false));
         assert!(without > 1e-3, "without flip_test only {without} m apart");
+    }
+
+    #[test]
+    fn the_spread_scales_each_persons_shape_samples_by_its_fit_residual() {
+        let (vae, kps, cam) = small_world();
+        // The same person with keypoints 40 px off at random (the clean ones are ~20 px from the untrained
+        // model's best fit): a larger fit residual.
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(9);
+        let noisy: Vec<Kp> = kps
+            .iter()
+            .map(|k| {
+                let mut d =
+                    || 40.0 * <StandardNormal as rand_distr::Distribution<f64>>::sample(&StandardNormal, &mut rng);
+                Kp::new(k.x + d(), k.y + d(), k.score)
+            })
+            .collect();
+        let persons = [
+            PersonIn { id: "a", layout: "h36m17", keypoints: &kps, crop: None },
+            PersonIn { id: "b", layout: "h36m17", keypoints: &noisy, crop: None },
+        ];
+        let spread = crate::pipeline::spread::ShapeSpread { floor: 0.5, per_residual: 10.0 };
+        let run = |spread| {
+            let config = LifterConfig { samples: 32, latent_std_scale: 2.0, spread, ..Default::default() };
+            let mut l = Lifter::new(Box::new(InMemory { vae: &vae, ws: Workspace::default() }), config).unwrap();
+            l.lift(&cam, &persons, 1).unwrap().poses
+        };
+        let (plain, scaled) = (run(None), run(Some(spread)));
+        let trace = |p: &crate::pipeline::lifter::PoseOut| p.relative_covariance.iter().map(|c| c.trace()).sum::<f64>();
+        assert!(
+            scaled[1].fit_residual > 2.0 * scaled[0].fit_residual,
+            "{} vs {}",
+            scaled[1].fit_residual,
+            scaled[0].fit_residual
+        );
+        for (a, b) in plain.iter().zip(&scaled) {
+            // Same noise, no size spread: the root fit only translates, so the shape's covariance scales
+            // by the factor squared, and the mean pose stays.
+            let f = spread.factor(b.fit_residual);
+            let ratio = trace(b) / trace(a);
+            assert!((ratio - f * f).abs() < 1e-3 * f * f, "{}: covariance x{ratio}, factor {f}", a.id);
+            assert!((a.fit_residual - b.fit_residual).abs() < 1e-12);
+        }
+        assert!(spread.factor(scaled[1].fit_residual) > 1.2 * spread.factor(scaled[0].fit_residual));
     }
 }

@@ -12,6 +12,7 @@ use crate::geometry::skeleton::{mirror_keypoints, mirror_pose, to_h36m17, Kp, La
 pub use crate::pipeline::cues::Cues;
 use crate::pipeline::cues::{apply_cues, Sources};
 use crate::pipeline::normalize::{decode_pose3d, encode, encode_pose3d, Encoded, NormalizeError, INPUT_DIM};
+use crate::pipeline::spread::{scale_about, ShapeSpread};
 use anyhow::{ensure, Result};
 use nalgebra::{Matrix3, Vector3};
 use rand::SeedableRng;
@@ -34,6 +35,9 @@ pub struct LifterConfig {
     /// ... and each sample's pose is scaled by (1 + size_std * N(0, 1)) before its root fit, because a
     /// monocular view cannot tell a small near person from a large far one.
     pub size_std: f64,
+    /// ... and each person's decoded samples are scaled about the decoded mean by the keypoints' fit
+    /// residual (see `spread`).
+    pub spread: Option<ShapeSpread>,
     /// Feed the keypoint expert (off only to measure what the other experts know alone; the keypoints
     /// still place the pose in the camera frame).
     pub use_keypoints: bool,
@@ -77,6 +81,7 @@ impl Default for LifterConfig {
             keep_samples: false,
             latent_std_scale: 1.0,
             size_std: 0.0,
+            spread: None,
             use_keypoints: true,
             image_weight: 1.0,
             recenter: true,
@@ -247,6 +252,7 @@ impl<'m> Lifter<'m> {
         config.latent_std_scale = runtime.card.calibration.latent_std_scale;
         config.size_std = runtime.card.calibration.size_std;
         config.image_weight = runtime.card.calibration.image_weight;
+        config.spread = runtime.card.calibration.spread;
         Lifter::new(Box::new(runtime), config)
     }
 
@@ -605,9 +611,10 @@ impl<'m> Lifter<'m> {
         }
     }
 
-    /// Row `r`'s samples in the camera frame: each scaled by the size spread, its root fitted so it
-    /// projects onto the keypoints; then the per-joint mean and covariance. None if no root fit succeeds.
-    /// The returned pose has an empty id (the caller knows the person).
+    /// Row `r`'s samples in the camera frame: scaled about the decoded mean by the input's spread, each
+    /// scaled by the size spread, its root fitted so it projects onto the keypoints; then the per-joint
+    /// mean and covariance. None if no root fit succeeds. The returned pose has an empty id (the caller
+    /// knows the person).
     fn place_in_camera(
         &mut self,
         r: usize,
@@ -617,10 +624,21 @@ impl<'m> Lifter<'m> {
     ) -> Option<PoseOut> {
         let (k, od) = (self.config.samples, self.model.output_dim());
         let enc = &self.encoded[r].1;
+        // The mean shape's residual: how far the keypoints are from any pose the model finds likely (each
+        // sample's own residual would measure the samples' diversity as well). Scale-free: a scaled pose
+        // fits at a scaled depth.
+        let mean = &self.mean[r * od..(r + 1) * od];
+        let rel_mean = decode_pose3d(mean);
+        let fit_residual = fit_root(&rel_mean, &enc.uv, &enc.weight)
+            .and_then(|t| reprojection_ms(&rel_mean, &t, &enc.uv, &enc.weight))
+            .map_or(f64::NAN, f64::sqrt);
+        let samples = &mut self.samples[r * k * od..(r + 1) * k * od];
+        if let Some(spread) = self.config.spread.filter(|_| k > 1) {
+            scale_about(samples, mean, spread.factor(fit_residual) as f32);
+        }
         self.abs.clear();
-        let mut rel_sum = [[0.0f64; 3]; NUM_JOINTS];
-        for s in 0..k {
-            let mut rel = decode_pose3d(&self.samples[(r * k + s) * od..(r * k + s + 1) * od]);
+        for s in samples.chunks_exact(od) {
+            let mut rel = decode_pose3d(s);
             if self.config.size_std > 0.0 {
                 let f =
                     1.0 + self.config.size_std * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng);
@@ -632,9 +650,6 @@ impl<'m> Lifter<'m> {
             }
             if let Some(t) = fit_root(&rel, &enc.uv, &enc.weight) {
                 self.abs.extend(rel.iter().map(|p| [p[0] + t.x, p[1] + t.y, p[2] + t.z]));
-                for (a, p) in rel_sum.iter_mut().zip(&rel) {
-                    (0..3).for_each(|i| a[i] += p[i]);
-                }
             }
         }
         let n = self.abs.len() / NUM_JOINTS;
@@ -642,12 +657,6 @@ impl<'m> Lifter<'m> {
             return None;
         }
         let conf = enc.weight.iter().sum::<f64>() / NUM_JOINTS as f64;
-        // The mean shape's residual: how far the keypoints are from any pose the model finds likely (each
-        // sample's own residual would measure the samples' diversity as well).
-        let rel_mean = rel_sum.map(|p| p.map(|v| v / n as f64));
-        let fit_residual = fit_root(&rel_mean, &enc.uv, &enc.weight)
-            .and_then(|t| reprojection_ms(&rel_mean, &t, &enc.uv, &enc.weight))
-            .map_or(f64::NAN, f64::sqrt);
         let sources = apply_cues(&mut self.abs, camera, cues, fit_residual, &mut self.means, &mut self.covs);
         joint_statistics(&self.abs, NUM_JOINTS, &mut self.means, &mut self.covs);
         let mut relative = Vec::with_capacity(NUM_JOINTS);

@@ -11,5 +11,6 @@ pub mod normalize;
 pub mod overlay;
 pub mod pairing;
 pub mod runtime;
+pub mod spread;
 pub mod stamps;
 pub mod tracking;

@@ -52,6 +52,9 @@ pub struct Calibration {
     /// Weight of the image expert in the product of experts (see `LifterConfig::image_weight`).
     #[serde(default = "one")]
     pub image_weight: f64,
+    /// Each person's samples scaled about their mean by the keypoints' fit residual (absent: as sampled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<crate::pipeline::spread::ShapeSpread>,
     /// How they were fitted.
     #[serde(default)]
     pub note: String,
@@ -81,13 +84,22 @@ impl Calibration {
             "calibration.image_weight {} is outside 0..=4",
             c.image_weight
         );
+        if let Some(s) = &c.spread {
+            s.check()?;
+        }
         Ok(())
     }
 }
 
 impl Default for Calibration {
     fn default() -> Self {
-        Calibration { latent_std_scale: 1.0, size_std: 0.0, image_weight: 1.0, note: "uncalibrated".into() }
+        Calibration {
+            latent_std_scale: 1.0,
+            size_std: 0.0,
+            image_weight: 1.0,
+            spread: None,
+            note: "uncalibrated".into(),
+        }
     }
 }
 

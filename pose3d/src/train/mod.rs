@@ -1,19 +1,22 @@
 //! Training of the cross-modal VAE on a dataset in the H36M layout: the training loop with validation,
 //! checkpoints, resume, calibration, ONNX export and the model card. Steps live in their own modules:
-//! [`config`] (the YAML recipe), [`sampler`] (training examples), [`validate`] (validation and calibration
-//! through the node's pipeline), [`checkpoint`], [`export`] (ONNX and the model card).
+//! [`config`] (the YAML recipe), [`sampler`] (training examples), [`validate`] (validation through the node's
+//! pipeline), [`calibrate`] (the sampling calibration, also through it), [`checkpoint`], [`export`] (ONNX and
+//! the model card).
 
+pub mod calibrate;
 pub mod checkpoint;
 pub mod config;
 pub mod export;
 pub mod sampler;
 pub mod validate;
 
+pub use calibrate::calibrate;
 pub use checkpoint::load_trained;
 pub use config::{vae_config, ImageTrainConfig, TrainConfig};
 pub use export::export_model;
 pub use sampler::Sampler;
-pub use validate::{calibrate, validate, Validation};
+pub use validate::{validate, Validation};
 
 use crate::formats::dataset::Dataset;
 use crate::model::nn::Adam;
