@@ -259,7 +259,8 @@ fn all_subject_runs_cite_the_held_out_run_and_keep_the_given_calibration() {
         latent_std_scale: 1.7,
         size_std: 0.04,
         image_weight: 1.0,
-        spread: Some(pose3d::pipeline::spread::ShapeSpread { floor: 0.6, per_residual: 40.0 }),
+        spread: Some(pose3d::pipeline::spread::ShapeSpread { floor: 0.6, per_residual: 40.0, joints: vec![1.2; 16] }),
+        lateral: Some(pose3d::pipeline::cues::LateralPrior { floor: 0.001, per_residual: 0.4 }),
         note: "from the held-out run".into(),
     });
     cfg.validation_from = Some(held_out_dir.join("model.yaml").to_string_lossy().into());
@@ -272,6 +273,7 @@ fn all_subject_runs_cite_the_held_out_run_and_keep_the_given_calibration() {
     assert!(card.validation["note"].as_str().unwrap().contains("not this model's"), "{:?}", card.validation);
     assert_eq!((card.calibration.latent_std_scale, card.calibration.size_std), (1.7, 0.04));
     assert_eq!(card.calibration.spread, cfg.calibration.as_ref().unwrap().spread);
+    assert_eq!(card.calibration.lateral, cfg.calibration.as_ref().unwrap().lateral);
     // Without a held-out card: a note, no numbers.
     cfg.validation_from = None;
     train(&fixture(), &cfg, &out, false, false).unwrap();

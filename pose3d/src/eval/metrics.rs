@@ -113,24 +113,33 @@ pub fn mean_sample_error(samples: &[[f64; 3]], gt: &[[f64; 3]], root: usize) -> 
 /// `joint_sample_errors[j]` are the errors of K samples of one joint occurrence (distance to the sample
 /// median or mean), `gt_errors[j]` the ground truth's distance to the same centre. Returns (ECE, curve).
 pub fn pose_ece(joint_sample_errors: &[Vec<f64>], gt_errors: &[f64], levels: usize) -> (f64, Vec<(f64, f64)>) {
-    let mut sorted: Vec<Vec<f64>> = joint_sample_errors.to_vec();
-    for s in sorted.iter_mut() {
-        s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let quantiles: Vec<Vec<f64>> = joint_sample_errors.iter().map(|s| ece_quantiles(s, levels)).collect();
+    pose_ece_of_quantiles(&quantiles, gt_errors, levels)
+}
+
+/// The quantile levels of the pose ECE: i / (levels + 1), i = 1..=levels.
+fn ece_level(i: usize, levels: usize) -> f64 {
+    i as f64 / (levels + 1) as f64
+}
+
+/// One joint occurrence's sample errors at each of `pose_ece`'s quantile levels (empty without samples):
+/// what the ECE needs of them, so a caller that scores many scalings sorts each joint's samples once.
+pub fn ece_quantiles(sample_errors: &[f64], levels: usize) -> Vec<f64> {
+    let mut s = sample_errors.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    if s.is_empty() {
+        return Vec::new();
     }
+    (1..=levels).map(|i| s[((ece_level(i, levels) * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1]).collect()
+}
+
+/// `pose_ece` from each joint occurrence's `ece_quantiles`.
+pub fn pose_ece_of_quantiles(quantiles: &[Vec<f64>], gt_errors: &[f64], levels: usize) -> (f64, Vec<(f64, f64)>) {
     let mut curve = Vec::new();
     let mut ece = 0.0;
     for i in 1..=levels {
-        let q = i as f64 / (levels + 1) as f64;
-        let mut inside = 0usize;
-        for (s, g) in sorted.iter().zip(gt_errors) {
-            if s.is_empty() {
-                continue;
-            }
-            let idx = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1;
-            if *g <= s[idx] {
-                inside += 1;
-            }
-        }
+        let q = ece_level(i, levels);
+        let inside = quantiles.iter().zip(gt_errors).filter(|(s, g)| !s.is_empty() && **g <= s[i - 1]).count();
         let frac = inside as f64 / gt_errors.len().max(1) as f64;
         ece += (frac - q).abs();
         curve.push((q, frac));

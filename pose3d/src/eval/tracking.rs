@@ -5,14 +5,11 @@
 use crate::eval::dataset::{keypoints_2d, Input};
 use crate::eval::depth_render::{render, Rays};
 use crate::eval::metrics::inside_ellipsoid;
-use crate::eval::residual_law::fit_hypot_law;
 use crate::formats::dataset::{to_camera, Dataset, DatasetCamera, Sequence};
 use crate::geometry::distribution::{joint_statistics, relative_covariances};
 use crate::geometry::ground::Ground;
 use crate::geometry::skeleton::{Kp, NUM_JOINTS, ROOT};
-use crate::pipeline::cues::{
-    apply_cues, calibrated_root_covariance, depth_measurement, median_spread, CueUse, Cues, DepthPrior, LateralPrior,
-};
+use crate::pipeline::cues::{apply_cues, depth_measurement, median_spread, CueUse, Cues, DepthPrior};
 use crate::pipeline::lifter::{Lifter, PersonIn, PoseOut};
 use crate::pipeline::tracking::{
     keypoint_box, MotionModel, Observed, TrackState, Tracker, TrackerConfig, TrackingModel,
@@ -87,12 +84,8 @@ fn lift_stream(
                     (true, Some(r)) => Some(render(&truth[i], &cam.intrinsics, r, &ground, *f as u64 ^ key)),
                     _ => None,
                 };
-                let cues = Cues {
-                    lateral: model.lateral,
-                    ground: ground_prior,
-                    depth: image.as_ref().map(|im| (im, model.depth)),
-                };
-                p.sources = apply_cues(&mut p.samples, &cam.intrinsics, &cues, p.fit_residual, &mut means, &mut covs);
+                let cues = Cues { ground: ground_prior, depth: image.as_ref().map(|im| (im, model.depth)) };
+                p.sources = apply_cues(&mut p.samples, &cam.intrinsics, &cues, &mut means, &mut covs);
                 joint_statistics(&p.samples, NUM_JOINTS, &mut p.mean, &mut p.covariance);
                 relative_covariances(&p.samples, NUM_JOINTS, ROOT, &mut p.relative_covariance);
                 p.samples = Vec::new();
@@ -406,8 +399,7 @@ fn report_md(r: &TrackReport) -> String {
 /// - per cue (none, floor, depth image), over the first `frames` frames of every stream: the persistent
 ///   share of the frames' root error (its autocorrelation 0.4 s apart) and the factor on the frames' root
 ///   covariance whose filtered 95 % ellipsoids hold the truth 95 % of the time;
-/// - the factor on the acceleration noise whose velocity 95 % ellipsoids hold the truth 95 % of the time;
-/// - the root's sideways spread against the keypoints' fit residual (`fit_lateral`).
+/// - the factor on the acceleration noise whose velocity 95 % ellipsoids hold the truth 95 % of the time.
 pub fn fit(data: &Dataset, input: Input, lifter: &mut Lifter, frames: usize, progress: bool) -> Result<TrackingModel> {
     let mut model = TrackingModel::default();
     // Acceleration noise and the floor, from the truth alone.
@@ -467,25 +459,6 @@ pub fn fit(data: &Dataset, input: Input, lifter: &mut Lifter, frames: usize, pro
         lifted.push(frames_v);
     }
     bar.finish_and_clear();
-    // The sideways placement: from these streams and, when they are detections, ground-truth 2D on every
-    // fourth stream, so the prior spans clean and noisy keypoints.
-    let mut clean = Vec::new();
-    if input == Input::Detections {
-        for (seq, cam) in streams(data).into_iter().step_by(4) {
-            clean.push(lift_stream(seq, cam, Input::GroundTruth2d, lifter, &model, Options::default(), None, frames)?);
-        }
-    }
-    let lateral = fit_lateral(lifted.iter().chain(&clean));
-    if progress {
-        eprintln!(
-            "sideways placement: {:.5} rad at zero residual, {:.2} per unit of residual",
-            lateral.floor, lateral.per_residual
-        );
-    }
-    model.lateral = Some(lateral);
-    for p in lifted.iter_mut().flatten().filter_map(|f| f.pose.as_mut()) {
-        p.covariance[ROOT] = calibrated_root_covariance(&p.mean[ROOT], &p.covariance[ROOT], p.fit_residual, &lateral);
-    }
     let (height, spread) = median_spread(&mut ankle);
     model.ground_foot_height = height;
     model.ground_foot_height_std = spread;
@@ -567,42 +540,6 @@ pub fn fit(data: &Dataset, input: Input, lifter: &mut Lifter, frames: usize, pro
         eprintln!("fitted on {} streams: root 95 % coverage {root:.3}, velocity {vel:.3}", lifted.len());
     }
     Ok(model)
-}
-
-/// The least sideways spread the fit gives, normalized image coordinates.
-const MIN_LATERAL_FLOOR: f64 = 5e-4;
-
-/// Fits the root's sideways spread per image axis as sqrt(floor^2 + (per_residual r)^2) (normalized image
-/// coordinates) against the fit residual r: in 12 bins of r (equal counts), the error's sideways angle
-/// has a Rayleigh median of 1.1774 sigma; the law through the bins (`fit_hypot_law`; the floor at least
-/// `MIN_LATERAL_FLOOR`). Medians, because a few frames with a wrong pose have far larger errors.
-fn fit_lateral<'a>(streams: impl Iterator<Item = &'a Vec<Frame>>) -> LateralPrior {
-    let mut obs: Vec<(f64, f64)> = streams
-        .flatten()
-        .filter_map(|f| {
-            let p = f.pose.as_ref()?;
-            let (m, e) = (p.mean[ROOT], p.mean[ROOT] - Vector3::from(f.gt[ROOT]));
-            let d = m.try_normalize(1e-9)?;
-            let lateral = (e - d * e.dot(&d)).norm() / m.norm();
-            (p.fit_residual.is_finite() && lateral.is_finite()).then_some((p.fit_residual, lateral))
-        })
-        .collect();
-    obs.sort_by(|a, b| a.0.total_cmp(&b.0));
-    const BINS: usize = 12;
-    let points: Vec<(f64, f64, f64)> = (0..BINS)
-        .filter_map(|b| {
-            let bin = &obs[b * obs.len() / BINS..(b + 1) * obs.len() / BINS];
-            if bin.is_empty() {
-                return None;
-            }
-            let (r, _) = median_spread(&mut bin.iter().map(|o| o.0).collect::<Vec<_>>());
-            let (u, _) = median_spread(&mut bin.iter().map(|o| o.1).collect::<Vec<_>>());
-            Some((r, u / 1.1774, 1.0))
-        })
-        .collect();
-    let (floor, per_residual) = fit_hypot_law(&points);
-    // Never below half a pixel at f = 1000: keypoints come in pixels, and a zero spread is a singular one.
-    LateralPrior { floor: floor.max(MIN_LATERAL_FLOOR), per_residual }
 }
 
 /// Frames apart at which the persistent share is measured: 0.4 s, about the filter's memory.

@@ -169,13 +169,13 @@ mod tests {
             PersonIn { id: "a", layout: "h36m17", keypoints: &kps, crop: None },
             PersonIn { id: "b", layout: "h36m17", keypoints: &noisy, crop: None },
         ];
-        let spread = crate::pipeline::spread::ShapeSpread { floor: 0.5, per_residual: 10.0 };
+        let spread = crate::pipeline::spread::ShapeSpread { floor: 0.5, per_residual: 10.0, joints: vec![] };
         let run = |spread| {
             let config = LifterConfig { samples: 32, latent_std_scale: 2.0, spread, ..Default::default() };
             let mut l = Lifter::new(Box::new(InMemory { vae: &vae, ws: Workspace::default() }), config).unwrap();
             l.lift(&cam, &persons, 1).unwrap().poses
         };
-        let (plain, scaled) = (run(None), run(Some(spread)));
+        let (plain, scaled) = (run(None), run(Some(spread.clone())));
         let trace = |p: &crate::pipeline::lifter::PoseOut| p.relative_covariance.iter().map(|c| c.trace()).sum::<f64>();
         assert!(
             scaled[1].fit_residual > 2.0 * scaled[0].fit_residual,

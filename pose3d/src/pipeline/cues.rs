@@ -45,7 +45,7 @@ pub struct GroundPrior {
 }
 
 /// How far off the camera ray through the keypoints a person's root can be, by how well the keypoints
-/// agree with the lifted poses (fitted on training data, `pose3d-eval track --fit`). The samples alone say
+/// agree with the lifted poses (part of the model card's calibration, fitted by `train::calibrate`). The samples alone say
 /// too little about it: their roots are placed on the 2D fit, so their sideways spread is the spread of the
 /// decoded shapes, whatever the keypoints' noise (measured on S8: three times the error from ground-truth
 /// 2D, two thirds of it from detections). The 2D fit's residual measures that noise.
@@ -96,23 +96,6 @@ pub fn calibrate_lateral(samples: &mut [[f64; 3]], residual: f64, prior: &Latera
         }
     }
     CueUse::Used
-}
-
-/// What `calibrate_lateral` does to a root covariance `cov` about `mean`: the sideways part scaled to the
-/// prior's, the part along the ray kept (for data already reduced to covariances, as in the fit).
-pub fn calibrated_root_covariance(
-    mean: &Vector3<f64>,
-    cov: &nalgebra::Matrix3<f64>,
-    residual: f64,
-    prior: &LateralPrior,
-) -> nalgebra::Matrix3<f64> {
-    let Some(d) = mean.try_normalize(1e-9) else { return *cov };
-    let along = d * d.transpose();
-    let perp = nalgebra::Matrix3::identity() - along;
-    let have = ((perp * cov * perp).trace() / 2.0).sqrt();
-    let Some(c) = prior.factor(mean, have, residual) else { return *cov };
-    let m = along + perp * c;
-    m * cov * m.transpose()
 }
 
 /// A depth image registered to the colour camera (same view; any resolution, scaled to the camera's).
@@ -345,27 +328,20 @@ pub fn fuse_depth(samples: &mut [[f64; 3]], measured: (f64, f64), gate: f64) -> 
 /// Absolute cues for one message; none by default.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Cues<'a> {
-    /// The sideways placement's calibration (not a cue of its own: it follows the keypoints' residual).
-    pub lateral: Option<LateralPrior>,
     pub ground: Option<GroundPrior>,
     pub depth: Option<(&'a DepthImage, DepthPrior)>,
 }
 
-/// Sets a person's placed samples' (K x 17, camera frame) sideways spread by the 2D fit's residual, then
-/// moves them along their rays by the floor, then by the depth image; `means` and `covs` are scratch for
-/// the depth measurement. Says what was used.
+/// Moves a person's placed samples (K x 17, camera frame) along their rays by the floor, then by the depth
+/// image; `means` and `covs` are scratch for the depth measurement. Says what was used.
 pub fn apply_cues(
     samples: &mut [[f64; 3]],
     camera: &Camera,
     cues: &Cues,
-    fit_residual: f64,
     means: &mut Vec<Vector3<f64>>,
     covs: &mut Vec<nalgebra::Matrix3<f64>>,
 ) -> Sources {
     let mut sources = Sources::default();
-    if let Some(l) = &cues.lateral {
-        calibrate_lateral(samples, fit_residual, l);
-    }
     if let Some(g) = &cues.ground {
         sources.ground = fuse_ground(samples, g);
     }
@@ -480,7 +456,7 @@ mod tests {
     }
 
     /// The sideways spread becomes the prior's at the residual; the spread along the ray, each sample's
-    /// shape, and the mean stay; the covariance form used by the fit gives the same root covariance.
+    /// shape, and the mean stay.
     #[test]
     fn the_sideways_spread_follows_the_fit_residual() {
         use crate::geometry::distribution::joint_statistics;
@@ -514,8 +490,6 @@ mod tests {
             let shape = |q: &[[f64; 3]], j: usize| Vector3::from(q[j]) - Vector3::from(q[ROOT]);
             assert!((0..NUM_JOINTS).all(|j| (shape(a, j) - shape(b, j)).norm() < 1e-12));
         }
-        let c = calibrated_root_covariance(&m0[ROOT], &c0[ROOT], residual, &prior);
-        assert!((c - c1[ROOT]).norm() < 1e-9 * c1[ROOT].norm(), "{c} vs {}", c1[ROOT]);
         // No residual (no fit) or one sample: nothing to calibrate.
         assert_eq!(calibrate_lateral(&mut s, f64::NAN, &prior), CueUse::Unused);
         assert_eq!(calibrate_lateral(&mut s[..NUM_JOINTS], residual, &prior), CueUse::Unused);

@@ -10,9 +10,9 @@ use crate::geometry::distribution::{joint_statistics, relative_covariances};
 use crate::geometry::rootfit::{fit_root, fit_root_robust, reprojection_ms};
 use crate::geometry::skeleton::{mirror_keypoints, mirror_pose, to_h36m17, Kp, Layout, NUM_JOINTS};
 pub use crate::pipeline::cues::Cues;
-use crate::pipeline::cues::{apply_cues, Sources};
+use crate::pipeline::cues::{apply_cues, calibrate_lateral, LateralPrior, Sources};
 use crate::pipeline::normalize::{decode_pose3d, encode, encode_pose3d, Encoded, NormalizeError, INPUT_DIM};
-use crate::pipeline::spread::{scale_about, ShapeSpread};
+use crate::pipeline::spread::ShapeSpread;
 use anyhow::{ensure, Result};
 use nalgebra::{Matrix3, Vector3};
 use rand::SeedableRng;
@@ -38,6 +38,8 @@ pub struct LifterConfig {
     /// ... and each person's decoded samples are scaled about the decoded mean by the keypoints' fit
     /// residual (see `spread`).
     pub spread: Option<ShapeSpread>,
+    /// ... and the placed samples' sideways spread is set by the same residual (see `cues::LateralPrior`).
+    pub lateral: Option<LateralPrior>,
     /// Feed the keypoint expert (off only to measure what the other experts know alone; the keypoints
     /// still place the pose in the camera frame).
     pub use_keypoints: bool,
@@ -82,6 +84,7 @@ impl Default for LifterConfig {
             latent_std_scale: 1.0,
             size_std: 0.0,
             spread: None,
+            lateral: None,
             use_keypoints: true,
             image_weight: 1.0,
             recenter: true,
@@ -252,7 +255,8 @@ impl<'m> Lifter<'m> {
         config.latent_std_scale = runtime.card.calibration.latent_std_scale;
         config.size_std = runtime.card.calibration.size_std;
         config.image_weight = runtime.card.calibration.image_weight;
-        config.spread = runtime.card.calibration.spread;
+        config.spread = runtime.card.calibration.spread.clone();
+        config.lateral = runtime.card.calibration.lateral;
         Lifter::new(Box::new(runtime), config)
     }
 
@@ -611,9 +615,9 @@ impl<'m> Lifter<'m> {
         }
     }
 
-    /// Row `r`'s samples in the camera frame: scaled about the decoded mean by the input's spread, each
-    /// scaled by the size spread, its root fitted so it projects onto the keypoints; then the per-joint
-    /// mean and covariance. None if no root fit succeeds. The returned pose has an empty id (the caller
+    /// Row `r`'s samples in the camera frame: each scaled by the size spread, all scaled about the decoded
+    /// mean by the input's spread, each root fitted so it projects onto the keypoints, their sideways spread
+    /// set by the input's residual, the cues fused; then the per-joint mean and covariance. None if no root fit succeeds. The returned pose has an empty id (the caller
     /// knows the person).
     fn place_in_camera(
         &mut self,
@@ -633,21 +637,20 @@ impl<'m> Lifter<'m> {
             .and_then(|t| reprojection_ms(&rel_mean, &t, &enc.uv, &enc.weight))
             .map_or(f64::NAN, f64::sqrt);
         let samples = &mut self.samples[r * k * od..(r + 1) * k * od];
-        if let Some(spread) = self.config.spread.filter(|_| k > 1) {
-            scale_about(samples, mean, spread.factor(fit_residual) as f32);
+        if self.config.size_std > 0.0 {
+            for s in samples.chunks_exact_mut(od) {
+                let f =
+                    1.0 + self.config.size_std * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng);
+                s.iter_mut().for_each(|v| *v *= f.max(0.5) as f32);
+            }
+        }
+        // After the size: a farther person is a larger one, and the spread calibrates the whole shape.
+        if let Some(spread) = self.config.spread.as_ref().filter(|_| k > 1) {
+            spread.scale(samples, mean, fit_residual);
         }
         self.abs.clear();
         for s in samples.chunks_exact(od) {
-            let mut rel = decode_pose3d(s);
-            if self.config.size_std > 0.0 {
-                let f =
-                    1.0 + self.config.size_std * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng);
-                for p in rel.iter_mut() {
-                    for v in p.iter_mut() {
-                        *v *= f.max(0.5);
-                    }
-                }
-            }
+            let rel = decode_pose3d(s);
             if let Some(t) = fit_root(&rel, &enc.uv, &enc.weight) {
                 self.abs.extend(rel.iter().map(|p| [p[0] + t.x, p[1] + t.y, p[2] + t.z]));
             }
@@ -657,7 +660,10 @@ impl<'m> Lifter<'m> {
             return None;
         }
         let conf = enc.weight.iter().sum::<f64>() / NUM_JOINTS as f64;
-        let sources = apply_cues(&mut self.abs, camera, cues, fit_residual, &mut self.means, &mut self.covs);
+        if let Some(l) = &self.config.lateral {
+            calibrate_lateral(&mut self.abs, fit_residual, l);
+        }
+        let sources = apply_cues(&mut self.abs, camera, cues, &mut self.means, &mut self.covs);
         joint_statistics(&self.abs, NUM_JOINTS, &mut self.means, &mut self.covs);
         let mut relative = Vec::with_capacity(NUM_JOINTS);
         relative_covariances(&self.abs, NUM_JOINTS, crate::geometry::skeleton::ROOT, &mut relative);

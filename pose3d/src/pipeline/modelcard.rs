@@ -55,6 +55,9 @@ pub struct Calibration {
     /// Each person's samples scaled about their mean by the keypoints' fit residual (absent: as sampled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spread: Option<crate::pipeline::spread::ShapeSpread>,
+    /// The root's sideways spread by the same residual (absent: the samples' own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lateral: Option<crate::pipeline::cues::LateralPrior>,
     /// How they were fitted.
     #[serde(default)]
     pub note: String,
@@ -87,6 +90,18 @@ impl Calibration {
         if let Some(s) = &c.spread {
             s.check()?;
         }
+        if let Some(l) = &c.lateral {
+            ensure!(
+                l.floor.is_finite() && (0.0..=0.1).contains(&l.floor),
+                "calibration.lateral.floor {} is outside 0..=0.1",
+                l.floor
+            );
+            ensure!(
+                l.per_residual.is_finite() && (0.0..=100.0).contains(&l.per_residual),
+                "calibration.lateral.per_residual {} is outside 0..=100",
+                l.per_residual
+            );
+        }
         Ok(())
     }
 }
@@ -98,6 +113,7 @@ impl Default for Calibration {
             size_std: 0.0,
             image_weight: 1.0,
             spread: None,
+            lateral: None,
             note: "uncalibrated".into(),
         }
     }

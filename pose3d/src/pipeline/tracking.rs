@@ -27,7 +27,7 @@
 
 use crate::geometry::ground::Ground;
 use crate::geometry::skeleton::{Kp, NUM_JOINTS, ROOT};
-use crate::pipeline::cues::{DepthPrior, GroundPrior, LateralPrior};
+use crate::pipeline::cues::{DepthPrior, GroundPrior};
 use crate::pipeline::lifter::PoseOut;
 use anyhow::Context;
 use nalgebra::{Matrix3, Matrix6, Vector3, Vector6};
@@ -104,9 +104,6 @@ pub struct TrackingModel {
     /// Standard deviations beyond which the floor is refused for a person.
     pub ground_gate: f64,
     pub depth: DepthPrior,
-    /// The root's sideways spread by the keypoints' fit residual; absent: the samples' own spread.
-    #[serde(default)]
-    pub lateral: Option<LateralPrior>,
 }
 
 impl Default for TrackingModel {
@@ -117,7 +114,6 @@ impl Default for TrackingModel {
             ground_foot_height_std: 0.03,
             ground_gate: 3.0,
             depth: DepthPrior::default(),
-            lateral: None,
         }
     }
 }
@@ -154,10 +150,6 @@ impl TrackingModel {
         ok("depth.std_floor", self.depth.std_floor, 1e-3, 1.0)?;
         ok("depth.window", self.depth.window as f64, 0.0, 20.0)?;
         ok("depth.gate", self.depth.gate, 0.5, 100.0)?;
-        if let Some(l) = &self.lateral {
-            ok("lateral.floor", l.floor, 0.0, 0.1)?;
-            ok("lateral.per_residual", l.per_residual, 0.0, 100.0)?;
-        }
         Ok(())
     }
 

@@ -1,17 +1,21 @@
 //! The sampling calibration, fitted through the node's own pipeline on data the model has not seen (the
 //! recipe fits it on S7 with a model trained without S7, and reports on S8): the image expert's weight, the
-//! latent temperature, the shape spread by the keypoints' fit residual, then the size spread.
+//! latent temperature, the shape spread and the root's sideways spread by the keypoints' fit residual, then
+//! the size spread.
 
 use crate::eval::dataset::{score_dataset, score_dataset_visiting, spread_errors, Cues, Input};
 use crate::eval::metrics;
 use crate::eval::residual_law::fit_hypot_law;
 use crate::formats::dataset::Dataset;
+use crate::geometry::skeleton::ROOT;
 use crate::model::in_memory::InMemory;
 use crate::model::vae::{Vae, Workspace};
+use crate::pipeline::cues::{median_spread, LateralPrior};
 use crate::pipeline::lifter::{Lifter, LifterConfig};
 use crate::pipeline::modelcard::Calibration;
 use crate::pipeline::spread::ShapeSpread;
 use anyhow::{ensure, Result};
+use nalgebra::Vector3;
 
 /// The calibration runs' sampling: the node's K, a fixed seed.
 const SAMPLES: usize = 32;
@@ -19,11 +23,11 @@ const SEED: u64 = 7;
 
 /// Fits the sampling calibration on validation data through the node's pipeline. With an image modality,
 /// first the image expert's weight in the product that minimises the fused mean-pose error (rendered
-/// crops); then (on the fused path if there is one) the latent temperature that minimises the
-/// root-relative pose ECE over all `inputs`; then the shape spread by fit residual that makes each residual
-/// band's ECE smallest (so clean and noisy keypoints are both calibrated); then the size spread whose
-/// covariance ellipsoids (camera frame, after the root fit) hold the true joints closest to their nominal
-/// 50/90/95 %.
+/// crops); then (on the fused path if there is one) per latent temperature the shape spread by fit
+/// residual and joint (`fit_shape_spread`, so clean and noisy keypoints are both calibrated), keeping the
+/// temperature whose pose ECE over all `inputs` is smallest; the root's sideways spread by the same
+/// residual (`fit_lateral`); then the size spread whose 95 % covariance ellipsoids (camera frame, after
+/// the root fit) hold the true joints closest to 95 % of the time on every input.
 pub fn calibrate(vae: &Vae, val: &Dataset, inputs: &[Input], stride: usize, min_joints: usize) -> Result<Calibration> {
     let cues = if vae.config.image.is_some() { Cues::Fused } else { Cues::Keypoints };
     let base = LifterConfig { min_joints, ..Default::default() };
@@ -35,56 +39,92 @@ pub fn calibrate(vae: &Vae, val: &Dataset, inputs: &[Input], stride: usize, min_
     };
     let base = LifterConfig { image_weight, samples: SAMPLES, seed: SEED, keep_samples: true, ..base };
     let run = Runs { vae, val, inputs, stride, cues };
-    let mut best_tau = (f64::INFINITY, 1.0);
-    for tau in [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0] {
-        let (ece, _) = run.scores(&LifterConfig { latent_std_scale: tau, ..base.clone() })?;
-        if ece < best_tau.0 {
-            best_tau = (ece, tau);
-        }
+    // The size spread widens the shapes as well (a farther person is a larger one), so the shape spread
+    // is fitted with it, twice round.
+    let (mut size_std, mut fitted) = (0.0, None);
+    for _round in 0..2 {
+        let (tau, evidence, spread) = fit_temperature_and_spread(&run, &LifterConfig { size_std, ..base.clone() })?;
+        let lateral = fit_lateral(&evidence);
+        eprintln!("calibration: root sideways {lateral:?}");
+        let with = LifterConfig { latent_std_scale: tau, spread: spread.clone(), lateral, ..base.clone() };
+        let (size, per_input) = fit_size(&run, &with)?;
+        size_std = size;
+        fitted = Some((tau, spread, lateral, per_input));
     }
-    let base = LifterConfig { latent_std_scale: best_tau.1, ..base };
-    let spread = match fit_shape_spread(&run.spread_evidence(&base)?, 10) {
-        Ok((spread, bins)) => {
-            for b in &bins {
-                eprintln!(
-                    "calibration: residual {:.4} ({} persons): best spread x{:.2} (ECE {:.3}, at x1 {:.3})",
-                    b.residual, b.persons, b.factor, b.ece, b.ece_unscaled
-                );
-            }
-            Some(spread)
-        }
-        Err(e) => {
-            eprintln!("calibration: no shape spread ({e:#}); the samples stay as decoded");
-            None
-        }
-    };
-    let base = LifterConfig { spread, ..base };
-    let mut best_size = (f64::INFINITY, 0.0, 0.0);
-    for size in [0.0, 0.03, 0.05, 0.08, 0.12] {
-        let (ece, cov) = run.scores(&LifterConfig { size_std: size, ..base.clone() })?;
-        if cov < best_size.0 {
-            best_size = (cov, size, ece);
-        }
-    }
-    eprintln!(
-        "calibration: latent_std_scale {} (pose ECE {:.3} without the spread), spread {spread:?}, size_std {} \
-         (pose ECE {:.3}, mean coverage error {:.3})",
-        best_tau.1, best_tau.0, best_size.1, best_size.2, best_size.0
-    );
+    let (tau, spread, lateral, per_input) = fitted.expect("fitted at least once");
+    let scores: Vec<String> = inputs
+        .iter()
+        .zip(&per_input)
+        .map(|(i, (ece, cov))| {
+            let name = if *i == Input::GroundTruth2d { "ground-truth 2D" } else { "detections" };
+            format!("{name}: pose ECE {ece:.3}, 95 % coverage {cov:.3}")
+        })
+        .collect();
+    eprintln!("calibration: latent_std_scale {tau}, spread {spread:?}, size_std {size_std}; {}", scores.join("; "));
     Ok(Calibration {
-        latent_std_scale: best_tau.1,
-        size_std: best_size.1,
+        latent_std_scale: tau,
+        size_std,
         image_weight,
         spread,
+        lateral,
         note: format!(
-            "fitted on {} ({}, {} cues, every {stride}th frame): pose ECE {:.3}, mean |coverage - nominal| of the 50/90/95 % ellipsoids {:.3}{weight_note}",
+            "fitted on {} ({} cues, every {stride}th frame): {}{weight_note}",
             val.cameras.keys().cloned().collect::<Vec<_>>().join(","),
-            inputs.iter().map(|i| if *i == Input::GroundTruth2d { "ground-truth 2D" } else { "detections" }).collect::<Vec<_>>().join(" and "),
             format!("{cues:?}").to_lowercase(),
-            best_size.2,
-            best_size.0
+            scores.join("; ")
         ),
     })
+}
+
+/// Per latent temperature, the shape spread fitted on the samples `base` gives; the temperature whose
+/// pose ECE is smallest with its spread, that evidence and that spread.
+fn fit_temperature_and_spread(
+    run: &Runs,
+    base: &LifterConfig,
+) -> Result<(f64, Vec<SpreadEvidence>, Option<ShapeSpread>)> {
+    // The temperature shapes the samples; the spread sets their width.
+    let mut best: Option<(f64, f64, Vec<SpreadEvidence>, Option<ShapeSpread>)> = None;
+    for tau in [1.5, 2.0, 3.0, 4.0, 5.0, 6.0] {
+        let evidence = run.spread_evidence(&LifterConfig { latent_std_scale: tau, ..base.clone() })?;
+        let spread = match fit_shape_spread(&evidence, 10) {
+            Ok((spread, bins)) => {
+                for b in &bins {
+                    eprintln!(
+                        "calibration: temperature {tau}, residual {:.4} ({} persons): best spread x{:.2} (ECE {:.3}, at x1 {:.3})",
+                        b.residual, b.persons, b.factor, b.ece, b.ece_unscaled
+                    );
+                }
+                Some(spread)
+            }
+            Err(e) => {
+                eprintln!("calibration: no shape spread ({e:#}); the samples stay as decoded");
+                None
+            }
+        };
+        let ece = ece_with(&evidence, spread.as_ref());
+        eprintln!("calibration: size {}, temperature {tau}: pose ECE {ece:.3} with {spread:?}", base.size_std);
+        if best.as_ref().is_none_or(|b| ece < b.1) {
+            best = Some((tau, ece, evidence, spread));
+        }
+    }
+    let (tau, _, evidence, spread) = best.expect("the grid is not empty");
+    Ok((tau, evidence, spread))
+}
+
+/// The size spread (depth along the ray) whose 95 % ellipsoids hold the truth closest to 95 % of the time
+/// on the input that is farthest from it, and per input (pose ECE, 95 % coverage) there.
+fn fit_size(run: &Runs, base: &LifterConfig) -> Result<(f64, Vec<(f64, f64)>)> {
+    let mut best: Option<(f64, f64, Vec<(f64, f64)>)> = None;
+    for size in [0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.14, 0.16, 0.20] {
+        let per_input = run.scores(&LifterConfig { size_std: size, ..base.clone() })?;
+        let miss = per_input.iter().map(|(_, c)| (c - 0.95).abs()).fold(0.0, f64::max);
+        eprintln!("calibration: size {size}: (pose ECE, 95 % coverage) per input {per_input:.3?}");
+        if best.as_ref().is_none_or(|b| miss < b.0) {
+            best = Some((miss, size, per_input));
+        }
+    }
+    let (_, size, per_input) = best.expect("the grid is not empty");
+    Ok((size, per_input))
 }
 
 /// The image weight that minimises the fused mean-pose error on ground-truth 2D and rendered crops, and
@@ -117,21 +157,14 @@ impl Runs<'_> {
         Lifter::new(Box::new(InMemory { vae: self.vae, ws: Workspace::default() }), cfg.clone())
     }
 
-    /// Pose ECE and mean |coverage - nominal| of the 50/90/95 % ellipsoids, averaged over the inputs.
-    fn scores(&self, cfg: &LifterConfig) -> Result<(f64, f64)> {
-        let (mut ece, mut cov_err) = (0.0, 0.0);
-        let n = self.inputs.len() as f64;
+    /// Per input, the pose ECE and the 95 % ellipsoids' coverage.
+    fn scores(&self, cfg: &LifterConfig) -> Result<Vec<(f64, f64)>> {
+        let mut out = Vec::new();
         for input in self.inputs {
             let (r, _) = score_dataset(self.val, *input, self.cues, &mut self.lifter(cfg)?, self.stride, false, false)?;
-            ece += r.overall.pose_ece / n;
-            cov_err += [("50%", 0.5), ("90%", 0.9), ("95%", 0.95)]
-                .iter()
-                .map(|(k, m)| (r.coverage[*k] - m).abs())
-                .sum::<f64>()
-                / 3.0
-                / n;
+            out.push((r.overall.pose_ece, r.coverage["95%"]));
         }
-        Ok((ece, cov_err))
+        Ok(out)
     }
 
     /// Every lifted person of every input with its fit residual and spread errors.
@@ -140,7 +173,9 @@ impl Runs<'_> {
         for input in self.inputs {
             let mut visit = |p: &crate::pipeline::lifter::PoseOut, truth: &_| {
                 let (sample_errors, gt_errors) = spread_errors(p, truth);
-                evidence.push(SpreadEvidence { residual: p.fit_residual, sample_errors, gt_errors });
+                let quantiles = sample_errors.iter().map(|s| metrics::ece_quantiles(s, ECE_LEVELS)).collect();
+                let lateral = sideways_angle(&p.mean[ROOT], &Vector3::from(truth[ROOT]));
+                evidence.push(SpreadEvidence { residual: p.fit_residual, quantiles, gt_errors, lateral });
             };
             let mut lifter = self.lifter(cfg)?;
             score_dataset_visiting(self.val, *input, self.cues, &mut lifter, self.stride, false, false, &mut visit)?;
@@ -149,13 +184,56 @@ impl Runs<'_> {
     }
 }
 
-/// One person's evidence for the spread: the fit residual, and per joint the samples' and the truth's
-/// distances from the mean pose (root-relative).
+/// The pose ECE's quantile levels (as the evaluator's).
+const ECE_LEVELS: usize = 19;
+
+/// One person's evidence for the spread: the fit residual, and per joint the samples' distances from the
+/// mean pose (root-relative) at the pose ECE's quantile levels (`metrics::ece_quantiles`) and the truth's.
 #[derive(Debug, Clone)]
 pub struct SpreadEvidence {
     pub residual: f64,
-    pub sample_errors: Vec<Vec<f64>>,
+    pub quantiles: Vec<Vec<f64>>,
     pub gt_errors: Vec<f64>,
+    /// The root's error across the ray through the mean root, as an angle (radians; NaN at the camera).
+    pub lateral: f64,
+}
+
+/// How far `truth` is from the ray through `mean`, as an angle seen from the camera.
+fn sideways_angle(mean: &Vector3<f64>, truth: &Vector3<f64>) -> f64 {
+    let Some(d) = mean.try_normalize(1e-9) else { return f64::NAN };
+    let e = mean - truth;
+    (e - d * e.dot(&d)).norm() / mean.norm()
+}
+
+/// The least sideways spread the fit gives, normalized image coordinates: never below half a pixel at
+/// f = 1000 (keypoints come in pixels, and a zero spread is a singular one).
+const MIN_LATERAL_FLOOR: f64 = 5e-4;
+
+/// Fits the root's sideways spread per image axis (`LateralPrior`) against the fit residual: in 12 bands
+/// of residual (equal counts) the sideways angle has a Rayleigh median of 1.1774 sigma; the law through the
+/// bands (`fit_hypot_law`; the floor at least `MIN_LATERAL_FLOOR`). None without 12 persons with both.
+/// Medians, because a few frames with a wrong pose have far larger errors.
+pub fn fit_lateral(evidence: &[SpreadEvidence]) -> Option<LateralPrior> {
+    const BANDS: usize = 12;
+    let mut obs: Vec<(f64, f64)> = evidence
+        .iter()
+        .filter(|e| e.residual.is_finite() && e.lateral.is_finite())
+        .map(|e| (e.residual, e.lateral))
+        .collect();
+    if obs.len() < BANDS {
+        return None;
+    }
+    obs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let points: Vec<(f64, f64, f64)> = (0..BANDS)
+        .map(|b| {
+            let band = &obs[b * obs.len() / BANDS..(b + 1) * obs.len() / BANDS];
+            let (r, _) = median_spread(&mut band.iter().map(|o| o.0).collect::<Vec<_>>());
+            let (u, _) = median_spread(&mut band.iter().map(|o| o.1).collect::<Vec<_>>());
+            (r, u / 1.1774, 1.0)
+        })
+        .collect();
+    let (floor, per_residual) = fit_hypot_law(&points);
+    Some(LateralPrior { floor: floor.max(MIN_LATERAL_FLOOR), per_residual })
 }
 
 /// One residual band of the fit.
@@ -175,41 +253,72 @@ fn factor_grid() -> impl Iterator<Item = f64> {
     (5..=200).map(|i| i as f64 * 0.02)
 }
 
-/// Pose ECE of the evidence's persons with their samples scaled by `factor`: a sample's distance scales,
-/// so the truth is compared at its distance divided by the factor.
-fn ece_scaled(persons: &[&SpreadEvidence], factor: f64) -> f64 {
-    let samples: Vec<Vec<f64>> = persons.iter().flat_map(|p| p.sample_errors.iter().cloned()).collect();
-    let truth: Vec<f64> = persons.iter().flat_map(|p| p.gt_errors.iter().map(|e| e / factor)).collect();
-    metrics::pose_ece(&samples, &truth, 19).0
+/// Pose ECE of the persons' joints `joints` with each sample distance scaled by `factor(person, joint)`:
+/// the truth is compared at its distance divided by the factor.
+fn ece_scaled(
+    persons: &[&SpreadEvidence],
+    joints: std::ops::Range<usize>,
+    factor: impl Fn(&SpreadEvidence, usize) -> f64,
+) -> f64 {
+    let truth: Vec<f64> = persons.iter().flat_map(|p| joints.clone().map(|j| p.gt_errors[j] / factor(p, j))).collect();
+    let quantiles: Vec<&Vec<f64>> = persons.iter().flat_map(|p| p.quantiles[joints.clone()].iter()).collect();
+    let mut ece = 0.0;
+    for i in 0..ECE_LEVELS {
+        let inside = quantiles.iter().zip(&truth).filter(|(q, t)| !q.is_empty() && **t <= q[i]).count();
+        ece += (inside as f64 / truth.len().max(1) as f64 - (i + 1) as f64 / (ECE_LEVELS + 1) as f64).abs();
+    }
+    ece / ECE_LEVELS as f64
 }
 
-/// Fits `ShapeSpread` to the evidence: the persons with a residual, in `bins` bands of equal count by
-/// residual; per band the scale that makes its pose ECE smallest; then the law through the bands
-/// (`fit_hypot_law`, weighted by their persons).
+/// The grid value with the smallest `ece`, and that ECE.
+fn best_on_grid(ece: impl Fn(f64) -> f64) -> (f64, f64) {
+    factor_grid().map(|f| (f, ece(f))).min_by(|a, b| a.1.total_cmp(&b.1)).expect("the grid is not empty")
+}
+
+/// Fits `ShapeSpread` to the evidence (persons with a residual): in `bins` bands of equal count by
+/// residual, the scale that makes each band's pose ECE smallest, and the law through the bands
+/// (`fit_hypot_law`, weighted by their persons); then per joint the factor on the law that makes that
+/// joint's ECE smallest; the bands and the law once more with those factors, and the joints' once more.
 pub fn fit_shape_spread(evidence: &[SpreadEvidence], bins: usize) -> Result<(ShapeSpread, Vec<SpreadBin>)> {
     let mut persons: Vec<&SpreadEvidence> = evidence.iter().filter(|e| e.residual.is_finite()).collect();
     ensure!(persons.len() >= 2 * bins.max(1), "too few persons ({}) to fit the spread", persons.len());
+    let joints = persons[0].gt_errors.len();
+    ensure!(
+        persons.iter().all(|p| p.gt_errors.len() == joints && p.quantiles.len() == joints),
+        "every person needs the same joints"
+    );
     persons.sort_by(|a, b| a.residual.total_cmp(&b.residual));
     let per_bin = persons.len().div_ceil(bins.max(1));
-    let bands: Vec<SpreadBin> = persons
-        .chunks(per_bin)
-        .map(|band| {
-            let (factor, ece) = factor_grid()
-                .map(|f| (f, ece_scaled(band, f)))
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-                .expect("the grid is not empty");
-            SpreadBin {
-                residual: band[band.len() / 2].residual,
-                persons: band.len(),
-                factor,
-                ece,
-                ece_unscaled: ece_scaled(band, 1.0),
-            }
-        })
-        .collect();
-    let points: Vec<(f64, f64, f64)> = bands.iter().map(|b| (b.residual, b.factor, b.persons as f64)).collect();
-    let (floor, per_residual) = fit_hypot_law(&points);
-    Ok((ShapeSpread { floor, per_residual }, bands))
+    let mut law = ShapeSpread { floor: 1.0, per_residual: 0.0, joints: vec![1.0; joints] };
+    let mut bands = Vec::new();
+    for _round in 0..2 {
+        bands = persons
+            .chunks(per_bin)
+            .map(|band| {
+                let (factor, ece) = best_on_grid(|f| ece_scaled(band, 0..joints, |_, j| f * law.joint(j)));
+                SpreadBin {
+                    residual: band[band.len() / 2].residual,
+                    persons: band.len(),
+                    factor,
+                    ece,
+                    ece_unscaled: ece_scaled(band, 0..joints, |_, _| 1.0),
+                }
+            })
+            .collect();
+        let points: Vec<(f64, f64, f64)> = bands.iter().map(|b| (b.residual, b.factor, b.persons as f64)).collect();
+        (law.floor, law.per_residual) = fit_hypot_law(&points);
+        let at = |p: &SpreadEvidence| law.factor(p.residual);
+        law.joints =
+            (0..joints).map(|j| best_on_grid(|c| ece_scaled(&persons, j..j + 1, |p, _| c * at(p))).0).collect();
+    }
+    Ok((law, bands))
+}
+
+/// Pose ECE of all the evidence with its samples scaled as `spread` says (1 without one).
+pub fn ece_with(evidence: &[SpreadEvidence], spread: Option<&ShapeSpread>) -> f64 {
+    let persons: Vec<&SpreadEvidence> = evidence.iter().collect();
+    let Some(joints) = persons.first().map(|p| p.gt_errors.len()) else { return f64::NAN };
+    ece_scaled(&persons, 0..joints, |p, j| spread.map_or(1.0, |s| s.factor(p.residual) * s.joint(j)))
 }
 
 #[cfg(test)]
@@ -221,9 +330,11 @@ mod tests {
     /// Persons whose samples are N(0, s^2) per axis but whose truth is N(0, (true_factor(r) s)^2): the fit
     /// must find the factor that turns the samples into the truth's distribution, band by band.
     #[test]
-    fn fit_recovers_a_spread_that_grows_with_the_residual() {
+    fn fit_recovers_a_spread_that_grows_with_the_residual_and_differs_by_joint() {
         let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
-        let truth_law = ShapeSpread { floor: 0.7, per_residual: 60.0 };
+        let truth_law = ShapeSpread { floor: 0.7, per_residual: 60.0, joints: vec![] };
+        // Odd joints' samples are too narrow, even joints' too wide, on top of the law.
+        let joint_truth = |j: usize| if j % 2 == 1 { 1.25 } else { 0.8 };
         let n3 = Normal::new(0.0, 1.0).unwrap();
         let dist = |rng: &mut rand_pcg::Pcg64, s: f64| (0..3).map(|_| (s * n3.sample(rng)).powi(2)).sum::<f64>().sqrt();
         let evidence: Vec<SpreadEvidence> = (0..1500)
@@ -232,23 +343,54 @@ mod tests {
                 let f = truth_law.factor(r);
                 SpreadEvidence {
                     residual: r,
-                    sample_errors: (0..16).map(|_| (0..32).map(|_| dist(&mut rng, 40.0)).collect()).collect(),
-                    gt_errors: (0..16).map(|_| dist(&mut rng, 40.0 * f)).collect(),
+                    quantiles: (0..16)
+                        .map(|_| {
+                            let s: Vec<f64> = (0..32).map(|_| dist(&mut rng, 40.0)).collect();
+                            metrics::ece_quantiles(&s, ECE_LEVELS)
+                        })
+                        .collect(),
+                    gt_errors: (0..16).map(|j| dist(&mut rng, 40.0 * f * joint_truth(j))).collect(),
+                    lateral: f64::NAN,
                 }
             })
             .collect();
         let (fit, bins) = fit_shape_spread(&evidence, 10).unwrap();
         assert_eq!(bins.len(), 10);
         assert!(bins.windows(2).all(|b| b[0].residual < b[1].residual));
-        for b in &bins {
-            let want = truth_law.factor(b.residual);
-            assert!((b.factor - want).abs() < 0.1 * want, "band at {}: {} vs {want}", b.residual, b.factor);
-            assert!(b.ece <= b.ece_unscaled);
+        assert!(bins.iter().all(|b| b.ece <= b.ece_unscaled));
+        // The law times each joint's factor is the truth's, whichever of the two carries the common scale.
+        for r in [0.005, 0.015, 0.03] {
+            for j in [0, 1, 6, 15] {
+                let (got, want) = (fit.factor(r) * fit.joint(j), truth_law.factor(r) * joint_truth(j));
+                assert!((got - want).abs() < 0.12 * want, "r {r} joint {j}: {got} vs {want} ({fit:?})");
+            }
         }
-        assert!((fit.floor - 0.7).abs() < 0.1, "{fit:?}");
-        assert!((fit.per_residual - 60.0).abs() < 8.0, "{fit:?}");
+        assert!(ece_with(&evidence, Some(&fit)) < 0.5 * ece_with(&evidence, None));
         // Residual-free persons do not count; too few persons is an error, not a guess.
         let few: Vec<SpreadEvidence> = evidence[..5].to_vec();
         assert!(fit_shape_spread(&few, 10).is_err());
+    }
+
+    #[test]
+    fn the_sideways_fit_recovers_the_roots_spread_law() {
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(4);
+        let n = Normal::new(0.0, 1.0).unwrap();
+        let law = LateralPrior { floor: 0.002, per_residual: 0.5 };
+        let evidence: Vec<SpreadEvidence> = (0..6000)
+            .map(|i| {
+                let r = 0.001 + 0.02 * (i as f64 / 6000.0);
+                let s = law.std_at(1.0, r);
+                let (x, y) = (s * n.sample(&mut rng), s * n.sample(&mut rng));
+                SpreadEvidence { residual: r, quantiles: vec![], gt_errors: vec![], lateral: x.hypot(y) }
+            })
+            .collect();
+        let fit = fit_lateral(&evidence).unwrap();
+        assert!((fit.floor - 0.002).abs() < 0.0006, "{fit:?}");
+        assert!((fit.per_residual - 0.5).abs() < 0.05, "{fit:?}");
+        // The angle is measured across the ray through the mean root, whatever the depth error.
+        let mean = Vector3::new(0.0, 0.0, 4.0);
+        assert!((sideways_angle(&mean, &Vector3::new(0.04, 0.0, 3.0)) - 0.01).abs() < 1e-12);
+        assert!(sideways_angle(&Vector3::zeros(), &mean).is_nan());
+        assert_eq!(fit_lateral(&evidence[..5]), None);
     }
 }

@@ -70,7 +70,9 @@ pub(crate) fn load_checkpoint(
     opt.v = v.tensors().into_iter().cloned().collect();
     opt.step = u64::from_le_bytes(bytes[3 * part..3 * part + 8].try_into()?);
     opt.lr = f32::from_le_bytes(bytes[3 * part + 8..3 * part + 12].try_into()?);
-    Ok(serde_json::from_str(&std::fs::read_to_string(dir.join("log.json"))?)?)
+    let log = dir.join("log.json");
+    let text = std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", log.display()))
 }
 
 /// The weights of a finished or checkpointed run (its directory: config.yaml + checkpoint.bin).

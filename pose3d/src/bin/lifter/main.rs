@@ -138,11 +138,7 @@ fn process(
             None
         }
     });
-    let cues = Cues {
-        lateral: tracks.model.lateral,
-        ground: tracks.ground(params),
-        depth: depth_image.as_ref().map(|d| (d, tracks.model.depth)),
-    };
+    let cues = Cues { ground: tracks.ground(params), depth: depth_image.as_ref().map(|d| (d, tracks.model.depth)) };
     let t_lift = Instant::now();
     let lifted = lifter.lift_with(cam, &persons, stamp_ns(&msg.header.stamp) as u64, &cues);
     Stats::record(&stats.inference_ms, t_lift.elapsed().as_secs_f64() * 1e3);
