@@ -17,6 +17,9 @@ use crate::pipeline::spread::ShapeSpread;
 use anyhow::{ensure, Result};
 use nalgebra::Vector3;
 
+/// Per calibration input: (pose ECE, 95 % ellipsoid coverage).
+type PerInput = Vec<(f64, f64)>;
+
 /// The calibration runs' sampling: the node's K, a fixed seed.
 const SAMPLES: usize = 32;
 const SEED: u64 = 7;
@@ -113,8 +116,8 @@ fn fit_temperature_and_spread(
 
 /// The size spread (depth along the ray) whose 95 % ellipsoids hold the truth closest to 95 % of the time
 /// on the input that is farthest from it, and per input (pose ECE, 95 % coverage) there.
-fn fit_size(run: &Runs, base: &LifterConfig) -> Result<(f64, Vec<(f64, f64)>)> {
-    let mut best: Option<(f64, f64, Vec<(f64, f64)>)> = None;
+fn fit_size(run: &Runs, base: &LifterConfig) -> Result<(f64, PerInput)> {
+    let mut best: Option<(f64, f64, PerInput)> = None;
     for size in [0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.14, 0.16, 0.20] {
         let per_input = run.scores(&LifterConfig { size_std: size, ..base.clone() })?;
         let miss = per_input.iter().map(|(_, c)| (c - 0.95).abs()).fold(0.0, f64::max);
@@ -158,7 +161,7 @@ impl Runs<'_> {
     }
 
     /// Per input, the pose ECE and the 95 % ellipsoids' coverage.
-    fn scores(&self, cfg: &LifterConfig) -> Result<Vec<(f64, f64)>> {
+    fn scores(&self, cfg: &LifterConfig) -> Result<PerInput> {
         let mut out = Vec::new();
         for input in self.inputs {
             let (r, _) = score_dataset(self.val, *input, self.cues, &mut self.lifter(cfg)?, self.stride, false, false)?;
