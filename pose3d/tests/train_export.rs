@@ -50,7 +50,7 @@ fn training_learns_and_writes_its_artifacts() {
     let note = &card.calibration.note;
     assert!(note.contains("ground-truth 2D: pose ECE") && note.contains("detections: pose ECE"), "{note}");
     let c = &card.calibration;
-    assert!(c.latent_std_scale > 0.0 && c.spread.is_some() && c.lateral.is_some(), "{c:?}");
+    assert!(c.latent_std_scale > 0.0 && c.spread.is_some() && c.lateral.is_some() && c.along.is_some(), "{c:?}");
     // The config written beside the checkpoint reproduces the run's config.
     let back: TrainConfig = serde_yaml::from_str(&std::fs::read_to_string(out.join("config.yaml")).unwrap()).unwrap();
     assert_eq!(back, tiny_config());
@@ -259,7 +259,8 @@ fn all_subject_runs_cite_the_held_out_run_and_keep_the_given_calibration() {
         size_std: 0.04,
         image_weight: 1.0,
         spread: Some(pose3d::pipeline::spread::ShapeSpread { floor: 0.6, per_residual: 40.0, joints: vec![1.2; 16] }),
-        lateral: Some(pose3d::pipeline::cues::LateralPrior { floor: 0.001, per_residual: 0.4 }),
+        lateral: Some(pose3d::pipeline::cues::RootSpread { floor: 0.001, per_residual: 0.4 }),
+        along: Some(pose3d::pipeline::cues::RootSpread { floor: 0.03, per_residual: 2.0 }),
         note: "from the held-out run".into(),
     });
     cfg.validation_from = Some(held_out_dir.join("model.yaml").to_string_lossy().into());
@@ -273,6 +274,7 @@ fn all_subject_runs_cite_the_held_out_run_and_keep_the_given_calibration() {
     assert_eq!((card.calibration.latent_std_scale, card.calibration.size_std), (1.7, 0.04));
     assert_eq!(card.calibration.spread, cfg.calibration.as_ref().unwrap().spread);
     assert_eq!(card.calibration.lateral, cfg.calibration.as_ref().unwrap().lateral);
+    assert_eq!(card.calibration.along, cfg.calibration.as_ref().unwrap().along);
     // Without a held-out card: a note, no numbers.
     cfg.validation_from = None;
     train(&fixture(), &cfg, &out, false, false).unwrap();

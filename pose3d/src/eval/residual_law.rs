@@ -1,4 +1,4 @@
-//! Fits the law that both residual-driven spreads follow (`cues::LateralPrior` for the root's sideways
+//! Fits the law that both residual-driven spreads follow (`cues::RootSpread` for the root's sideways
 //! placement, `spread::ShapeSpread` for the shape): spread = sqrt(floor^2 + (k r)^2) against the 2D fit's
 //! residual r, from binned measurements.
 

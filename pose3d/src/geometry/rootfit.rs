@@ -65,7 +65,7 @@ pub fn fit_root_robust(pose: &[[f64; 3]], uv: &[[f64; 2]], weight: &[f64]) -> Op
 
 /// Weighted mean squared distance, in normalized image coordinates, between the joints of a placed pose
 /// (`pose` + `t`) and the keypoints they were fitted to; None without weight or with a joint behind the
-/// camera. The lateral placement's uncertainty grows with it (see `pipeline::cues::LateralPrior`).
+/// camera. The lateral placement's uncertainty grows with it (see `pipeline::cues::RootSpread`).
 pub fn reprojection_ms(pose: &[[f64; 3]], t: &Vector3<f64>, uv: &[[f64; 2]], weight: &[f64]) -> Option<f64> {
     let (mut sum, mut wsum) = (0.0, 0.0);
     for ((p, q), &w) in pose.iter().zip(uv).zip(weight) {

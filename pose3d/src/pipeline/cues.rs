@@ -44,38 +44,47 @@ pub struct GroundPrior {
     pub gate: f64,
 }
 
-/// How far off the camera ray through the keypoints a person's root can be, by how well the keypoints
-/// agree with the lifted poses (part of the model card's calibration, fitted by `train::calibrate`). The samples alone say
+/// How far a person's root can be from where the samples put it, in one direction (across the camera ray
+/// through the keypoints, or along it), per metre of depth, by how well the keypoints agree with the
+/// lifted poses (part of the model card's calibration, fitted by `train::calibrate`). The samples alone say
 /// too little about it: their roots are placed on the 2D fit, so their sideways spread is the spread of the
-/// decoded shapes, whatever the keypoints' noise (measured on S8: three times the error from ground-truth
-/// 2D, two thirds of it from detections). The 2D fit's residual measures that noise.
+/// decoded shapes whatever the keypoints' noise (measured on S8: three times the error from ground-truth
+/// 2D, two thirds of it from detections), and their spread along the ray is the shapes' spread in size.
+/// The 2D fit's residual measures the keypoints' noise.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LateralPrior {
-    /// Standard deviation of the root's direction per image axis, normalized image coordinates (radians),
-    /// at zero residual.
+pub struct RootSpread {
+    /// Standard deviation per axis and metre of depth (across: radians) at zero residual.
     pub floor: f64,
     /// Added standard deviation per unit of the fit's RMS residual (normalized image coordinates).
     pub per_residual: f64,
 }
 
-impl LateralPrior {
-    /// The root's sideways standard deviation per axis, m, at depth `z` for a fit residual `r`.
+impl RootSpread {
+    /// The root's standard deviation per axis, m, at depth `z` for a fit residual `r`.
     pub fn std_at(&self, z: f64, r: f64) -> f64 {
-        z * (self.floor * self.floor + (self.per_residual * r).powi(2)).sqrt()
+        z * self.floor.hypot(self.per_residual * r)
     }
 
-    /// The factor that takes a sideways spread `have` (m, per axis) of a root at `mean` to the prior's;
-    /// None where there is nothing to scale (no spread, no residual).
-    fn factor(&self, mean: &Vector3<f64>, have: f64, residual: f64) -> Option<f64> {
-        (have >= 1e-9 && residual.is_finite()).then(|| self.std_at(mean.norm(), residual) / have)
+    /// The law with both terms multiplied by `m`.
+    pub fn times(&self, m: f64) -> RootSpread {
+        RootSpread { floor: self.floor * m, per_residual: self.per_residual * m }
     }
 }
 
-/// Sets the samples' sideways spread (perpendicular to the ray through their mean root) to the prior's:
-/// each sample is moved rigidly, so its shape is kept and its root's offset from the mean ray is scaled.
+/// Directions of a root's placement relative to the camera ray through the samples' mean root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Perpendicular to the ray (two axes).
+    Across,
+    /// Along the ray (one axis).
+    Along,
+}
+
+/// Sets the samples' root spread in `direction` (about the ray through their mean root) to the law's:
+/// each sample is moved rigidly, so its shape is kept and its root's offset in that direction is scaled.
 /// Unused without a finite residual or with fewer than two samples.
-pub fn calibrate_lateral(samples: &mut [[f64; 3]], residual: f64, prior: &LateralPrior) -> CueUse {
+pub fn calibrate_root(samples: &mut [[f64; 3]], residual: f64, law: &RootSpread, direction: Direction) -> CueUse {
     let n = samples.len() / NUM_JOINTS;
     if n < 2 || !residual.is_finite() {
         return CueUse::Unused;
@@ -83,11 +92,17 @@ pub fn calibrate_lateral(samples: &mut [[f64; 3]], residual: f64, prior: &Latera
     let roots: Vec<Vector3<f64>> = samples.chunks_exact(NUM_JOINTS).map(|s| Vector3::from(s[ROOT])).collect();
     let mean = roots.iter().sum::<Vector3<f64>>() / n as f64;
     let Some(d) = mean.try_normalize(1e-9) else { return CueUse::Unused };
-    let perp: Vec<Vector3<f64>> = roots.iter().map(|r| (r - mean) - d * (r - mean).dot(&d)).collect();
-    // Two axes: the per-axis variance is half the perpendicular offsets' (unbiased, as `joint_statistics`).
-    let have = (perp.iter().map(|p| p.norm_squared()).sum::<f64>() / (n - 1) as f64 / 2.0).sqrt();
-    let Some(c) = prior.factor(&mean, have, residual) else { return CueUse::Unused };
-    for (s, p) in samples.chunks_exact_mut(NUM_JOINTS).zip(&perp) {
+    let (offsets, axes): (Vec<Vector3<f64>>, f64) = match direction {
+        Direction::Across => (roots.iter().map(|r| (r - mean) - d * (r - mean).dot(&d)).collect(), 2.0),
+        Direction::Along => (roots.iter().map(|r| d * (r - mean).dot(&d)).collect(), 1.0),
+    };
+    // Per axis, unbiased (as `joint_statistics`).
+    let have = (offsets.iter().map(|p| p.norm_squared()).sum::<f64>() / (n - 1) as f64 / axes).sqrt();
+    if have < 1e-9 {
+        return CueUse::Unused;
+    }
+    let c = law.std_at(mean.norm(), residual) / have;
+    for (s, p) in samples.chunks_exact_mut(NUM_JOINTS).zip(&offsets) {
         let shift = p * (c - 1.0);
         for q in s.iter_mut() {
             for (v, dv) in q.iter_mut().zip(shift.iter()) {
@@ -455,10 +470,10 @@ mod tests {
         assert!(matches!(DepthImage::from_ros("16UC1", 2, 2, 4, false, &[0; 6]), Err(DepthError::Size { .. })));
     }
 
-    /// The sideways spread becomes the prior's at the residual; the spread along the ray, each sample's
-    /// shape, and the mean stay.
+    /// The sideways spread becomes the law's at the residual; the spread along the ray, each sample's
+    /// shape, and the mean stay; then the same along the ray.
     #[test]
-    fn the_sideways_spread_follows_the_fit_residual() {
+    fn the_roots_spread_across_and_along_the_ray_follows_the_fit_residual() {
         use crate::geometry::distribution::joint_statistics;
         let mut rng = rand_pcg::Pcg64::new(7, 0);
         let normal = rand_distr::Normal::new(0.0, 1.0).unwrap();
@@ -472,10 +487,10 @@ mod tests {
         }
         let (mut m0, mut c0) = (Vec::new(), Vec::new());
         joint_statistics(&s, NUM_JOINTS, &mut m0, &mut c0);
-        let prior = LateralPrior { floor: 0.001, per_residual: 1.0 };
+        let prior = RootSpread { floor: 0.001, per_residual: 1.0 };
         let residual = 0.004; // 4 px at f = 1000
         let before = s.clone();
-        assert_eq!(calibrate_lateral(&mut s, residual, &prior), CueUse::Used);
+        assert_eq!(calibrate_root(&mut s, residual, &prior, Direction::Across), CueUse::Used);
         let (mut m1, mut c1) = (Vec::new(), Vec::new());
         joint_statistics(&s, NUM_JOINTS, &mut m1, &mut c1);
         let d = m1[ROOT].normalize();
@@ -490,8 +505,18 @@ mod tests {
             let shape = |q: &[[f64; 3]], j: usize| Vector3::from(q[j]) - Vector3::from(q[ROOT]);
             assert!((0..NUM_JOINTS).all(|j| (shape(a, j) - shape(b, j)).norm() < 1e-12));
         }
+        // Along the ray: the depth spread becomes the law's, the sideways spread and the mean stay.
+        let along = RootSpread { floor: 0.02, per_residual: 5.0 };
+        assert_eq!(calibrate_root(&mut s, residual, &along, Direction::Along), CueUse::Used);
+        let (mut m2, mut c2) = (Vec::new(), Vec::new());
+        joint_statistics(&s, NUM_JOINTS, &mut m2, &mut c2);
+        let depth = (d.transpose() * c2[ROOT] * d)[0].sqrt();
+        let want = along.std_at(m2[ROOT].norm(), residual);
+        assert!((depth - want).abs() < 1e-9 * want, "{depth} vs {want}");
+        assert!((m2[ROOT] - m0[ROOT]).norm() < 1e-9);
+        assert!((((perp * c2[ROOT] * perp).trace() / 2.0).sqrt() - sideways).abs() < 1e-9);
         // No residual (no fit) or one sample: nothing to calibrate.
-        assert_eq!(calibrate_lateral(&mut s, f64::NAN, &prior), CueUse::Unused);
-        assert_eq!(calibrate_lateral(&mut s[..NUM_JOINTS], residual, &prior), CueUse::Unused);
+        assert_eq!(calibrate_root(&mut s, f64::NAN, &prior, Direction::Across), CueUse::Unused);
+        assert_eq!(calibrate_root(&mut s[..NUM_JOINTS], residual, &prior, Direction::Across), CueUse::Unused);
     }
 }

@@ -10,7 +10,7 @@ use crate::geometry::distribution::{joint_statistics, relative_covariances};
 use crate::geometry::rootfit::{fit_root, fit_root_robust, reprojection_ms};
 use crate::geometry::skeleton::{mirror_keypoints, mirror_pose, to_h36m17, Kp, Layout, NUM_JOINTS};
 pub use crate::pipeline::cues::Cues;
-use crate::pipeline::cues::{apply_cues, calibrate_lateral, LateralPrior, Sources};
+use crate::pipeline::cues::{apply_cues, calibrate_root, Direction, RootSpread, Sources};
 use crate::pipeline::normalize::{decode_pose3d, encode, encode_pose3d, Encoded, NormalizeError, INPUT_DIM};
 use crate::pipeline::spread::ShapeSpread;
 use anyhow::{ensure, Result};
@@ -38,8 +38,10 @@ pub struct LifterConfig {
     /// ... and each person's decoded samples are scaled about the decoded mean by the keypoints' fit
     /// residual (see `spread`).
     pub spread: Option<ShapeSpread>,
-    /// ... and the placed samples' sideways spread is set by the same residual (see `cues::LateralPrior`).
-    pub lateral: Option<LateralPrior>,
+    /// ... and the placed samples' root spread across the ray and along it is set by the same residual
+    /// (see `cues::RootSpread`).
+    pub lateral: Option<RootSpread>,
+    pub along: Option<RootSpread>,
     /// Feed the keypoint expert (off only to measure what the other experts know alone; the keypoints
     /// still place the pose in the camera frame).
     pub use_keypoints: bool,
@@ -85,6 +87,7 @@ impl Default for LifterConfig {
             size_std: 0.0,
             spread: None,
             lateral: None,
+            along: None,
             use_keypoints: true,
             image_weight: 1.0,
             recenter: true,
@@ -257,6 +260,7 @@ impl<'m> Lifter<'m> {
         config.image_weight = runtime.card.calibration.image_weight;
         config.spread = runtime.card.calibration.spread.clone();
         config.lateral = runtime.card.calibration.lateral;
+        config.along = runtime.card.calibration.along;
         Lifter::new(Box::new(runtime), config)
     }
 
@@ -661,7 +665,10 @@ impl<'m> Lifter<'m> {
         }
         let conf = enc.weight.iter().sum::<f64>() / NUM_JOINTS as f64;
         if let Some(l) = &self.config.lateral {
-            calibrate_lateral(&mut self.abs, fit_residual, l);
+            calibrate_root(&mut self.abs, fit_residual, l, Direction::Across);
+        }
+        if let Some(l) = &self.config.along {
+            calibrate_root(&mut self.abs, fit_residual, l, Direction::Along);
         }
         let sources = apply_cues(&mut self.abs, camera, cues, &mut self.means, &mut self.covs);
         joint_statistics(&self.abs, NUM_JOINTS, &mut self.means, &mut self.covs);

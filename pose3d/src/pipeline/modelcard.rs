@@ -55,9 +55,11 @@ pub struct Calibration {
     /// Each person's samples scaled about their mean by the keypoints' fit residual (absent: as sampled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spread: Option<crate::pipeline::spread::ShapeSpread>,
-    /// The root's sideways spread by the same residual (absent: the samples' own).
+    /// The root's spread across the camera ray and along it by the same residual (absent: the samples' own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lateral: Option<crate::pipeline::cues::LateralPrior>,
+    pub lateral: Option<crate::pipeline::cues::RootSpread>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub along: Option<crate::pipeline::cues::RootSpread>,
     /// How they were fitted.
     #[serde(default)]
     pub note: String,
@@ -90,17 +92,19 @@ impl Calibration {
         if let Some(s) = &c.spread {
             s.check()?;
         }
-        if let Some(l) = &c.lateral {
-            ensure!(
-                l.floor.is_finite() && (0.0..=0.1).contains(&l.floor),
-                "calibration.lateral.floor {} is outside 0..=0.1",
-                l.floor
-            );
-            ensure!(
-                l.per_residual.is_finite() && (0.0..=100.0).contains(&l.per_residual),
-                "calibration.lateral.per_residual {} is outside 0..=100",
-                l.per_residual
-            );
+        for (name, law) in [("lateral", &c.lateral), ("along", &c.along)] {
+            if let Some(l) = law {
+                ensure!(
+                    l.floor.is_finite() && (0.0..=0.5).contains(&l.floor),
+                    "calibration.{name}.floor {} is outside 0..=0.5",
+                    l.floor
+                );
+                ensure!(
+                    l.per_residual.is_finite() && (0.0..=100.0).contains(&l.per_residual),
+                    "calibration.{name}.per_residual {} is outside 0..=100",
+                    l.per_residual
+                );
+            }
         }
         Ok(())
     }
@@ -114,6 +118,7 @@ impl Default for Calibration {
             image_weight: 1.0,
             spread: None,
             lateral: None,
+            along: None,
             note: "uncalibrated".into(),
         }
     }

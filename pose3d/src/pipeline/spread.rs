@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// The samples' scale about the mean: `sqrt(floor^2 + (per_residual * r)^2)` at a fit residual `r`
 /// (RMS, normalized image coordinates). The same law as the root's sideways spread
-/// (`cues::LateralPrior`): a floor for what the model does not know from perfect keypoints, plus a part
+/// (`cues::RootSpread`): a floor for what the model does not know from perfect keypoints, plus a part
 /// proportional to the keypoints' noise. Each joint's deviation is scaled by the law times its own
 /// factor: the decoded samples do not spread equally right for every joint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use crate::formats::dataset::Dataset;
 use crate::geometry::skeleton::ROOT;
 use crate::model::in_memory::InMemory;
 use crate::model::vae::{Vae, Workspace};
-use crate::pipeline::cues::{median_spread, LateralPrior};
+use crate::pipeline::cues::{median_spread, Direction, RootSpread};
 use crate::pipeline::lifter::{Lifter, LifterConfig};
 use crate::pipeline::modelcard::Calibration;
 use crate::pipeline::spread::ShapeSpread;
@@ -28,9 +28,10 @@ const SEED: u64 = 7;
 /// first the image expert's weight in the product that minimises the fused mean-pose error (rendered
 /// crops); then (on the fused path if there is one) per latent temperature the shape spread by fit
 /// residual and joint (`fit_shape_spread`, so clean and noisy keypoints are both calibrated), keeping the
-/// temperature whose pose ECE over all `inputs` is smallest; the root's sideways spread by the same
-/// residual (`fit_lateral`); then the size spread whose 95 % covariance ellipsoids (camera frame, after
-/// the root fit) hold the true joints closest to 95 % of the time on every input.
+/// temperature whose pose ECE over all `inputs` is smallest; then the root's spread across the camera ray
+/// and along it by the same residual (`fit_root_law`), and the factor on both that brings the camera-frame
+/// 95 % ellipsoids closest to 95 % on every input. No size spread: the root's along the ray replaces it
+/// (a size spread also widens the shapes, which the pose ECE does not want).
 pub fn calibrate(vae: &Vae, val: &Dataset, inputs: &[Input], stride: usize, min_joints: usize) -> Result<Calibration> {
     let cues = if vae.config.image.is_some() { Cues::Fused } else { Cues::Keypoints };
     let base = LifterConfig { min_joints, ..Default::default() };
@@ -42,19 +43,13 @@ pub fn calibrate(vae: &Vae, val: &Dataset, inputs: &[Input], stride: usize, min_
     };
     let base = LifterConfig { image_weight, samples: SAMPLES, seed: SEED, keep_samples: true, ..base };
     let run = Runs { vae, val, inputs, stride, cues };
-    // The size spread widens the shapes as well (a farther person is a larger one), so the shape spread
-    // is fitted with it, twice round.
-    let (mut size_std, mut fitted) = (0.0, None);
-    for _round in 0..2 {
-        let (tau, evidence, spread) = fit_temperature_and_spread(&run, &LifterConfig { size_std, ..base.clone() })?;
-        let lateral = fit_lateral(&evidence);
-        eprintln!("calibration: root sideways {lateral:?}");
-        let with = LifterConfig { latent_std_scale: tau, spread: spread.clone(), lateral, ..base.clone() };
-        let (size, per_input) = fit_size(&run, &with)?;
-        size_std = size;
-        fitted = Some((tau, spread, lateral, per_input));
-    }
-    let (tau, spread, lateral, per_input) = fitted.expect("fitted at least once");
+    let (tau, evidence, spread) = fit_temperature_and_spread(&run, &base)?;
+    let (lateral, along) = (fit_root_law(&evidence, Direction::Across), fit_root_law(&evidence, Direction::Along));
+    eprintln!("calibration: root across {lateral:?}, along {along:?}");
+    let with = LifterConfig { latent_std_scale: tau, spread: spread.clone(), ..base.clone() };
+    let (m, per_input) = fit_root_scale(&run, &with, lateral, along)?;
+    let (lateral, along) = (lateral.map(|l| l.times(m)), along.map(|l| l.times(m)));
+    let size_std = 0.0;
     let scores: Vec<String> = inputs
         .iter()
         .zip(&per_input)
@@ -70,6 +65,7 @@ pub fn calibrate(vae: &Vae, val: &Dataset, inputs: &[Input], stride: usize, min_
         image_weight,
         spread,
         lateral,
+        along,
         note: format!(
             "fitted on {} ({} cues, every {stride}th frame): {}{weight_note}",
             val.cameras.keys().cloned().collect::<Vec<_>>().join(","),
@@ -114,20 +110,28 @@ fn fit_temperature_and_spread(
     Ok((tau, evidence, spread))
 }
 
-/// The size spread (depth along the ray) whose 95 % ellipsoids hold the truth closest to 95 % of the time
-/// on the input that is farthest from it, and per input (pose ECE, 95 % coverage) there.
-fn fit_size(run: &Runs, base: &LifterConfig) -> Result<(f64, PerInput)> {
+/// The factor on both root laws whose 95 % ellipsoids (camera frame) hold the true joints closest to 95 %
+/// of the time on the input farthest from it (the laws are fitted to medians; the joints' tails are
+/// heavier than a normal's), and per input (pose ECE, 95 % coverage) there.
+fn fit_root_scale(
+    run: &Runs,
+    base: &LifterConfig,
+    lateral: Option<RootSpread>,
+    along: Option<RootSpread>,
+) -> Result<(f64, PerInput)> {
     let mut best: Option<(f64, f64, PerInput)> = None;
-    for size in [0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.14, 0.16, 0.20] {
-        let per_input = run.scores(&LifterConfig { size_std: size, ..base.clone() })?;
+    for m in [0.8, 1.0, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0] {
+        let cfg =
+            LifterConfig { lateral: lateral.map(|l| l.times(m)), along: along.map(|l| l.times(m)), ..base.clone() };
+        let per_input = run.scores(&cfg)?;
         let miss = per_input.iter().map(|(_, c)| (c - 0.95).abs()).fold(0.0, f64::max);
-        eprintln!("calibration: size {size}: (pose ECE, 95 % coverage) per input {per_input:.3?}");
+        eprintln!("calibration: root laws x{m}: (pose ECE, 95 % coverage) per input {per_input:.3?}");
         if best.as_ref().is_none_or(|b| miss < b.0) {
-            best = Some((miss, size, per_input));
+            best = Some((miss, m, per_input));
         }
     }
-    let (_, size, per_input) = best.expect("the grid is not empty");
-    Ok((size, per_input))
+    let (_, m, per_input) = best.expect("the grid is not empty");
+    Ok((m, per_input))
 }
 
 /// The image weight that minimises the fused mean-pose error on ground-truth 2D and rendered crops, and
@@ -177,8 +181,8 @@ impl Runs<'_> {
             let mut visit = |p: &crate::pipeline::lifter::PoseOut, truth: &_| {
                 let (sample_errors, gt_errors) = spread_errors(p, truth);
                 let quantiles = sample_errors.iter().map(|s| metrics::ece_quantiles(s, ECE_LEVELS)).collect();
-                let lateral = sideways_angle(&p.mean[ROOT], &Vector3::from(truth[ROOT]));
-                evidence.push(SpreadEvidence { residual: p.fit_residual, quantiles, gt_errors, lateral });
+                let (lateral, along) = root_offsets(&p.mean[ROOT], &Vector3::from(truth[ROOT]));
+                evidence.push(SpreadEvidence { residual: p.fit_residual, quantiles, gt_errors, lateral, along });
             };
             let mut lifter = self.lifter(cfg)?;
             score_dataset_visiting(self.val, *input, self.cues, &mut lifter, self.stride, false, false, &mut visit)?;
@@ -197,32 +201,36 @@ pub struct SpreadEvidence {
     pub residual: f64,
     pub quantiles: Vec<Vec<f64>>,
     pub gt_errors: Vec<f64>,
-    /// The root's error across the ray through the mean root, as an angle (radians; NaN at the camera).
+    /// The root's error across the ray through the mean root and along it, per metre of depth (NaN at
+    /// the camera).
     pub lateral: f64,
+    pub along: f64,
 }
 
-/// How far `truth` is from the ray through `mean`, as an angle seen from the camera.
-fn sideways_angle(mean: &Vector3<f64>, truth: &Vector3<f64>) -> f64 {
-    let Some(d) = mean.try_normalize(1e-9) else { return f64::NAN };
+/// How far `truth` is from `mean` across the ray through `mean` and along it, per metre of depth.
+fn root_offsets(mean: &Vector3<f64>, truth: &Vector3<f64>) -> (f64, f64) {
+    let Some(d) = mean.try_normalize(1e-9) else { return (f64::NAN, f64::NAN) };
     let e = mean - truth;
-    (e - d * e.dot(&d)).norm() / mean.norm()
+    let along = e.dot(&d);
+    ((e - d * along).norm() / mean.norm(), along.abs() / mean.norm())
 }
 
-/// The least sideways spread the fit gives, normalized image coordinates: never below half a pixel at
-/// f = 1000 (keypoints come in pixels, and a zero spread is a singular one).
-const MIN_LATERAL_FLOOR: f64 = 5e-4;
+/// The least root spread the fit gives, per metre of depth: never below half a pixel at f = 1000
+/// (keypoints come in pixels, and a zero spread is a singular one).
+const MIN_ROOT_FLOOR: f64 = 5e-4;
 
-/// Fits the root's sideways spread per image axis (`LateralPrior`) against the fit residual: in 12 bands
-/// of residual (equal counts) the sideways angle has a Rayleigh median of 1.1774 sigma; the law through the
-/// bands (`fit_hypot_law`; the floor at least `MIN_LATERAL_FLOOR`). None without 12 persons with both.
-/// Medians, because a few frames with a wrong pose have far larger errors.
-pub fn fit_lateral(evidence: &[SpreadEvidence]) -> Option<LateralPrior> {
+/// Fits the root's spread in `direction` (`RootSpread`) against the fit residual: in 12 bands of residual
+/// (equal counts), the offsets' median is 1.1774 sigma across (Rayleigh, two axes) and 0.6745 sigma along
+/// (half-normal); the law through the bands (`fit_hypot_law`; the floor at least `MIN_ROOT_FLOOR`). None
+/// without 12 persons with both. Medians, because a few frames with a wrong pose have far larger errors.
+pub fn fit_root_law(evidence: &[SpreadEvidence], direction: Direction) -> Option<RootSpread> {
     const BANDS: usize = 12;
-    let mut obs: Vec<(f64, f64)> = evidence
-        .iter()
-        .filter(|e| e.residual.is_finite() && e.lateral.is_finite())
-        .map(|e| (e.residual, e.lateral))
-        .collect();
+    let (offset, median_per_sigma): (fn(&SpreadEvidence) -> f64, f64) = match direction {
+        Direction::Across => (|e| e.lateral, 1.1774),
+        Direction::Along => (|e| e.along, 0.6745),
+    };
+    let mut obs: Vec<(f64, f64)> =
+        evidence.iter().map(|e| (e.residual, offset(e))).filter(|(r, o)| r.is_finite() && o.is_finite()).collect();
     if obs.len() < BANDS {
         return None;
     }
@@ -232,11 +240,11 @@ pub fn fit_lateral(evidence: &[SpreadEvidence]) -> Option<LateralPrior> {
             let band = &obs[b * obs.len() / BANDS..(b + 1) * obs.len() / BANDS];
             let (r, _) = median_spread(&mut band.iter().map(|o| o.0).collect::<Vec<_>>());
             let (u, _) = median_spread(&mut band.iter().map(|o| o.1).collect::<Vec<_>>());
-            (r, u / 1.1774, 1.0)
+            (r, u / median_per_sigma, 1.0)
         })
         .collect();
     let (floor, per_residual) = fit_hypot_law(&points);
-    Some(LateralPrior { floor: floor.max(MIN_LATERAL_FLOOR), per_residual })
+    Some(RootSpread { floor: floor.max(MIN_ROOT_FLOOR), per_residual })
 }
 
 /// One residual band of the fit.
@@ -354,6 +362,7 @@ mod tests {
                         .collect(),
                     gt_errors: (0..16).map(|j| dist(&mut rng, 40.0 * f * joint_truth(j))).collect(),
                     lateral: f64::NAN,
+                    along: f64::NAN,
                 }
             })
             .collect();
@@ -375,25 +384,37 @@ mod tests {
     }
 
     #[test]
-    fn the_sideways_fit_recovers_the_roots_spread_law() {
+    fn the_root_fits_recover_the_spread_laws_across_and_along() {
         let mut rng = rand_pcg::Pcg64::seed_from_u64(4);
         let n = Normal::new(0.0, 1.0).unwrap();
-        let law = LateralPrior { floor: 0.002, per_residual: 0.5 };
+        let across = RootSpread { floor: 0.002, per_residual: 0.5 };
+        let along = RootSpread { floor: 0.04, per_residual: 3.0 };
         let evidence: Vec<SpreadEvidence> = (0..6000)
             .map(|i| {
                 let r = 0.001 + 0.02 * (i as f64 / 6000.0);
-                let s = law.std_at(1.0, r);
+                let s = across.std_at(1.0, r);
                 let (x, y) = (s * n.sample(&mut rng), s * n.sample(&mut rng));
-                SpreadEvidence { residual: r, quantiles: vec![], gt_errors: vec![], lateral: x.hypot(y) }
+                let a = along.std_at(1.0, r) * n.sample(&mut rng);
+                SpreadEvidence {
+                    residual: r,
+                    quantiles: vec![],
+                    gt_errors: vec![],
+                    lateral: x.hypot(y),
+                    along: a.abs(),
+                }
             })
             .collect();
-        let fit = fit_lateral(&evidence).unwrap();
+        let fit = fit_root_law(&evidence, Direction::Across).unwrap();
         assert!((fit.floor - 0.002).abs() < 0.0006, "{fit:?}");
         assert!((fit.per_residual - 0.5).abs() < 0.05, "{fit:?}");
-        // The angle is measured across the ray through the mean root, whatever the depth error.
+        let fit = fit_root_law(&evidence, Direction::Along).unwrap();
+        assert!((fit.floor - 0.04).abs() < 0.006, "{fit:?}");
+        assert!((fit.per_residual - 3.0).abs() < 0.4, "{fit:?}");
+        // Offsets are split along the ray through the mean root and across it, per metre of depth.
         let mean = Vector3::new(0.0, 0.0, 4.0);
-        assert!((sideways_angle(&mean, &Vector3::new(0.04, 0.0, 3.0)) - 0.01).abs() < 1e-12);
-        assert!(sideways_angle(&Vector3::zeros(), &mean).is_nan());
-        assert_eq!(fit_lateral(&evidence[..5]), None);
+        let (a, b) = root_offsets(&mean, &Vector3::new(0.04, 0.0, 3.0));
+        assert!((a - 0.01).abs() < 1e-12 && (b - 0.25).abs() < 1e-12, "{a} {b}");
+        assert!(root_offsets(&Vector3::zeros(), &mean).0.is_nan());
+        assert_eq!(fit_root_law(&evidence[..5], Direction::Along), None);
     }
 }
