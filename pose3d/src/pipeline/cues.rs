@@ -61,6 +61,18 @@ pub struct RootSpread {
 }
 
 impl RootSpread {
+    /// The largest floor and residual term a card may hold (beyond them the samples describe no person).
+    pub const MAX_FLOOR: f64 = 0.5;
+    pub const MAX_PER_RESIDUAL: f64 = 100.0;
+
+    /// The law within what a card may hold.
+    pub fn clamped(&self) -> RootSpread {
+        RootSpread {
+            floor: self.floor.clamp(0.0, Self::MAX_FLOOR),
+            per_residual: self.per_residual.clamp(0.0, Self::MAX_PER_RESIDUAL),
+        }
+    }
+
     /// The root's standard deviation per axis, m, at depth `z` for a fit residual `r`.
     pub fn std_at(&self, z: f64, r: f64) -> f64 {
         z * self.floor.hypot(self.per_residual * r)

@@ -1,6 +1,7 @@
 //! The model card: a YAML file beside each ONNX model with everything the node needs to use it (layouts,
 //! input encoding, modalities, sizes) and what a person needs to trust it (data, subjects, numbers).
 
+use crate::pipeline::cues::RootSpread;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -95,14 +96,16 @@ impl Calibration {
         for (name, law) in [("lateral", &c.lateral), ("along", &c.along)] {
             if let Some(l) = law {
                 ensure!(
-                    l.floor.is_finite() && (0.0..=0.5).contains(&l.floor),
-                    "calibration.{name}.floor {} is outside 0..=0.5",
-                    l.floor
+                    l.floor.is_finite() && (0.0..=RootSpread::MAX_FLOOR).contains(&l.floor),
+                    "calibration.{name}.floor {} is outside 0..={}",
+                    l.floor,
+                    RootSpread::MAX_FLOOR
                 );
                 ensure!(
-                    l.per_residual.is_finite() && (0.0..=100.0).contains(&l.per_residual),
-                    "calibration.{name}.per_residual {} is outside 0..=100",
-                    l.per_residual
+                    l.per_residual.is_finite() && (0.0..=RootSpread::MAX_PER_RESIDUAL).contains(&l.per_residual),
+                    "calibration.{name}.per_residual {} is outside 0..={}",
+                    l.per_residual,
+                    RootSpread::MAX_PER_RESIDUAL
                 );
             }
         }

@@ -48,7 +48,8 @@ pub fn calibrate(vae: &Vae, val: &Dataset, inputs: &[Input], stride: usize, min_
     eprintln!("calibration: root across {lateral:?}, along {along:?}");
     let with = LifterConfig { latent_std_scale: tau, spread: spread.clone(), ..base.clone() };
     let (m, per_input) = fit_root_scale(&run, &with, lateral, along)?;
-    let (lateral, along) = (lateral.map(|l| l.times(m)), along.map(|l| l.times(m)));
+    // A model that places persons badly (a seconds-long test run) can ask for more than a card may hold.
+    let (lateral, along) = (lateral.map(|l| l.times(m).clamped()), along.map(|l| l.times(m).clamped()));
     let size_std = 0.0;
     let scores: Vec<String> = inputs
         .iter()
@@ -318,6 +319,8 @@ pub fn fit_shape_spread(evidence: &[SpreadEvidence], bins: usize) -> Result<(Sha
             .collect();
         let points: Vec<(f64, f64, f64)> = bands.iter().map(|b| (b.residual, b.factor, b.persons as f64)).collect();
         (law.floor, law.per_residual) = fit_hypot_law(&points);
+        // Within what a card may hold (`ShapeSpread::check`).
+        law.per_residual = law.per_residual.min(1000.0);
         let at = |p: &SpreadEvidence| law.factor(p.residual);
         law.joints =
             (0..joints).map(|j| best_on_grid(|c| ece_scaled(&persons, j..j + 1, |p, _| c * at(p))).0).collect();
