@@ -79,7 +79,13 @@ ORT_LIB="$EMB/onnxruntime/libonnxruntime.so.$ORT_VERSION"
 if [ ! -f "$ORT_LIB" ]; then
   log "onnxruntime $ORT_VERSION shared library"
   tmp=$(mktemp -d)
-  "$VENV/bin/pip" download -q --no-deps --only-binary=:all: -d "$tmp" "onnxruntime==$ORT_VERSION"
+  # PyPI downloads fail now and then (a CI run died here with pip's exit 2 and no message): three tries.
+  for attempt in 1 2 3; do
+    "$VENV/bin/pip" download -q --no-deps --only-binary=:all: -d "$tmp" "onnxruntime==$ORT_VERSION" && break
+    [ "$attempt" = 3 ] && { echo "pip could not download onnxruntime==$ORT_VERSION (3 tries)" >&2; exit 1; }
+    log "pip download of onnxruntime failed (try $attempt of 3), retrying in 10 s"
+    sleep 10
+  done
   mkdir -p "$EMB/onnxruntime"
   "$VENV/bin/python" - "$tmp" "$EMB/onnxruntime" <<'PYEOF'
 import sys, zipfile, glob, os
