@@ -78,6 +78,23 @@ impl RootSpread {
         z * self.floor.hypot(self.per_residual * r)
     }
 
+    /// Values a card may hold; `name` says which law (`lateral`, `along`) in the error.
+    pub fn check(&self, name: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.floor.is_finite() && (0.0..=Self::MAX_FLOOR).contains(&self.floor),
+            "calibration.{name}.floor {} is outside 0..={}",
+            self.floor,
+            Self::MAX_FLOOR
+        );
+        anyhow::ensure!(
+            self.per_residual.is_finite() && (0.0..=Self::MAX_PER_RESIDUAL).contains(&self.per_residual),
+            "calibration.{name}.per_residual {} is outside 0..={}",
+            self.per_residual,
+            Self::MAX_PER_RESIDUAL
+        );
+        Ok(())
+    }
+
     /// The law with both terms multiplied by `m`.
     pub fn times(&self, m: f64) -> RootSpread {
         RootSpread { floor: self.floor * m, per_residual: self.per_residual * m }
@@ -530,5 +547,17 @@ mod tests {
         // No residual (no fit) or one sample: nothing to calibrate.
         assert_eq!(calibrate_root(&mut s, f64::NAN, &prior, Direction::Across), CueUse::Unused);
         assert_eq!(calibrate_root(&mut s[..NUM_JOINTS], residual, &prior, Direction::Across), CueUse::Unused);
+    }
+
+    /// A card's root laws are checked where they are defined, and fits are brought within those bounds.
+    #[test]
+    fn root_laws_beyond_what_a_card_may_hold_are_refused_or_clamped() {
+        assert!(RootSpread { floor: 0.04, per_residual: 3.0 }.check("along").is_ok());
+        let wide = RootSpread { floor: 6.7, per_residual: 1e4 };
+        let err = wide.check("along").unwrap_err().to_string();
+        assert!(err.contains("calibration.along.floor 6.7"), "{err}");
+        assert!(RootSpread { floor: f64::NAN, per_residual: 1.0 }.check("lateral").is_err());
+        assert!(RootSpread { floor: 0.1, per_residual: -1.0 }.check("lateral").is_err());
+        assert!(wide.clamped().check("along").is_ok());
     }
 }

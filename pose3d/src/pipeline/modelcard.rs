@@ -58,9 +58,9 @@ pub struct Calibration {
     pub spread: Option<crate::pipeline::spread::ShapeSpread>,
     /// The root's spread across the camera ray and along it by the same residual (absent: the samples' own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lateral: Option<crate::pipeline::cues::RootSpread>,
+    pub lateral: Option<RootSpread>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub along: Option<crate::pipeline::cues::RootSpread>,
+    pub along: Option<RootSpread>,
     /// How they were fitted.
     #[serde(default)]
     pub note: String,
@@ -95,18 +95,7 @@ impl Calibration {
         }
         for (name, law) in [("lateral", &c.lateral), ("along", &c.along)] {
             if let Some(l) = law {
-                ensure!(
-                    l.floor.is_finite() && (0.0..=RootSpread::MAX_FLOOR).contains(&l.floor),
-                    "calibration.{name}.floor {} is outside 0..={}",
-                    l.floor,
-                    RootSpread::MAX_FLOOR
-                );
-                ensure!(
-                    l.per_residual.is_finite() && (0.0..=RootSpread::MAX_PER_RESIDUAL).contains(&l.per_residual),
-                    "calibration.{name}.per_residual {} is outside 0..={}",
-                    l.per_residual,
-                    RootSpread::MAX_PER_RESIDUAL
-                );
+                l.check(name)?;
             }
         }
         Ok(())
