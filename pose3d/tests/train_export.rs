@@ -281,3 +281,36 @@ fn all_subject_runs_cite_the_held_out_run_and_keep_the_given_calibration() {
     let card = ModelCard::load(&out.join("model.yaml")).unwrap();
     assert_eq!(card.validation.len(), 1, "{:?}", card.validation);
 }
+
+/// The calibration fitted on several runs of the recipe, each model on the subject it was trained
+/// without, pooled; a run that held out a subject the new run reports on is refused.
+#[test]
+fn calibration_is_fitted_on_every_held_out_run_pooled() {
+    let (held_out_s2, _) = trained();
+    let mut other = tiny_config();
+    (other.train_subjects, other.val_subjects) = (vec!["S2".into()], vec!["S1".into()]);
+    let held_out_s1 = std::env::temp_dir().join(format!("pose3d-train-s1-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&held_out_s1);
+    train(&fixture(), &other, &held_out_s1, false, false).unwrap();
+
+    let mut cfg = tiny_config();
+    (cfg.train_subjects, cfg.val_subjects, cfg.epochs) = (vec!["S1".into(), "S2".into()], vec![], 1);
+    cfg.calibration_runs = [held_out_s2, &held_out_s1].iter().map(|d| d.to_string_lossy().into()).collect();
+    let out = std::env::temp_dir().join(format!("pose3d-train-pooled-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    train(&fixture(), &cfg, &out, false, false).unwrap();
+    let card = ModelCard::load(&out.join("model.yaml")).unwrap();
+    let c = &card.calibration;
+    assert!(c.note.starts_with("fitted on S2 + S1 pooled"), "{}", c.note);
+    assert!(c.note.contains("ground-truth 2D: pose ECE") && c.note.contains("detections: pose ECE"), "{}", c.note);
+    assert!(c.spread.is_some() && c.lateral.is_some() && c.along.is_some(), "{c:?}");
+
+    // Reporting on S2 with a calibration fitted on S2: refused, with the reason.
+    cfg.val_subjects = vec!["S2".into()];
+    let e = train(&fixture(), &cfg, &out, false, false).err().expect("a calibration run holding out S2");
+    assert!(format!("{e:#}").contains("held out [\"S2\"], which this run reports on"), "{e:#}");
+    // A given calibration and runs to fit one: ambiguous, refused.
+    cfg.calibration = Some(Default::default());
+    let e = train(&fixture(), &cfg, &out, false, false).err().expect("both calibration and calibration_runs");
+    assert!(format!("{e:#}").contains("calibration and calibration_runs are both set"), "{e:#}");
+}

@@ -1,9 +1,9 @@
 //! The sampling calibration, fitted through the node's own pipeline on data the model has not seen (the
-//! recipe fits it on S7 with a model trained without S7, and reports on S8): the image expert's weight, the
-//! latent temperature, the shape spread and the root's sideways spread by the keypoints' fit residual, then
-//! the size spread.
+//! recipe's runs that each hold out one training subject, pooled, for a model reported on S8): the image
+//! expert's weight, the latent temperature, the shape spread and the root's spread across and along the
+//! camera ray by the keypoints' fit residual.
 
-use crate::eval::dataset::{score_dataset, score_dataset_visiting, spread_errors, Cues, Input};
+use crate::eval::dataset::{score_dataset, score_dataset_visiting, spread_errors, Cues, DatasetReport, Input};
 use crate::eval::metrics;
 use crate::eval::residual_law::fit_hypot_law;
 use crate::formats::dataset::Dataset;
@@ -24,25 +24,36 @@ type PerInput = Vec<(f64, f64)>;
 const SAMPLES: usize = 32;
 const SEED: u64 = 7;
 
-/// Fits the sampling calibration on validation data through the node's pipeline. With an image modality,
-/// first the image expert's weight in the product that minimises the fused mean-pose error (rendered
-/// crops); then (on the fused path if there is one) per latent temperature the shape spread by fit
-/// residual and joint (`fit_shape_spread`, so clean and noisy keypoints are both calibrated), keeping the
-/// temperature whose pose ECE over all `inputs` is smallest; then the root's spread across the camera ray
-/// and along it by the same residual (`fit_root_law`), and the factor on both that brings the camera-frame
-/// 95 % ellipsoids closest to 95 % on every input. No size spread: the root's along the ray replaces it
-/// (a size spread also widens the shapes, which the pose ECE does not want).
-pub fn calibrate(vae: &Vae, val: &Dataset, inputs: &[Input], stride: usize, min_joints: usize) -> Result<Calibration> {
-    let cues = if vae.config.image.is_some() { Cues::Fused } else { Cues::Keypoints };
+/// A model and the subjects it was trained without.
+pub type HeldOut<'a> = (&'a Vae, &'a Dataset);
+
+/// Fits the sampling calibration through the node's pipeline on held-out data: each model on the subjects
+/// it has not seen, all of them pooled (one run, or several of one recipe with different subjects held
+/// out, whose spread shows how subjects differ). With an image modality, first the image expert's weight
+/// in the product that minimises the fused mean-pose error (rendered crops); then (on the fused path if
+/// there is one) per latent temperature the shape spread by fit residual and joint (`fit_shape_spread`,
+/// so clean and noisy keypoints are both calibrated), keeping the temperature whose pose ECE over all
+/// `inputs` is smallest; then the root's spread across the camera ray and along it by the same residual
+/// (`fit_root_law`), and the factor on both that brings the camera-frame 95 % ellipsoids closest to 95 %
+/// on every input. No size spread: the root's along the ray replaces it (a size spread also widens the
+/// shapes, which the pose ECE does not want).
+pub fn calibrate(held_out: &[HeldOut], inputs: &[Input], stride: usize, min_joints: usize) -> Result<Calibration> {
+    ensure!(!held_out.is_empty(), "the calibration needs at least one model with held-out subjects");
+    let fused = held_out.iter().all(|(vae, _)| vae.config.image.is_some());
+    ensure!(
+        fused || held_out.iter().all(|(vae, _)| vae.config.image.is_none()),
+        "the calibration's models must all have an image modality or none"
+    );
+    let cues = if fused { Cues::Fused } else { Cues::Keypoints };
     let base = LifterConfig { min_joints, ..Default::default() };
+    let run = Runs { held_out, inputs, stride, cues };
     let (image_weight, weight_note) = if cues == Cues::Fused {
-        let (w, mpjpe) = fit_image_weight(vae, val, stride, &base)?;
+        let (w, mpjpe) = run.fit_image_weight(&base)?;
         (w, format!("; image weight {w} (fused mean-pose MPJPE {mpjpe:.1} mm on rendered crops)"))
     } else {
         (1.0, String::new())
     };
     let base = LifterConfig { image_weight, samples: SAMPLES, seed: SEED, keep_samples: true, ..base };
-    let run = Runs { vae, val, inputs, stride, cues };
     let (tau, evidence, spread) = fit_temperature_and_spread(&run, &base)?;
     let (lateral, along) = (fit_root_law(&evidence, Direction::Across), fit_root_law(&evidence, Direction::Along));
     eprintln!("calibration: root across {lateral:?}, along {along:?}");
@@ -60,6 +71,13 @@ pub fn calibrate(vae: &Vae, val: &Dataset, inputs: &[Input], stride: usize, min_
         })
         .collect();
     eprintln!("calibration: latent_std_scale {tau}, spread {spread:?}, size_std {size_std}; {}", scores.join("; "));
+    let subjects: Vec<String> =
+        held_out.iter().map(|(_, data)| data.cameras.keys().cloned().collect::<Vec<_>>().join(",")).collect();
+    let on = if held_out.len() == 1 {
+        subjects[0].clone()
+    } else {
+        format!("{} pooled (each by a model trained without it)", subjects.join(" + "))
+    };
     Ok(Calibration {
         latent_std_scale: tau,
         size_std,
@@ -68,8 +86,7 @@ pub fn calibrate(vae: &Vae, val: &Dataset, inputs: &[Input], stride: usize, min_
         lateral,
         along,
         note: format!(
-            "fitted on {} ({} cues, every {stride}th frame): {}{weight_note}",
-            val.cameras.keys().cloned().collect::<Vec<_>>().join(","),
+            "fitted on {on} ({} cues, every {stride}th frame): {}{weight_note}",
             format!("{cues:?}").to_lowercase(),
             scores.join("; ")
         ),
@@ -135,61 +152,88 @@ fn fit_root_scale(
     Ok((m, per_input))
 }
 
-/// The image weight that minimises the fused mean-pose error on ground-truth 2D and rendered crops, and
-/// that error.
-fn fit_image_weight(vae: &Vae, val: &Dataset, stride: usize, base: &LifterConfig) -> Result<(f64, f64)> {
-    let mut best = (f64::INFINITY, 1.0);
-    for w in [0.1, 0.25, 0.5, 0.75, 1.0] {
-        let cfg = LifterConfig { samples: 1, latent_std_scale: 0.0, image_weight: w, ..base.clone() };
-        let mut lifter = Lifter::new(Box::new(InMemory { vae, ws: Workspace::default() }), cfg)?;
-        let (r, _) = score_dataset(val, Input::GroundTruth2d, Cues::Fused, &mut lifter, stride, false, false)?;
-        eprintln!("calibration: image weight {w}: fused MPJPE {:.1} mm", r.overall.mpjpe_mm);
-        if r.overall.mpjpe_mm < best.0 {
-            best = (r.overall.mpjpe_mm, w);
-        }
-    }
-    Ok((best.1, best.0))
-}
-
 /// The calibration data and how it is lifted.
 struct Runs<'a> {
-    vae: &'a Vae,
-    val: &'a Dataset,
+    held_out: &'a [HeldOut<'a>],
     inputs: &'a [Input],
     stride: usize,
     cues: Cues,
 }
 
-impl Runs<'_> {
-    fn lifter(&self, cfg: &LifterConfig) -> Result<Lifter<'_>> {
-        Lifter::new(Box::new(InMemory { vae: self.vae, ws: Workspace::default() }), cfg.clone())
+impl<'a> Runs<'a> {
+    fn lifter(vae: &'a Vae, cfg: &LifterConfig) -> Result<Lifter<'a>> {
+        Lifter::new(Box::new(InMemory { vae, ws: Workspace::default() }), cfg.clone())
     }
 
-    /// Per input, the pose ECE and the 95 % ellipsoids' coverage.
+    /// Each held-out model's report on its subjects for `input`.
+    fn reports(&self, input: Input, cfg: &LifterConfig) -> Result<Vec<DatasetReport>> {
+        self.held_out
+            .iter()
+            .map(|(vae, data)| {
+                let mut lifter = Self::lifter(vae, cfg)?;
+                Ok(score_dataset(data, input, self.cues, &mut lifter, self.stride, false, false)?.0)
+            })
+            .collect()
+    }
+
+    /// Per input, the pose ECE and the 95 % ellipsoids' coverage over all held-out data.
     fn scores(&self, cfg: &LifterConfig) -> Result<PerInput> {
-        let mut out = Vec::new();
-        for input in self.inputs {
-            let (r, _) = score_dataset(self.val, *input, self.cues, &mut self.lifter(cfg)?, self.stride, false, false)?;
-            out.push((r.overall.pose_ece, r.coverage["95%"]));
-        }
-        Ok(out)
+        self.inputs.iter().map(|input| Ok(pooled_scores(&self.reports(*input, cfg)?))).collect()
     }
 
-    /// Every lifted person of every input with its fit residual and spread errors.
+    /// The image weight that minimises the fused mean-pose error on ground-truth 2D and rendered crops
+    /// (over all held-out frames), and that error.
+    fn fit_image_weight(&self, base: &LifterConfig) -> Result<(f64, f64)> {
+        let mut best = (f64::INFINITY, 1.0);
+        for w in [0.1, 0.25, 0.5, 0.75, 1.0] {
+            let cfg = LifterConfig { samples: 1, latent_std_scale: 0.0, image_weight: w, ..base.clone() };
+            let reports = self.reports(Input::GroundTruth2d, &cfg)?;
+            let frames: usize = reports.iter().map(|r| r.overall.frames).sum();
+            let mpjpe = reports.iter().map(|r| r.overall.mpjpe_mm * r.overall.frames as f64).sum::<f64>()
+                / frames.max(1) as f64;
+            eprintln!("calibration: image weight {w}: fused MPJPE {mpjpe:.1} mm");
+            if mpjpe < best.0 {
+                best = (mpjpe, w);
+            }
+        }
+        Ok((best.1, best.0))
+    }
+
+    /// Every lifted person of every input and held-out model with its fit residual and spread errors.
     fn spread_evidence(&self, cfg: &LifterConfig) -> Result<Vec<SpreadEvidence>> {
         let mut evidence = Vec::new();
         for input in self.inputs {
-            let mut visit = |p: &crate::pipeline::lifter::PoseOut, truth: &_| {
-                let (sample_errors, gt_errors) = spread_errors(p, truth);
-                let quantiles = sample_errors.iter().map(|s| metrics::ece_quantiles(s, ECE_LEVELS)).collect();
-                let (lateral, along) = root_offsets(&p.mean[ROOT], &Vector3::from(truth[ROOT]));
-                evidence.push(SpreadEvidence { residual: p.fit_residual, quantiles, gt_errors, lateral, along });
-            };
-            let mut lifter = self.lifter(cfg)?;
-            score_dataset_visiting(self.val, *input, self.cues, &mut lifter, self.stride, false, false, &mut visit)?;
+            for (vae, data) in self.held_out {
+                let mut visit = |p: &crate::pipeline::lifter::PoseOut, truth: &_| {
+                    let (sample_errors, gt_errors) = spread_errors(p, truth);
+                    let quantiles = sample_errors.iter().map(|s| metrics::ece_quantiles(s, ECE_LEVELS)).collect();
+                    let (lateral, along) = root_offsets(&p.mean[ROOT], &Vector3::from(truth[ROOT]));
+                    evidence.push(SpreadEvidence { residual: p.fit_residual, quantiles, gt_errors, lateral, along });
+                };
+                let mut lifter = Self::lifter(vae, cfg)?;
+                score_dataset_visiting(data, *input, self.cues, &mut lifter, self.stride, false, false, &mut visit)?;
+            }
         }
         Ok(evidence)
     }
+}
+
+/// Pose ECE and 95 % coverage of several reports taken together: their calibration curves and coverages
+/// weighted by the frames each scored (every frame has the same joints).
+fn pooled_scores(reports: &[DatasetReport]) -> (f64, f64) {
+    let frames: f64 = reports.iter().map(|r| r.overall.frames as f64).sum::<f64>().max(1.0);
+    let weight = |r: &DatasetReport| r.overall.frames as f64 / frames;
+    let levels = reports.first().map_or(0, |r| r.calibration_curve.len());
+    let ece = (0..levels)
+        .map(|i| {
+            let level = reports[0].calibration_curve[i].0;
+            let inside: f64 = reports.iter().map(|r| weight(r) * r.calibration_curve[i].1).sum();
+            (inside - level).abs()
+        })
+        .sum::<f64>()
+        / levels.max(1) as f64;
+    let coverage = reports.iter().map(|r| weight(r) * r.coverage["95%"]).sum();
+    (ece, coverage)
 }
 
 /// The pose ECE's quantile levels (as the evaluator's).

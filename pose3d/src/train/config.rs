@@ -73,6 +73,10 @@ pub struct TrainConfig {
     /// Sampling calibration to write into the card instead of fitting it on the validation subjects: for a
     /// final model trained on every subject, with the calibration fitted by the same recipe with one held out.
     pub calibration: Option<crate::pipeline::modelcard::Calibration>,
+    /// Finished runs of this recipe, each trained without its validation subjects: the calibration is
+    /// fitted on all of them pooled, each run's model on its own held-out subjects (subjects differ more
+    /// than one held-out subject shows). None of them may hold out a subject this run reports on.
+    pub calibration_runs: Vec<String>,
     /// With no validation subjects: the model card of the held-out run of the same recipe, whose
     /// validation numbers the card repeats (marked as such) instead of reporting none.
     pub validation_from: Option<String>,
@@ -172,6 +176,7 @@ impl Default for TrainConfig {
             device: "cpu".into(),
             calibration_inputs: vec!["gt".into()],
             calibration: None,
+            calibration_runs: Vec::new(),
             validation_from: None,
             image: None,
             init_from: None,
@@ -221,6 +226,10 @@ impl TrainConfig {
             .collect::<Result<Vec<_>>>()
             .context("calibration_inputs")?;
         ensure!(!inputs.is_empty(), "calibration_inputs must name at least one input (gt, detections)");
+        ensure!(
+            self.calibration.is_none() || self.calibration_runs.is_empty(),
+            "calibration and calibration_runs are both set: give the calibration or the runs to fit it on"
+        );
         let modalities = vae_config(self).modalities;
         for name in self.expert_hidden.keys() {
             ensure!(

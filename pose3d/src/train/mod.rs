@@ -74,6 +74,8 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
     } else {
         Some(Dataset::load(data_dir, &cfg.val_subjects).context("loading validation subjects")?)
     };
+    // Loaded before training, so that a run the calibration cannot use fails now, not hours later.
+    let calibration_runs = load_calibration_runs(data_dir, cfg)?;
     let mut run = Run::start(cfg, out, resume)?;
     let sampler = Sampler::new(&train_data, cfg);
     let mut batch = Batch::new(cfg, &run.vae);
@@ -94,15 +96,44 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
     // The model from here on: the moving average where there is one.
     let log = run.log;
     let vae = run.ema.unwrap_or(run.vae);
+    let (stride, min_joints) = (cfg.val_stride * 4, cfg.min_joints);
     let calibration = match (&cfg.calibration, &val_data) {
         (Some(c), _) => c.clone(),
-        (None, Some(d)) => calibrate(&vae, d, &calibration_inputs, cfg.val_stride * 4, cfg.min_joints)?,
+        (None, _) if !calibration_runs.is_empty() => {
+            let held_out: Vec<_> = calibration_runs.iter().map(|(v, d)| (v, d)).collect();
+            calibrate(&held_out, &calibration_inputs, stride, min_joints)?
+        }
+        (None, Some(d)) => calibrate(&[(&vae, d)], &calibration_inputs, stride, min_joints)?,
         (None, None) => Default::default(),
     };
     let onnx = out.join("model.onnx");
     export_model(&vae, cfg, &log, data_dir, &calibration, &onnx)?;
     training_curve(&log, &out.join("curve.png"))?;
     Ok(TrainOutcome { vae, log, onnx })
+}
+
+/// The models of `calibration_runs` with their held-out subjects, refusing a run that held out a subject
+/// this run reports on (the calibration would be fitted on what it is reported on).
+fn load_calibration_runs(data_dir: &Path, cfg: &TrainConfig) -> Result<Vec<(Vae, Dataset)>> {
+    cfg.calibration_runs
+        .iter()
+        .map(|dir| {
+            let dir = Path::new(dir);
+            let context = || format!("calibration run {}", dir.display());
+            let text = std::fs::read_to_string(dir.join("config.yaml")).with_context(context)?;
+            let run: TrainConfig = serde_yaml::from_str(&text).with_context(context)?;
+            ensure!(!run.val_subjects.is_empty(), "{} held out no subjects", context());
+            let shared: Vec<&String> = run.val_subjects.iter().filter(|s| cfg.val_subjects.contains(s)).collect();
+            ensure!(
+                shared.is_empty(),
+                "{} held out {shared:?}, which this run reports on: its calibration would be fitted on the data it is reported on",
+                context()
+            );
+            let vae = load_trained(dir).with_context(context)?;
+            let data = Dataset::load(data_dir, &run.val_subjects).with_context(context)?;
+            Ok((vae, data))
+        })
+        .collect()
 }
 
 /// Sets the matrix-product threads and device (cuBLAS with `device: cuda`).
