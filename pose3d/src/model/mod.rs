@@ -4,6 +4,7 @@
 pub mod conv;
 #[cfg(feature = "cuda")]
 pub mod gpu;
+pub mod graph;
 pub mod in_memory;
 pub mod nn;
 pub mod onnx;

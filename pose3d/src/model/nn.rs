@@ -34,7 +34,7 @@ pub fn set_threads(n: usize) {
 /// C (m x n) = A (m x k) B (k x n) + beta * C, with A and B optionally transposed (row-major storage).
 /// The `gemm` crate: AVX-512/AVX2 kernels chosen at run time (3-4x matrixmultiply's speed here).
 #[allow(clippy::too_many_arguments)]
-fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
+pub(crate) fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
     // (row stride, column stride) of each operand.
     let (rsa, csa) = if a_t { (1, m as isize) } else { (k as isize, 1) };
     let (rsb, csb) = if b_t { (1, k as isize) } else { (n as isize, 1) };
