@@ -314,3 +314,36 @@ fn calibration_is_fitted_on_every_held_out_run_pooled() {
     let e = train(&fixture(), &cfg, &out, false, false).err().expect("both calibration and calibration_runs");
     assert!(format!("{e:#}").contains("calibration and calibration_runs are both set"), "{e:#}");
 }
+
+/// A seconds-long run with the keypoint graph trunk: the exported graph convolutions (MatMul, Mul, the
+/// adjacency's MatMul broadcast over the batch) equal the trainer's forward pass.
+#[test]
+fn keypoint_graph_model_trains_exports_and_matches_in_onnx() {
+    let mut cfg = tiny_config();
+    cfg.keypoint_graph = vec![8, 8, 4];
+    cfg.epochs = 1;
+    let out = std::env::temp_dir().join(format!("pose3d-train-graph-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = train(&fixture(), &cfg, &out, false, false).expect("training with the keypoint graph");
+    assert!(o.log[0].val.gt2d_mpjpe_mm.is_finite());
+    let vae = &o.vae;
+    assert_eq!(vae.experts[0].inp(), 17 * 4, "the kp2d expert reads the graph's per-joint features");
+    let mut rt = ModelRuntime::load(&o.onnx, &RuntimeOptions::default()).expect("runtime loads the graph model");
+    let (rows, k, l) = (4, 3, vae.config.latent);
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(14);
+    let kp: Vec<f32> = (0..rows * 53).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let pose: Vec<f32> = (0..rows * 48)
+        .map(|_| 0.3 * <StandardNormal as Distribution<f32>>::sample(&StandardNormal, &mut rng))
+        .collect();
+    let eps: Vec<f32> = (0..rows * k * l).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let presence = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0];
+    let (mut s_rt, mut m_rt) = (vec![], vec![]);
+    rt.run(&[&kp, &pose], &presence, &eps, rows, k, &mut s_rt, &mut m_rt).unwrap();
+    let (mut s, mut m, mut ws) = (vec![], vec![], pose3d::model::vae::Workspace::default());
+    vae.infer(&[&kp, &pose], &presence, &eps, rows, k, &mut s, &mut m, &mut ws);
+    let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(max_diff(&s, &s_rt) < 1e-4, "samples differ by {}", max_diff(&s, &s_rt));
+    assert!(max_diff(&m, &m_rt) < 1e-4, "means differ by {}", max_diff(&m, &m_rt));
+    // The keypoints reach the output through the graph: rows 0 and 3 (keypoints only, different values).
+    assert!(max_diff(&m_rt[..48], &m_rt[144..192]) > 1e-4);
+}

@@ -78,7 +78,7 @@ impl GraphConv {
     }
 
     /// A + Q.
-    fn mixing(&self) -> Vec<f32> {
+    pub fn mixing(&self) -> Vec<f32> {
         self.adjacency.iter().zip(&self.learned_adjacency).map(|(a, q)| a + q).collect()
     }
 

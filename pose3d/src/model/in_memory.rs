@@ -80,6 +80,7 @@ mod tests {
             image: None,
             residual: false,
             expert_hidden: Default::default(),
+            keypoint_graph: None,
         };
         let mut vae = Vae::new(cfg, &mut rng);
         // Every root fit succeeds on such poses.

@@ -8,8 +8,9 @@
 //! decoded posterior mean).
 
 use crate::model::conv::ConvNet;
+use crate::model::graph::GraphNet;
 use crate::model::nn::{Mlp, LEAKY_SLOPE};
-use crate::model::vae::Vae;
+use crate::model::vae::{KeypointGraph, Vae};
 
 const OPSET: i64 = 17;
 const IR_VERSION: i64 = 8;
@@ -183,6 +184,46 @@ impl Graph {
         let flat = self.init_i64(&format!("{prefix}.out_shape"), &[-1, t.out() as i64]);
         self.node("Reshape", &[&h, &flat], &[], None)
     }
+    /// The keypoint graph trunk: the flat input to one feature vector per joint (its own three values and
+    /// the shared ones), then per graph convolution MatMul by W, Mul by the modulation, MatMul by the
+    /// mixing adjacency (broadcast over the batch), Add the bias, LeakyRelu between layers and the
+    /// residual Adds; flat again for the expert's MLP.
+    fn graph_trunk(&mut self, prefix: &str, net: &GraphNet, spec: &KeypointGraph, input_dim: usize, x: &str) -> String {
+        let j = spec.joints() as i64;
+        let shared = input_dim as i64 - 3 * j;
+        let own = self.slice(x, 0, 3 * j, 1);
+        let own_shape = self.init_i64(&format!("{prefix}.own_shape"), &[-1, j, 3]);
+        let own = self.node("Reshape", &[&own, &own_shape], &[], None);
+        let mut h = if shared > 0 {
+            let sh = self.slice(x, 3 * j, input_dim as i64, 1);
+            let sh_shape = self.init_i64(&format!("{prefix}.shared_shape"), &[-1, 1, shared]);
+            let sh = self.node("Reshape", &[&sh, &sh_shape], &[], None);
+            let every = self.init_i64(&format!("{prefix}.every_joint"), &[1, j, shared]);
+            let sh = self.node("Expand", &[&sh, &every], &[], None);
+            self.node("Concat", &[&own, &sh], &[("axis", Attr::Int(2))], None)
+        } else {
+            own
+        };
+        let n = net.layers.len();
+        for (i, l) in net.layers.iter().enumerate() {
+            let (inp, out) = (l.lin.inp as i64, l.lin.out as i64);
+            let w = self.init_f32(&format!("{prefix}.{i}.w"), &[inp, out], &l.lin.w);
+            let m = self.init_f32(&format!("{prefix}.{i}.modulation"), &[j, out], &l.modulation);
+            let a = self.init_f32(&format!("{prefix}.{i}.adjacency"), &[j, j], &l.mixing());
+            let b = self.init_f32(&format!("{prefix}.{i}.b"), &[out], &l.bias);
+            let y = self.node("MatMul", &[&h, &w], &[], None);
+            let y = self.node("Mul", &[&y, &m], &[], None);
+            let y = self.node("MatMul", &[&a, &y], &[], None);
+            let mut y = self.node("Add", &[&y, &b], &[], None);
+            if i + 1 < n {
+                y = self.node("LeakyRelu", &[&y], &[("alpha", Attr::Float(LEAKY_SLOPE))], None);
+            }
+            h = if net.is_residual(i) { self.node("Add", &[&h, &y], &[], None) } else { y };
+        }
+        let last = net.layers.last().map_or(0, |l| l.lin.out) as i64;
+        let flat = self.init_i64(&format!("{prefix}.out_shape"), &[-1, j * last]);
+        self.node("Reshape", &[&h, &flat], &[], None)
+    }
     fn slice(&mut self, x: &str, start: i64, end: i64, axis: i64) -> String {
         let names = [self.fresh_const(), self.fresh_const(), self.fresh_const()];
         let s = self.init_i64(&names[0], &[start]);
@@ -229,8 +270,11 @@ pub fn export(vae: &Vae, doc: &str) -> Vec<u8> {
     let mut precision = one.clone();
     let mut weighted: Option<String> = None;
     for (i, ((name, _), expert)) in cfg.modalities.iter().zip(&vae.experts).enumerate() {
-        let input = match (&vae.trunk, vae.image_index() == Some(i)) {
-            (Some(t), true) => g.trunk(&format!("expert.{name}.trunk"), t, name),
+        let input = match (&vae.trunk, &vae.graph, &cfg.keypoint_graph) {
+            (Some(t), _, _) if vae.image_index() == Some(i) => g.trunk(&format!("expert.{name}.trunk"), t, name),
+            (_, Some(net), Some(spec)) if vae.graph_index() == Some(i) => {
+                g.graph_trunk(&format!("expert.{name}.graph"), net, spec, cfg.modalities[i].1, name)
+            }
             _ => name.clone(),
         };
         let out = g.mlp(&format!("expert.{name}"), expert, &input);

@@ -8,6 +8,7 @@
 //! per modality and row), so training on random subsets and inference from any subset are the same code.
 
 use crate::model::conv::{ConvCache, ConvNet};
+use crate::model::graph::{skeleton_adjacency, GraphNet, GraphNetCache};
 use crate::model::nn::{Mlp, MlpCache};
 use crate::pipeline::crop::ImageSpec;
 use rand::Rng;
@@ -33,6 +34,52 @@ pub struct VaeConfig {
     /// expert: 3D to latent is easy, and the node runs every expert on every call).
     #[serde(default)]
     pub expert_hidden: std::collections::BTreeMap<String, Vec<usize>>,
+    /// A graph trunk for a keypoint modality (before its MLP), when the config has one.
+    #[serde(default)]
+    pub keypoint_graph: Option<KeypointGraph>,
+}
+
+/// The keypoint expert's graph trunk: the flat input (x, y, present per joint, then values every joint
+/// shares, e.g. the root's image position) as one feature vector per joint, mixed along the skeleton by
+/// graph convolutions (`model::graph`), flattened for the expert's MLP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeypointGraph {
+    pub modality: String,
+    /// Each joint's parent (-1: the root): the skeleton the features mix along.
+    pub parents: Vec<i32>,
+    /// Channels per joint after each graph convolution (e.g. [128, 128, 128, 16]).
+    pub widths: Vec<usize>,
+}
+
+impl KeypointGraph {
+    pub fn joints(&self) -> usize {
+        self.parents.len()
+    }
+
+    /// Values per joint of the trunk's input: its own three and the shared ones.
+    pub fn features(&self, input_dim: usize) -> usize {
+        3 + input_dim - 3 * self.joints()
+    }
+
+    /// The flat input rows as per-joint features (rows x joints x `features`).
+    pub fn joint_features(&self, x: &[f32], rows: usize, input_dim: usize, out: &mut Vec<f32>) {
+        let j = self.joints();
+        out.clear();
+        for r in 0..rows {
+            let row = &x[r * input_dim..(r + 1) * input_dim];
+            for k in 0..j {
+                out.extend_from_slice(&row[3 * k..3 * k + 3]);
+                out.extend_from_slice(&row[3 * j..]);
+            }
+        }
+    }
+
+    pub fn net(&self, input_dim: usize, rng: &mut impl Rng) -> GraphNet {
+        let mut widths = vec![self.features(input_dim)];
+        widths.extend(&self.widths);
+        GraphNet::new(&skeleton_adjacency(&self.parents), &widths, rng)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +89,8 @@ pub struct Vae {
     pub decoder: Mlp,
     /// The image expert's convolutional trunk (before its MLP), when the config has an image modality.
     pub trunk: Option<ConvNet>,
+    /// The keypoint expert's graph trunk (before its MLP), when the config has one.
+    pub graph: Option<GraphNet>,
 }
 
 /// Reusable buffers of one training or inference pass.
@@ -62,6 +111,8 @@ pub struct Workspace {
     img_rows: Vec<usize>,
     img_in: Vec<f32>,
     go_img: Vec<f32>,
+    graph_cache: GraphNetCache,
+    graph_in: Vec<f32>,
 }
 
 impl Workspace {
@@ -100,12 +151,18 @@ pub struct CondKl {
 impl Vae {
     pub fn new(config: VaeConfig, rng: &mut impl Rng) -> Self {
         let trunk = config.image.as_ref().map(|s| ConvNet::new(s.size, s.channels, &s.conv, rng));
+        let graph_dim = |g: &KeypointGraph| config.modalities.iter().find(|(n, _)| *n == g.modality).map(|(_, d)| *d);
+        let graph = config
+            .keypoint_graph
+            .as_ref()
+            .map(|g| g.net(graph_dim(g).expect("the keypoint graph names one of the modalities"), rng));
         let experts = config
             .modalities
             .iter()
             .map(|(name, dim)| {
-                let inp = match (&trunk, &config.image) {
-                    (Some(t), Some(s)) if s.modality == *name => t.out(),
+                let inp = match (&trunk, &config.image, &config.keypoint_graph) {
+                    (Some(t), Some(s), _) if s.modality == *name => t.out(),
+                    (_, _, Some(g)) if g.modality == *name => g.joints() * g.widths.last().copied().unwrap_or(0),
                     _ => *dim,
                 };
                 let mut sizes = vec![inp];
@@ -123,7 +180,7 @@ impl Vae {
         sizes.extend(&config.decoder_hidden);
         sizes.push(config.output);
         let decoder = if config.residual { Mlp::new_residual(&sizes, rng) } else { Mlp::new(&sizes, rng) };
-        Vae { config, experts, decoder, trunk }
+        Vae { config, experts, decoder, trunk, graph }
     }
 
     pub fn zeros_like(&self) -> Self {
@@ -132,15 +189,20 @@ impl Vae {
             experts: self.experts.iter().map(Mlp::zeros_like).collect(),
             decoder: self.decoder.zeros_like(),
             trunk: self.trunk.as_ref().map(ConvNet::zeros_like),
+            graph: self.graph.as_ref().map(GraphNet::zeros_like),
         }
     }
 
-    /// Parameter tensors: experts, decoder, then the image trunk (so models without one keep their layout).
+    /// Parameter tensors: experts, decoder, then the image trunk and the graph trunk (so models without
+    /// them keep their layout).
     pub fn tensors(&self) -> Vec<&Vec<f32>> {
         let mut v: Vec<&Vec<f32>> =
             self.experts.iter().flat_map(|e| e.tensors()).chain(self.decoder.tensors()).collect();
         if let Some(t) = &self.trunk {
             v.extend(t.tensors());
+        }
+        if let Some(g) = &self.graph {
+            v.extend(g.tensors());
         }
         v
     }
@@ -153,7 +215,15 @@ impl Vae {
         if let Some(t) = &mut self.trunk {
             v.extend(t.tensors_mut());
         }
+        if let Some(g) = &mut self.graph {
+            v.extend(g.tensors_mut());
+        }
         v
+    }
+
+    /// Index of the keypoint modality with the graph trunk, if any.
+    pub fn graph_index(&self) -> Option<usize> {
+        self.config.keypoint_graph.as_ref().and_then(|g| self.modality_index(&g.modality))
     }
 
     /// Index of the image modality, if any.
@@ -186,6 +256,13 @@ impl Vae {
             if t.layers.iter().map(|l| (l.cin, l.cout, l.h)).eq(o.layers.iter().map(|l| (l.cin, l.cout, l.h))) {
                 *t = o.clone();
                 copied.push("image trunk".into());
+            }
+        }
+        if let (Some(g), Some(o)) = (&mut self.graph, &other.graph) {
+            let shape = |n: &GraphNet| n.layers.iter().map(|l| (l.lin.inp, l.lin.out, l.joints)).collect::<Vec<_>>();
+            if shape(g) == shape(o) {
+                *g = o.clone();
+                copied.push("keypoint graph".into());
             }
         }
         copied
@@ -226,6 +303,16 @@ impl Vae {
                         ws.outs[i][r * 2 * l..(r + 1) * 2 * l].copy_from_slice(&o[k * 2 * l..(k + 1) * 2 * l]);
                     }
                 }
+                continue;
+            }
+            if let (Some(net), Some(g), true) =
+                (&self.graph, &self.config.keypoint_graph, self.graph_index() == Some(i))
+            {
+                g.joint_features(inputs[i], rows, self.config.modalities[i].1, &mut ws.graph_in);
+                let feat = net.forward(&ws.graph_in, rows, &mut ws.graph_cache);
+                let out = e.forward(feat, rows, &mut ws.expert_cache[i]);
+                ws.outs[i].clear();
+                ws.outs[i].extend_from_slice(out);
                 continue;
             }
             let out = e.forward(inputs[i], rows, &mut ws.expert_cache[i]);
@@ -385,6 +472,20 @@ impl Vae {
                         t.backward(&gfeat, n, &mut ws.conv_cache, gt);
                         ws.gfeat = gfeat;
                     }
+                    _ if self.graph_index() == Some(i) => {
+                        let (net, gnet) =
+                            (self.graph.as_ref().expect("a graph index has a graph"), grads.graph.as_mut());
+                        let mut gfeat = std::mem::take(&mut ws.gfeat);
+                        self.experts[i].backward(
+                            &go,
+                            rows,
+                            &mut ws.expert_cache[i],
+                            &mut grads.experts[i],
+                            Some(&mut gfeat),
+                        );
+                        net.backward(&gfeat, rows, &ws.graph_cache, gnet.expect("gradients have the graph"), None);
+                        ws.gfeat = gfeat;
+                    }
                     _ => self.experts[i].backward(&go, rows, &mut ws.expert_cache[i], &mut grads.experts[i], None),
                 }
                 ws.go[i] = go;
@@ -493,6 +594,7 @@ mod tests {
             residual,
             // The second expert narrower than the first, so per-expert widths are exercised too.
             expert_hidden: if residual { [("b".to_string(), vec![4, 4])].into() } else { Default::default() },
+            keypoint_graph: None,
         };
         let mut v = Vae::new(cfg, &mut rng);
         // Make the experts' variances matter for the test.
@@ -610,6 +712,7 @@ mod tests {
             image: Some(spec),
             residual: false,
             expert_hidden: Default::default(),
+            keypoint_graph: None,
         };
         let vae = Vae::new(cfg, &mut rng);
         assert_eq!(vae.experts[1].inp(), vae.trunk.as_ref().unwrap().out());
@@ -637,6 +740,48 @@ mod tests {
         assert_eq!(copied, vec!["expert a".to_string(), "decoder".to_string()]);
         assert_eq!(fused.experts[0], plain.experts[0]);
         assert_eq!(fused.experts[1], vae.experts[1]);
+    }
+
+    /// The keypoint graph trunk's gradients through the expert and the fusion match central differences;
+    /// its input is one feature vector per joint (own three values, then the shared ones).
+    #[test]
+    fn keypoint_graph_gradients_match_finite_differences() {
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(13);
+        let graph = KeypointGraph { modality: "a".into(), parents: vec![-1, 0, 1], widths: vec![4, 4, 2] };
+        let mut feats = Vec::new();
+        let row: Vec<f32> = (0..11).map(|i| i as f32).collect();
+        graph.joint_features(&row, 1, 11, &mut feats);
+        assert_eq!(feats, [0., 1., 2., 9., 10., 3., 4., 5., 9., 10., 6., 7., 8., 9., 10.]);
+        let cfg = VaeConfig {
+            modalities: vec![("a".into(), 11), ("b".into(), 3)],
+            latent: 3,
+            encoder_hidden: vec![5],
+            decoder_hidden: vec![5],
+            output: 6,
+            logvar_clip: 8.0,
+            image: None,
+            residual: false,
+            expert_hidden: Default::default(),
+            keypoint_graph: Some(graph),
+        };
+        let mut vae = Vae::new(cfg, &mut rng);
+        assert_eq!((vae.graph_index(), vae.experts[0].inp()), (Some(0), 3 * 2));
+        for w in vae.experts[0].layers.last_mut().unwrap().w.iter_mut() {
+            *w *= 10.0;
+        }
+        let rows = 3;
+        let xa: Vec<f32> = (0..rows * 11).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let xb: Vec<f32> = (0..rows * 3).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let target: Vec<f32> = (0..rows * 6).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let eps: Vec<f32> = (0..rows * 3).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let presence = [1.0, 1.0, 1.0, 0.0, 0.0, 1.0];
+        // The graph's tensors are the last ones; the expert's too.
+        let n = vae.tensors().len();
+        let checked = check_gradients(&vae, 0..n, |v, g| {
+            v.train_pass(&[&xa, &xb], &presence, &target, &eps, rows, 0.5, 0.8, None, g, &mut Workspace::default())
+                .total
+        });
+        assert_eq!(checked, 3 * n);
     }
 
     #[test]

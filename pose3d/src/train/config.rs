@@ -24,6 +24,9 @@ pub struct TrainConfig {
     pub decoder_hidden: Vec<usize>,
     /// Hidden widths of named experts (kp2d, pose3d, image) where they differ from encoder_hidden.
     pub expert_hidden: std::collections::BTreeMap<String, Vec<usize>>,
+    /// Channels per joint of graph convolutions over the skeleton before the kp2d expert's MLP (e.g. [128,
+    /// 128, 128, 16]; `model::graph`); empty: the expert reads the flat keypoints.
+    pub keypoint_graph: Vec<usize>,
     /// Residual MLPs: same-width hidden layers add their input (lets the lifter go deeper).
     pub residual: bool,
     /// Expert log-variances are clipped to [-logvar_clip, logvar_clip]: bounds how sharp one expert can be.
@@ -153,6 +156,7 @@ impl Default for TrainConfig {
             encoder_hidden: vec![512, 512],
             decoder_hidden: vec![256, 256],
             expert_hidden: Default::default(),
+            keypoint_graph: Vec::new(),
             residual: false,
             logvar_clip: 8.0,
             beta: 1.0,
@@ -200,6 +204,11 @@ pub fn vae_config(cfg: &TrainConfig) -> VaeConfig {
         image,
         residual: cfg.residual,
         expert_hidden: cfg.expert_hidden.clone(),
+        keypoint_graph: (!cfg.keypoint_graph.is_empty()).then(|| crate::model::vae::KeypointGraph {
+            modality: "kp2d".into(),
+            parents: crate::geometry::skeleton::H36M17_PARENTS.to_vec(),
+            widths: cfg.keypoint_graph.clone(),
+        }),
     }
 }
 
