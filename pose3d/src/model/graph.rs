@@ -266,6 +266,52 @@ mod tests {
     use crate::geometry::skeleton::H36M17_PARENTS;
     use rand::SeedableRng;
 
+    /// Central differences of a loss at three entries of every tensor of a model and of its input,
+    /// against the analytic gradients, within `abs + rel * |value|`.
+    struct Differences {
+        h: f32,
+        abs: f64,
+        rel: f64,
+    }
+
+    impl Differences {
+        #[allow(clippy::too_many_arguments)]
+        fn check<M: Clone>(
+            &self,
+            model: &M,
+            x: &[f32],
+            g: &M,
+            gx: &[f32],
+            tensors: fn(&M) -> Vec<&Vec<f32>>,
+            tensors_mut: fn(&mut M) -> Vec<&mut Vec<f32>>,
+            loss: impl Fn(&M, &[f32]) -> f64,
+        ) {
+            let h = self.h;
+            for t in 0..tensors(model).len() {
+                let len = tensors(model)[t].len();
+                for idx in [0, len / 2, len - 1] {
+                    let (mut p, mut m) = (model.clone(), model.clone());
+                    tensors_mut(&mut p)[t][idx] += h;
+                    tensors_mut(&mut m)[t][idx] -= h;
+                    let num = (loss(&p, x) - loss(&m, x)) / (2.0 * h as f64);
+                    let ana = tensors(g)[t][idx] as f64;
+                    assert!((num - ana).abs() < self.abs + self.rel * ana.abs(), "tensor {t}[{idx}]: {num} vs {ana}");
+                }
+            }
+            for idx in [0, x.len() / 2, x.len() - 1] {
+                let (mut p, mut m) = (x.to_vec(), x.to_vec());
+                p[idx] += h;
+                m[idx] -= h;
+                let num = (loss(model, &p) - loss(model, &m)) / (2.0 * h as f64);
+                assert!(
+                    (num - gx[idx] as f64).abs() < self.abs + self.rel * num.abs(),
+                    "x[{idx}]: {num} vs {}",
+                    gx[idx]
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_skeleton_adjacency_is_symmetric_normalised_with_self_loops() {
         let a = skeleton_adjacency(&H36M17_PARENTS);
@@ -303,25 +349,8 @@ mod tests {
         let gy: Vec<f32> = y.iter().zip(&target).map(|(a, b)| a - b).collect();
         let (mut g, mut gx) = (layer.zeros_like(), Vec::new());
         layer.backward(&gy, samples, &cache, &mut g, Some(&mut gx));
-        let h = 1e-2f32;
-        for t in 0..4 {
-            let n = layer.tensors()[t].len();
-            for idx in [0, n / 2, n - 1] {
-                let (mut p, mut m) = (layer.clone(), layer.clone());
-                p.tensors_mut()[t][idx] += h;
-                m.tensors_mut()[t][idx] -= h;
-                let num = (loss(&p, &x) - loss(&m, &x)) / (2.0 * h as f64);
-                let ana = g.tensors()[t][idx] as f64;
-                assert!((num - ana).abs() < 2e-3 + 2e-2 * ana.abs(), "tensor {t}[{idx}]: {num} vs {ana}");
-            }
-        }
-        for idx in [0, x.len() / 2, x.len() - 1] {
-            let (mut p, mut m) = (x.clone(), x.clone());
-            p[idx] += h;
-            m[idx] -= h;
-            let num = (loss(&layer, &p) - loss(&layer, &m)) / (2.0 * h as f64);
-            assert!((num - gx[idx] as f64).abs() < 2e-3 + 2e-2 * num.abs(), "x[{idx}]: {num} vs {}", gx[idx]);
-        }
+        let diffs = Differences { h: 1e-2, abs: 2e-3, rel: 2e-2 };
+        diffs.check(&layer, &x, &g, &gx, GraphConv::tensors, GraphConv::tensors_mut, loss);
     }
 
     /// Features reach a joint only through the skeleton (and Q): with Q = 0, a foot's output does not
@@ -370,24 +399,8 @@ mod tests {
         let gy: Vec<f32> = y.iter().zip(&target).map(|(a, b)| a - b).collect();
         let (mut g, mut gx) = (net.zeros_like(), Vec::new());
         net.backward(&gy, samples, &cache, &mut g, Some(&mut gx));
-        let h = 1e-3f32; // small: with four layers some unit is always near the activation's kink
-        for t in 0..net.tensors().len() {
-            let len = net.tensors()[t].len();
-            for idx in [0, len / 2, len - 1] {
-                let (mut p, mut m) = (net.clone(), net.clone());
-                p.tensors_mut()[t][idx] += h;
-                m.tensors_mut()[t][idx] -= h;
-                let num = (loss(&p, &x) - loss(&m, &x)) / (2.0 * h as f64);
-                let ana = g.tensors()[t][idx] as f64;
-                assert!((num - ana).abs() < 3e-3 + 3e-2 * ana.abs(), "tensor {t}[{idx}]: {num} vs {ana}");
-            }
-        }
-        for idx in [0, x.len() / 2, x.len() - 1] {
-            let (mut p, mut m) = (x.clone(), x.clone());
-            p[idx] += h;
-            m[idx] -= h;
-            let num = (loss(&net, &p) - loss(&net, &m)) / (2.0 * h as f64);
-            assert!((num - gx[idx] as f64).abs() < 3e-3 + 3e-2 * num.abs(), "x[{idx}]: {num} vs {}", gx[idx]);
-        }
+        // A small step: with four layers some unit is always near the activation's kink.
+        let diffs = Differences { h: 1e-3, abs: 3e-3, rel: 3e-2 };
+        diffs.check(&net, &x, &g, &gx, GraphNet::tensors, GraphNet::tensors_mut, loss);
     }
 }
