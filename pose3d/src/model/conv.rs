@@ -165,6 +165,7 @@ impl ConvNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::finite_differences::Differences;
     use rand::SeedableRng;
     use rand_distr::{Distribution, StandardNormal};
 
@@ -229,24 +230,8 @@ mod tests {
         let mut cache = ConvCache::default();
         net.forward(&x, rows, &mut cache);
         net.backward(&wy, rows, &mut cache, &mut g);
-        let h = 1e-3f32;
-        let mut checked = 0;
-        for ti in 0..net.tensors().len() {
-            let len = net.tensors()[ti].len();
-            for idx in [0, len / 3, len - 1] {
-                let mut p = net.clone();
-                p.tensors_mut()[ti][idx] += h;
-                let mut m = net.clone();
-                m.tensors_mut()[ti][idx] -= h;
-                let num = (f(&p) - f(&m)) / (2.0 * h as f64);
-                let ana = g.tensors()[ti][idx] as f64;
-                assert!(
-                    (num - ana).abs() < 2e-3 + 2e-2 * ana.abs(),
-                    "tensor {ti}[{idx}]: numeric {num}, analytic {ana}"
-                );
-                checked += 1;
-            }
-        }
+        let diffs = Differences { h: 1e-3, abs: 2e-3, rel: 2e-2 };
+        let checked = diffs.check_tensors(&net, &g, ConvNet::tensors, ConvNet::tensors_mut, 0..net.tensors().len(), f);
         assert_eq!(checked, 12);
     }
 }

@@ -264,53 +264,8 @@ impl GraphNet {
 mod tests {
     use super::*;
     use crate::geometry::skeleton::H36M17_PARENTS;
+    use crate::model::finite_differences::Differences;
     use rand::SeedableRng;
-
-    /// Central differences of a loss at three entries of every tensor of a model and of its input,
-    /// against the analytic gradients, within `abs + rel * |value|`.
-    struct Differences {
-        h: f32,
-        abs: f64,
-        rel: f64,
-    }
-
-    impl Differences {
-        #[allow(clippy::too_many_arguments)]
-        fn check<M: Clone>(
-            &self,
-            model: &M,
-            x: &[f32],
-            g: &M,
-            gx: &[f32],
-            tensors: fn(&M) -> Vec<&Vec<f32>>,
-            tensors_mut: fn(&mut M) -> Vec<&mut Vec<f32>>,
-            loss: impl Fn(&M, &[f32]) -> f64,
-        ) {
-            let h = self.h;
-            for t in 0..tensors(model).len() {
-                let len = tensors(model)[t].len();
-                for idx in [0, len / 2, len - 1] {
-                    let (mut p, mut m) = (model.clone(), model.clone());
-                    tensors_mut(&mut p)[t][idx] += h;
-                    tensors_mut(&mut m)[t][idx] -= h;
-                    let num = (loss(&p, x) - loss(&m, x)) / (2.0 * h as f64);
-                    let ana = tensors(g)[t][idx] as f64;
-                    assert!((num - ana).abs() < self.abs + self.rel * ana.abs(), "tensor {t}[{idx}]: {num} vs {ana}");
-                }
-            }
-            for idx in [0, x.len() / 2, x.len() - 1] {
-                let (mut p, mut m) = (x.to_vec(), x.to_vec());
-                p[idx] += h;
-                m[idx] -= h;
-                let num = (loss(model, &p) - loss(model, &m)) / (2.0 * h as f64);
-                assert!(
-                    (num - gx[idx] as f64).abs() < self.abs + self.rel * num.abs(),
-                    "x[{idx}]: {num} vs {}",
-                    gx[idx]
-                );
-            }
-        }
-    }
 
     #[test]
     fn the_skeleton_adjacency_is_symmetric_normalised_with_self_loops() {

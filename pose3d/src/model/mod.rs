@@ -2,6 +2,8 @@
 //! exporter and the renderer of synthetic training crops.
 
 pub mod conv;
+#[cfg(test)]
+pub(crate) mod finite_differences;
 #[cfg(feature = "cuda")]
 pub mod gpu;
 pub mod graph;

@@ -311,6 +311,7 @@ impl Adam {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::finite_differences::Differences;
     use rand::SeedableRng;
 
     #[test]
@@ -405,30 +406,8 @@ mod tests {
         let mut g = mlp.zeros_like();
         let mut gx = Vec::new();
         mlp.backward(&gy, rows, &mut cache, &mut g, Some(&mut gx));
-        let h = 1e-2f32;
-        for (li, l) in mlp.layers.iter().enumerate() {
-            for idx in [0, l.w.len() / 2, l.w.len() - 1] {
-                let (mut p, mut m) = (mlp.clone(), mlp.clone());
-                p.layers[li].w[idx] += h;
-                m.layers[li].w[idx] -= h;
-                let num = (loss(&p, &x) - loss(&m, &x)) / (2.0 * h as f64);
-                let ana = g.layers[li].w[idx] as f64;
-                assert!((num - ana).abs() < 2e-3 + 2e-2 * ana.abs(), "layer {li} w[{idx}]: {num} vs {ana}");
-            }
-            let mut p = mlp.clone();
-            p.layers[li].b[0] += h;
-            let mut m = mlp.clone();
-            m.layers[li].b[0] -= h;
-            let num = (loss(&p, &x) - loss(&m, &x)) / (2.0 * h as f64);
-            assert!((num - g.layers[li].b[0] as f64).abs() < 2e-3 + 2e-2 * num.abs());
-        }
-        for idx in [0, 7, 19] {
-            let (mut xp, mut xm) = (x.clone(), x.clone());
-            xp[idx] += h;
-            xm[idx] -= h;
-            let num = (loss(&mlp, &xp) - loss(&mlp, &xm)) / (2.0 * h as f64);
-            assert!((num - gx[idx] as f64).abs() < 2e-3 + 2e-2 * num.abs(), "dx[{idx}] {num} vs {}", gx[idx]);
-        }
+        let diffs = Differences { h: 1e-2, abs: 2e-3, rel: 2e-2 };
+        diffs.check(&mlp, &x, &g, &gx, Mlp::tensors, Mlp::tensors_mut, loss);
     }
 
     #[test]

@@ -573,6 +573,7 @@ impl Vae {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::finite_differences::Differences;
     use rand::SeedableRng;
     use rand_distr::{Distribution, StandardNormal};
 
@@ -611,25 +612,8 @@ mod tests {
     fn check_gradients(vae: &Vae, tensors: std::ops::Range<usize>, f: impl Fn(&Vae, &mut Vae) -> f64) -> usize {
         let mut g = vae.zeros_like();
         f(vae, &mut g);
-        let h = 1e-3f32;
-        let mut checked = 0;
-        for ti in tensors {
-            let len = vae.tensors()[ti].len();
-            for idx in [0, len / 2, len - 1] {
-                let mut p = vae.clone();
-                p.tensors_mut()[ti][idx] += h;
-                let mut m = vae.clone();
-                m.tensors_mut()[ti][idx] -= h;
-                let num = (f(&p, &mut p.zeros_like()) - f(&m, &mut m.zeros_like())) / (2.0 * h as f64);
-                let ana = g.tensors()[ti][idx] as f64;
-                assert!(
-                    (num - ana).abs() < 5e-3 + 3e-2 * ana.abs(),
-                    "tensor {ti}[{idx}]: numeric {num} analytic {ana}"
-                );
-                checked += 1;
-            }
-        }
-        checked
+        let diffs = Differences { h: 1e-3, abs: 5e-3, rel: 3e-2 };
+        diffs.check_tensors(vae, &g, Vae::tensors, Vae::tensors_mut, tensors, |m| f(m, &mut m.zeros_like()))
     }
 
     #[test]
