@@ -136,6 +136,8 @@ pub struct Loss {
     /// KL(q(z | all present) || q(z | all present but the target modality)), per row, on the rows that
     /// have the target modality and another one (0 without the conditional term).
     pub cond_kl: f64,
+    /// The best-of-K term's reconstruction loss, per row (0 without it).
+    pub best_of_k: f64,
 }
 
 /// The CVAE-style term of a training pass: on rows where `target` (the 3D pose expert) is present with
@@ -146,6 +148,20 @@ pub struct Loss {
 pub struct CondKl {
     pub target: usize,
     pub weight: f32,
+}
+
+/// The best-of-K term of a training pass: on rows where `target` is present with other modalities, `k`
+/// latents drawn from q(z | all but target) (what the node samples from) with `eps` (rows x k x latent)
+/// are decoded, and the reconstruction loss of the one nearest the target is added with `weight`. The
+/// ELBO pulls every sample towards the one answer; this term rewards samples of which one is right, so
+/// that they spread over the poses that fit the 2D (the multiple-hypothesis loss of Rupprecht et al.
+/// 2017, as the min-of-K term of Sharma et al. 2019's CVAE lifter). Only the chosen sample gets gradient.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BestOfK<'a> {
+    pub target: usize,
+    pub k: usize,
+    pub weight: f32,
+    pub eps: &'a [f32],
 }
 
 impl Vae {
@@ -353,6 +369,7 @@ impl Vae {
         beta: f32,
         sigma: f32,
         cond: Option<CondKl>,
+        best_of_k: Option<BestOfK<'_>>,
         grads: &mut Vae,
         ws: &mut Workspace,
     ) -> Loss {
@@ -385,7 +402,6 @@ impl Vae {
             loss.mpjpe += err / (out_dim / 3 + 1) as f64; // the root's error is 0 by construction
         }
         self.decoder.backward(&ws.gy.clone(), rows, &mut ws.dec_cache, &mut grads.decoder, Some(&mut ws.gz));
-        let c = self.config.logvar_clip;
         ws.go.resize_with(m, Vec::new);
         for g in ws.go.iter_mut() {
             g.clear();
@@ -402,14 +418,7 @@ impl Vae {
                 let mut g_logv = ws.gz[k] * 0.5 * sd * eps[k] + beta * 0.5 * (v - 1.0) * scale;
                 if let Some(CondKl { target, weight }) = cond.filter(|c| presence[r * m + c.target] > 0.0) {
                     // q_c: the product without the target expert (prior included).
-                    let (mut p2, mut s2, mut others) = (1.0f32, 0.0f32, false);
-                    for i in (0..m).filter(|&i| i != target && presence[r * m + i] > 0.0) {
-                        let o = &ws.outs[i][r * 2 * l..(r + 1) * 2 * l];
-                        let t = presence[r * m + i] * (-o[l + d].clamp(-c, c)).exp();
-                        p2 += t;
-                        s2 += o[d] * t;
-                        others = true;
-                    }
+                    let (p2, s2, others) = self.product(&ws.outs, presence, r, d, Some(target));
                     if others {
                         let (m2, v2) = (s2 / p2, 1.0 / p2);
                         let dm = mu - m2;
@@ -421,34 +430,22 @@ impl Vae {
                         // ... and into the conditioning product's, through its experts.
                         let g_m2 = -w * dm / v2;
                         let g_logv2 = w * 0.5 * (1.0 - (v + dm * dm) / v2);
-                        let d_p2 = -g_logv2 / p2 - g_m2 * m2 / p2;
-                        let d_s2 = g_m2 / p2;
-                        for i in (0..m).filter(|&i| i != target && presence[r * m + i] > 0.0) {
-                            let o = &ws.outs[i][r * 2 * l..(r + 1) * 2 * l];
-                            let lv = o[l + d];
-                            let t = presence[r * m + i] * (-lv.clamp(-c, c)).exp();
-                            ws.go[i][r * 2 * l + d] += d_s2 * t;
-                            if lv > -c && lv < c {
-                                ws.go[i][r * 2 * l + l + d] += (d_s2 * o[d] + d_p2) * (-t);
-                            }
-                        }
+                        self.product_backward(
+                            &ws.outs,
+                            presence,
+                            (r, d),
+                            Some(target),
+                            (p2, m2),
+                            (g_m2, g_logv2),
+                            &mut ws.go,
+                        );
                     }
                 }
-                let d_p = -g_logv / p - g_mu * mu / p;
-                let d_s = g_mu / p;
-                for i in 0..m {
-                    let a = presence[r * m + i];
-                    if a > 0.0 {
-                        let o = &ws.outs[i][r * 2 * l..(r + 1) * 2 * l];
-                        let lv = o[l + d];
-                        let t = a * (-lv.clamp(-c, c)).exp();
-                        ws.go[i][r * 2 * l + d] += d_s * t;
-                        if lv > -c && lv < c {
-                            ws.go[i][r * 2 * l + l + d] += (d_s * o[d] + d_p) * (-t);
-                        }
-                    }
-                }
+                self.product_backward(&ws.outs, presence, (r, d), None, (p, mu), (g_mu, g_logv), &mut ws.go);
             }
+        }
+        if let Some(b) = best_of_k {
+            loss.best_of_k = self.best_of_k_pass(presence, target, rows, sigma, b, grads, ws);
         }
         let image = self.image_index();
         for i in 0..m {
@@ -495,8 +492,147 @@ impl Vae {
         loss.kl /= rows as f64;
         loss.mpjpe /= rows as f64;
         loss.cond_kl /= rows as f64;
-        loss.total = loss.recon + beta as f64 * loss.kl + cond.map_or(0.0, |c| c.weight as f64 * loss.cond_kl);
+        loss.total = loss.recon
+            + beta as f64 * loss.kl
+            + cond.map_or(0.0, |c| c.weight as f64 * loss.cond_kl)
+            + best_of_k.map_or(0.0, |b| b.weight as f64 * loss.best_of_k);
         loss
+    }
+
+    /// The product of the present experts of row `r` at latent `d`, without `skip`, prior included:
+    /// (precision, precision-weighted mean sum, whether any expert but the prior is in it).
+    fn product(
+        &self,
+        outs: &[Vec<f32>],
+        presence: &[f32],
+        r: usize,
+        d: usize,
+        skip: Option<usize>,
+    ) -> (f32, f32, bool) {
+        let (l, m, c) = (self.config.latent, self.experts.len(), self.config.logvar_clip);
+        let (mut p, mut s, mut any) = (1.0f32, 0.0f32, false);
+        for i in (0..m).filter(|&i| Some(i) != skip && presence[r * m + i] > 0.0) {
+            let o = &outs[i][r * 2 * l..(r + 1) * 2 * l];
+            let t = presence[r * m + i] * (-o[l + d].clamp(-c, c)).exp();
+            p += t;
+            s += o[d] * t;
+            any = true;
+        }
+        (p, s, any)
+    }
+
+    /// Gradients of a product's mean and log-variance (`g`) at row and latent `(r, d)` into its experts'
+    /// outputs (`go`); `(p, mean)` are the product's precision and mean, `skip` an expert not in it.
+    #[allow(clippy::too_many_arguments)]
+    fn product_backward(
+        &self,
+        outs: &[Vec<f32>],
+        presence: &[f32],
+        (r, d): (usize, usize),
+        skip: Option<usize>,
+        (p, mean): (f32, f32),
+        (g_mean, g_logv): (f32, f32),
+        go: &mut [Vec<f32>],
+    ) {
+        let (l, m, c) = (self.config.latent, self.experts.len(), self.config.logvar_clip);
+        let d_p = -g_logv / p - g_mean * mean / p;
+        let d_s = g_mean / p;
+        for i in (0..m).filter(|&i| Some(i) != skip && presence[r * m + i] > 0.0) {
+            let o = &outs[i][r * 2 * l..(r + 1) * 2 * l];
+            let lv = o[l + d];
+            let t = presence[r * m + i] * (-lv.clamp(-c, c)).exp();
+            go[i][r * 2 * l + d] += d_s * t;
+            if lv > -c && lv < c {
+                go[i][r * 2 * l + l + d] += (d_s * o[d] + d_p) * (-t);
+            }
+        }
+    }
+
+    /// The best-of-K term (see `BestOfK`): its loss per row of the batch; gradients into the decoder and,
+    /// through the conditioning product, into its experts' outputs (`ws.go`).
+    #[allow(clippy::too_many_arguments)]
+    fn best_of_k_pass(
+        &self,
+        presence: &[f32],
+        target: &[f32],
+        rows: usize,
+        sigma: f32,
+        b: BestOfK<'_>,
+        grads: &mut Vae,
+        ws: &mut Workspace,
+    ) -> f64 {
+        let (l, m, out_dim, k) = (self.config.latent, self.experts.len(), self.config.output, b.k);
+        // The rows it applies to, with their conditioning product's mean and std per latent.
+        let mut chosen_rows = Vec::new();
+        let (mut mean, mut std) = (Vec::new(), Vec::new());
+        for r in (0..rows).filter(|&r| presence[r * m + b.target] > 0.0) {
+            let prods: Vec<(f32, f32, bool)> =
+                (0..l).map(|d| self.product(&ws.outs, presence, r, d, Some(b.target))).collect();
+            if !prods.iter().all(|p| p.2) {
+                continue;
+            }
+            chosen_rows.push(r);
+            mean.extend(prods.iter().map(|(p, s, _)| s / p));
+            std.extend(prods.iter().map(|(p, _, _)| p.powf(-0.5)));
+        }
+        let n = chosen_rows.len();
+        if n == 0 || k == 0 {
+            return 0.0;
+        }
+        // Decode all K per row; keep the nearest.
+        let mut z = vec![0f32; n * k * l];
+        for (i, &r) in chosen_rows.iter().enumerate() {
+            for s in 0..k {
+                for d in 0..l {
+                    z[(i * k + s) * l + d] = mean[i * l + d] + std[i * l + d] * b.eps[(r * k + s) * l + d];
+                }
+            }
+        }
+        let y = self.decoder.forward(&z, n * k, &mut ws.dec_cache).to_vec();
+        let best: Vec<usize> = chosen_rows
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| {
+                let err = |s: usize| -> f32 {
+                    let yk = &y[(i * k + s) * out_dim..(i * k + s + 1) * out_dim];
+                    yk.iter().zip(&target[r * out_dim..(r + 1) * out_dim]).map(|(a, t)| (a - t) * (a - t)).sum()
+                };
+                (0..k).min_by(|&a, &c| err(a).total_cmp(&err(c))).expect("k > 0")
+            })
+            .collect();
+        let z_best: Vec<f32> =
+            (0..n).flat_map(|i| z[(i * k + best[i]) * l..(i * k + best[i] + 1) * l].to_vec()).collect();
+        let y = self.decoder.forward(&z_best, n, &mut ws.dec_cache).to_vec();
+        let (inv_s2, scale) = (1.0 / (sigma * sigma), b.weight / rows as f32);
+        let mut loss = 0.0f64;
+        let mut gy = Vec::with_capacity(n * out_dim);
+        for (i, &r) in chosen_rows.iter().enumerate() {
+            for j in 0..out_dim {
+                let dlt = y[i * out_dim + j] - target[r * out_dim + j];
+                loss += (0.5 * dlt * dlt * inv_s2) as f64;
+                gy.push(dlt * inv_s2 * scale);
+            }
+        }
+        let mut gz = Vec::new();
+        self.decoder.backward(&gy, n, &mut ws.dec_cache, &mut grads.decoder, Some(&mut gz));
+        for (i, &r) in chosen_rows.iter().enumerate() {
+            for d in 0..l {
+                let (mu, sd) = (mean[i * l + d], std[i * l + d]);
+                let e = b.eps[(r * k + best[i]) * l + d];
+                let g_mean = gz[i * l + d];
+                let g_logv = gz[i * l + d] * 0.5 * sd * e;
+                self.product_backward(
+                    &ws.outs,
+                    presence,
+                    (r, d),
+                    Some(b.target),
+                    (sd.powi(-2), mu),
+                    (g_mean, g_logv),
+                    &mut ws.go,
+                );
+            }
+        }
+        loss / rows as f64
     }
 
     /// Inference: K samples per row (eps: rows x K x latent) into `samples` (rows x K x output), and the
@@ -635,8 +771,12 @@ mod tests {
         let presence = [1.0, 1.0, 1.0, 0.0, 0.0, 1.0];
         let (beta, sigma) = (0.7, 0.9);
         let n = vae.tensors().len();
-        // Without and with the conditional KL term (b as the target: it applies to row 0 only).
-        for cond in [None, Some(CondKl { target: 1, weight: 0.6 })] {
+        let eps_k: Vec<f32> = (0..rows * 4 * 3).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let bok = BestOfK { target: 1, k: 4, weight: 0.5, eps: &eps_k };
+        // Without and with the conditional KL term and the best-of-K term (b as the target: they apply to
+        // row 0 only).
+        let cond = Some(CondKl { target: 1, weight: 0.6 });
+        for (cond, best_of_k) in [(None, None), (cond, None), (cond, Some(bok))] {
             let checked = check_gradients(&vae, 0..n, |v, g| {
                 v.train_pass(
                     &[&xa, &xb],
@@ -647,6 +787,7 @@ mod tests {
                     beta,
                     sigma,
                     cond,
+                    best_of_k,
                     g,
                     &mut Workspace::default(),
                 )
@@ -654,7 +795,7 @@ mod tests {
             });
             assert_eq!(checked, 3 * n);
         }
-        let pass = |cond| {
+        let pass = |cond, best_of_k| {
             vae.train_pass(
                 &[&xa, &xb],
                 &presence,
@@ -664,14 +805,21 @@ mod tests {
                 beta,
                 sigma,
                 cond,
+                best_of_k,
                 &mut vae.zeros_like(),
                 &mut Workspace::default(),
             )
         };
-        let (plain, with) = (pass(None), pass(Some(CondKl { target: 1, weight: 0.6 })));
+        let (plain, with) = (pass(None, None), pass(cond, None));
         assert_eq!(plain.cond_kl, 0.0);
         assert!(with.cond_kl > 0.0, "row 0's posterior with b differs from the one without");
         assert!((with.total - plain.total - 0.6 * with.cond_kl).abs() < 1e-6 * with.total.abs());
+        let both = pass(cond, Some(bok));
+        assert!(both.best_of_k > 0.0 && plain.best_of_k == 0.0);
+        assert!((both.total - with.total - 0.5 * both.best_of_k).abs() < 1e-6 * both.total.abs());
+        // More draws can only find a nearer one: the term with K = 4 is at most that of its first draw.
+        let first = pass(cond, Some(BestOfK { k: 1, ..bok }));
+        assert!(both.best_of_k <= first.best_of_k, "{} vs {}", both.best_of_k, first.best_of_k);
     }
 
     #[test]
@@ -710,8 +858,20 @@ mod tests {
         let n = vae.tensors().len();
         let trunk_tensors = vae.trunk.as_ref().unwrap().tensors().len();
         let checked = check_gradients(&vae, n - trunk_tensors..n, |v, g| {
-            v.train_pass(&[&xa, &xi], &presence, &target, &eps, rows, 0.5, 0.8, None, g, &mut Workspace::default())
-                .total
+            v.train_pass(
+                &[&xa, &xi],
+                &presence,
+                &target,
+                &eps,
+                rows,
+                0.5,
+                0.8,
+                None,
+                None,
+                g,
+                &mut Workspace::default(),
+            )
+            .total
         });
         assert_eq!(checked, 3 * trunk_tensors);
         // A model without the image modality takes the shared parts.
@@ -762,8 +922,20 @@ mod tests {
         // The graph's tensors are the last ones; the expert's too.
         let n = vae.tensors().len();
         let checked = check_gradients(&vae, 0..n, |v, g| {
-            v.train_pass(&[&xa, &xb], &presence, &target, &eps, rows, 0.5, 0.8, None, g, &mut Workspace::default())
-                .total
+            v.train_pass(
+                &[&xa, &xb],
+                &presence,
+                &target,
+                &eps,
+                rows,
+                0.5,
+                0.8,
+                None,
+                None,
+                g,
+                &mut Workspace::default(),
+            )
+            .total
         });
         assert_eq!(checked, 3 * n);
     }

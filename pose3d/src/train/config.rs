@@ -39,6 +39,11 @@ pub struct TrainConfig {
     /// Weight of the CVAE-style term KL(q(z | 2D, 3D) || q(z | 2D)) on the rows with both (0: off). It makes
     /// the 2D-only posterior cover where the 3D-informed ones land, i.e. spread like the poses fitting the 2D.
     pub cond_kl_weight: f32,
+    /// Draws of the best-of-K term (0: off): on the rows with 2D and 3D, K latents from q(z | 2D) are
+    /// decoded and the nearest one's reconstruction loss is added with `best_of_k_weight`, so that the
+    /// samples spread over distinct poses that fit the 2D instead of around one answer.
+    pub best_of_k: usize,
+    pub best_of_k_weight: f32,
     /// Dropout on the encoders' hidden units during training (0: off): a regulariser against fitting the
     /// training subjects' own proportions and motions.
     pub dropout: f32,
@@ -163,6 +168,8 @@ impl Default for TrainConfig {
             kl_warmup_steps: 4000,
             recon_sigma: 0.05,
             cond_kl_weight: 0.0,
+            best_of_k: 0,
+            best_of_k_weight: 1.0,
             dropout: 0.0,
             weight_decay: 0.0,
             ema_decay: 0.0,
@@ -220,6 +227,12 @@ impl TrainConfig {
             self.cond_kl_weight.is_finite() && self.cond_kl_weight >= 0.0,
             "cond_kl_weight must be >= 0, got {}",
             self.cond_kl_weight
+        );
+        ensure!(self.best_of_k <= 256, "best_of_k must be at most 256, got {}", self.best_of_k);
+        ensure!(
+            self.best_of_k_weight.is_finite() && self.best_of_k_weight >= 0.0,
+            "best_of_k_weight must be >= 0, got {}",
+            self.best_of_k_weight
         );
         ensure!((0.0..1.0).contains(&self.dropout), "dropout must be in [0, 1), got {}", self.dropout);
         ensure!(

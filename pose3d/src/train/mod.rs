@@ -20,7 +20,7 @@ pub use validate::{validate, Validation};
 
 use crate::formats::dataset::Dataset;
 use crate::model::nn::Adam;
-use crate::model::vae::{CondKl, Vae, Workspace};
+use crate::model::vae::{BestOfK, CondKl, Vae, Workspace};
 use crate::pipeline::normalize::{INPUT_DIM, OUTPUT_DIM};
 use anyhow::{ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -159,6 +159,8 @@ struct Run {
     grads: Vae,
     ws: Workspace,
     cond: Option<CondKl>,
+    /// The pose3d expert's index (the target of the conditional terms).
+    cond_target: usize,
 }
 
 impl Run {
@@ -179,11 +181,9 @@ impl Run {
         let mut ema = (cfg.ema_decay > 0.0).then(|| vae.clone());
         let log =
             if resuming { checkpoint::load_checkpoint(out, &mut vae, ema.as_mut(), &mut opt)? } else { Vec::new() };
-        let cond = (cfg.cond_kl_weight > 0.0).then(|| CondKl {
-            target: vae.modality_index("pose3d").expect("pose3d is a modality"),
-            weight: cfg.cond_kl_weight,
-        });
-        Ok(Run { grads: vae.zeros_like(), vae, ema, opt, log, ws: Workspace::default(), cond })
+        let cond_target = vae.modality_index("pose3d").expect("pose3d is a modality");
+        let cond = (cfg.cond_kl_weight > 0.0).then_some(CondKl { target: cond_target, weight: cfg.cond_kl_weight });
+        Ok(Run { grads: vae.zeros_like(), vae, ema, opt, log, ws: Workspace::default(), cond, cond_target })
     }
 
     /// The model validation, calibration and export use: the moving average where there is one.
@@ -243,6 +243,12 @@ impl Run {
             beta,
             cfg.recon_sigma,
             self.cond,
+            (cfg.best_of_k > 0).then(|| BestOfK {
+                target: self.cond_target,
+                k: cfg.best_of_k,
+                weight: cfg.best_of_k_weight,
+                eps: &batch.eps_k,
+            }),
             &mut self.grads,
             &mut self.ws,
         );
@@ -269,6 +275,8 @@ struct Batch {
     image_dim: usize,
     presence: Vec<f32>,
     eps: Vec<f32>,
+    /// The best-of-K term's latent noise (rows x K x latent; empty without the term).
+    eps_k: Vec<f32>,
     experts: usize,
 }
 
@@ -283,6 +291,7 @@ impl Batch {
             image_dim,
             presence: vec![0f32; b * m],
             eps: vec![0f32; b * cfg.latent],
+            eps_k: vec![0f32; b * cfg.best_of_k * cfg.latent],
             experts: m,
         }
     }
@@ -304,7 +313,7 @@ impl Batch {
                 self.presence[r * m + 2] = a_img;
             }
         }
-        for e in self.eps.iter_mut() {
+        for e in self.eps.iter_mut().chain(self.eps_k.iter_mut()) {
             *e = StandardNormal.sample(rng);
         }
     }
