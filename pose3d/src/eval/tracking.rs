@@ -9,6 +9,7 @@ use crate::formats::dataset::{to_camera, Dataset, DatasetCamera, Sequence};
 use crate::geometry::distribution::{joint_statistics, relative_covariances};
 use crate::geometry::ground::Ground;
 use crate::geometry::skeleton::{Kp, NUM_JOINTS, ROOT};
+use crate::pipeline::activity::{Activity, Adaptation};
 use crate::pipeline::cues::{apply_cues, depth_measurement, median_spread, CueUse, Cues, DepthPrior};
 use crate::pipeline::lifter::{Lifter, PersonIn, PoseOut};
 use crate::pipeline::tracking::{
@@ -110,6 +111,7 @@ struct Tally {
     vel_inside: usize,
     acc_n: usize,
     acc_err: f64,
+    accel_factor: f64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -124,6 +126,8 @@ pub struct Summary {
     /// Truth inside the velocity's 95 % ellipsoid (filtered only).
     pub velocity_coverage95: Option<f64>,
     pub acceleration_error_mm_s2: f64,
+    /// Mean factor on the root's acceleration noise the tracks used (`motion.adaptation`; filtered only).
+    pub acceleration_noise_factor: Option<f64>,
 }
 
 impl Tally {
@@ -140,6 +144,7 @@ impl Tally {
             velocity_error_mm_s: self.vel_err / self.vel_n.max(1) as f64,
             velocity_coverage95: with_velocity_coverage.then(|| self.vel_inside as f64 / self.vel_n.max(1) as f64),
             acceleration_error_mm_s2: self.acc_err / self.acc_n.max(1) as f64,
+            acceleration_noise_factor: with_velocity_coverage.then(|| self.accel_factor / n),
         }
     }
 }
@@ -160,7 +165,7 @@ struct Scored {
 /// A frame's joint means and root covariance.
 type Est = (Vec<Vector3<f64>>, Matrix3<f64>);
 /// ... and the filter's root velocity with its covariance.
-type Filtered = (Est, Vector3<f64>, Matrix3<f64>);
+type Filtered = (Est, Vector3<f64>, Matrix3<f64>, f64);
 
 /// Runs the tracker over a lifted stream and scores both outputs. Frames the lifter dropped are gaps.
 fn score_stream(frames: &[Frame], motion: &MotionModel) -> Scored {
@@ -176,7 +181,7 @@ fn score_stream(frames: &[Frame], motion: &MotionModel) -> Scored {
         let t = out.iter().find(|t| t.person == Some(0)).or_else(|| out.iter().max_by(|a, b| a.age.total_cmp(&b.age)));
         filt.push(
             t.filter(|t| t.state != TrackState::Tentative)
-                .map(|t| ((t.mean.clone(), t.covariance[ROOT]), t.velocity, t.velocity_covariance)),
+                .map(|t| ((t.mean.clone(), t.covariance[ROOT]), t.velocity, t.velocity_covariance, t.accel_factor)),
         );
     }
     let gt_root = |f: usize| Vector3::from(frames[f].gt[ROOT]);
@@ -185,7 +190,11 @@ fn score_stream(frames: &[Frame], motion: &MotionModel) -> Scored {
     let root_of = |e: &Option<Est>| e.as_ref().map(|(m, _)| m[ROOT]);
     for f in 0..frames.len() {
         let gt = &frames[f].gt;
-        for (tally, est) in [(&mut s.frame, per[f].as_ref()), (&mut s.filtered, filt[f].as_ref().map(|(e, _, _)| e))] {
+        if let Some((_, _, _, factor)) = &filt[f] {
+            s.filtered.accel_factor += factor;
+        }
+        for (tally, est) in [(&mut s.frame, per[f].as_ref()), (&mut s.filtered, filt[f].as_ref().map(|(e, _, _, _)| e))]
+        {
             let Some((m, c)) = est else { continue };
             tally.n += 1;
             tally.mpjpe += rel_mpjpe(m, gt);
@@ -201,7 +210,7 @@ fn score_stream(frames: &[Frame], motion: &MotionModel) -> Scored {
             s.frame.vel_n += 1;
             s.frame.vel_err += ((b - a) / (2.0 * DT) - gt_vel(f)).norm() * 1000.0;
         }
-        if let Some((_, v, vc)) = &filt[f] {
+        if let Some((_, v, vc, _)) = &filt[f] {
             s.filtered.vel_n += 1;
             s.filtered.vel_err += (v - gt_vel(f)).norm() * 1000.0;
             s.filtered.vel_inside += inside_ellipsoid(&gt_vel(f), v, vc, 0.95) as usize;
@@ -238,6 +247,7 @@ fn merge(into: &mut Tally, t: Tally) {
     into.root.extend(t.root);
     into.root_inside += t.root_inside;
     into.vel_n += t.vel_n;
+    into.accel_factor += t.accel_factor;
     into.vel_err += t.vel_err;
     into.vel_inside += t.vel_inside;
     into.acc_n += t.acc_n;
@@ -375,7 +385,8 @@ fn report_md(r: &TrackReport) -> String {
     format!(
         "# Tracking on {:?} ({}), 25 Hz, ground {}, depth {}\n\n{} streams, {} tracks started.\n\n\
          | output | frames | MPJPE mm | root mm | root median mm | root cov95 | velocity mm/s | velocity cov95 | accel mm/s^2 |\n\
-         |---|---|---|---|---|---|---|---|---|\n{}{}\nground used {} / refused {}; depth used {} / refused {}\n",
+         |---|---|---|---|---|---|---|---|---|\n{}{}\nground used {} / refused {}; depth used {} / refused {}; \
+         mean factor on the root's acceleration noise {:.3}\n",
         r.subjects,
         r.input,
         r.ground,
@@ -387,7 +398,8 @@ fn report_md(r: &TrackReport) -> String {
         r.ground_used,
         r.ground_rejected,
         r.depth_used,
-        r.depth_rejected
+        r.depth_rejected,
+        r.filtered.acceleration_noise_factor.unwrap_or(1.0)
     )
 }
 
@@ -497,9 +509,16 @@ pub fn fit(data: &Dataset, input: Input, lifter: &mut Lifter, frames: usize, pro
     let accel_scales = [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0];
     let root_scales = [0.5, 0.7, 1.0, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0];
     model.motion.persistent = persistent_share(&lifted);
-    for _ in 0..2 {
+    // Three rounds: the adaptation's reference depends on the root scale (the noise it subtracts), and
+    // the scales on the adaptation.
+    for _ in 0..3 {
+        let reference = activity_reference(&model.motion, &lifted, progress);
+        model.motion.adaptation = Some(Adaptation { reference, ..Default::default() });
         model.motion.accel_scale = closest(&accel_scales, &|m, v| m.accel_scale = v, 1, &model.motion, &lifted);
         model.motion.root_scale = closest(&root_scales, &|m, v| m.root_scale = v, 0, &model.motion, &lifted);
+    }
+    if progress {
+        eprintln!("adaptation reference {:.4} m^2/s^3", model.motion.adaptation.as_ref().map_or(0.0, |a| a.reference));
     }
     // The floor's and the depth image's, on streams lifted with each cue (the depth image's on every
     // fourth stream: rendering is the cost).
@@ -540,6 +559,40 @@ pub fn fit(data: &Dataset, input: Input, lifter: &mut Lifter, frames: usize, pro
         eprintln!("fitted on {} streams: root 95 % coverage {root:.3}, velocity {vel:.3}", lifted.len());
     }
     Ok(model)
+}
+
+/// The level at which a track's factor is 1: the mean of the adaptation's samples over lifted streams
+/// (persons without cues, with the noise the filter gives each frame), weighted as a track weighs them
+/// (the weights depend on the level: a few rounds from the truth's).
+fn activity_reference(motion: &MotionModel, streams: &[Vec<Frame>], progress: bool) -> f64 {
+    let mut reference = motion.accel_noise[ROOT];
+    for round in 0..3 {
+        let a = Adaptation { reference, ..Default::default() };
+        let (mut sum_wq, mut sum_w, mut n) = (0.0, 0.0, 0usize);
+        for frames in streams {
+            let mut act = Activity::default();
+            for (f, fr) in frames.iter().enumerate() {
+                let Some(p) = &fr.pose else { continue };
+                let cov = p.covariance[ROOT] * motion.root_scale * (1.0 - motion.persistent);
+                if let Some((q, w)) = act.observe(&a, f as f64 * DT, p.mean[ROOT], cov) {
+                    sum_wq += w * q;
+                    sum_w += w;
+                    n += 1;
+                }
+            }
+        }
+        if progress {
+            eprintln!(
+                "adaptation reference, round {round}: {n} samples, mean weight {:.3}, level {:.4} m^2/s^3",
+                sum_w / n.max(1) as f64,
+                sum_wq / sum_w.max(1e-12)
+            );
+        }
+        if sum_w > 0.0 && sum_wq > 0.0 {
+            reference = sum_wq / sum_w;
+        }
+    }
+    reference
 }
 
 /// Frames apart at which the persistent share is measured: 0.4 s, about the filter's memory.

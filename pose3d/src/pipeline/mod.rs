@@ -1,5 +1,6 @@
 //! The runtime pipeline: everything the node needs per message, and nothing from training.
 
+pub mod activity;
 pub mod crop;
 pub mod cues;
 pub mod detectors;

@@ -20,6 +20,8 @@
 //! Velocities are differences, so the bias cancels in them. The share is measured, per cue, as the
 //! autocorrelation of the frames' root errors 0.4 s apart (about the filter's memory), and a factor on
 //! the frames' root covariance then makes the tracks' ellipsoids hold 95 % (`pose3d-eval track --fit`).
+//! People differ in how much they accelerate (a person waiting, one pacing): with `adaptation`, each
+//! track scales its root's acceleration noise by its own level measured so far (`activity`).
 //!
 //! Written here rather than taken from a crate: the filter is a few 6x6 matrix products on nalgebra, and
 //! the Kalman crates found (`adskalman`, `kalman-rust`) fix the state at compile time without a
@@ -27,6 +29,7 @@
 
 use crate::geometry::ground::Ground;
 use crate::geometry::skeleton::{Kp, NUM_JOINTS, ROOT};
+use crate::pipeline::activity::{Activity, Adaptation};
 use crate::pipeline::cues::{DepthPrior, GroundPrior};
 use crate::pipeline::lifter::PoseOut;
 use anyhow::Context;
@@ -59,6 +62,9 @@ pub struct MotionModel {
     pub root_scale_depth: f64,
     /// Prior standard deviation of a new track's velocity, m/s (a person walks at up to ~2 m/s).
     pub initial_speed_std: f64,
+    /// Each track's root acceleration noise follows how lively that person has moved (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptation: Option<Adaptation>,
 }
 
 impl MotionModel {
@@ -88,6 +94,7 @@ impl Default for MotionModel {
             root_scale_ground: 1.0,
             root_scale_depth: 1.0,
             initial_speed_std: 1.5,
+            adaptation: None,
         }
     }
 }
@@ -143,6 +150,9 @@ impl TrackingModel {
         ok("motion.root_scale_ground", self.motion.root_scale_ground, 0.01, 100.0)?;
         ok("motion.root_scale_depth", self.motion.root_scale_depth, 0.01, 100.0)?;
         ok("motion.initial_speed_std", self.motion.initial_speed_std, 0.01, 20.0)?;
+        if let Some(a) = &self.motion.adaptation {
+            a.check().context("motion.adaptation")?;
+        }
         ok("ground_foot_height", self.ground_foot_height, -0.5, 0.5)?;
         ok("ground_foot_height_std", self.ground_foot_height_std, 1e-3, 0.5)?;
         ok("ground_gate", self.ground_gate, 0.5, 100.0)?;
@@ -216,6 +226,8 @@ pub struct TrackOut {
     pub velocity_covariance: Matrix3<f64>,
     /// Index of the person in the message that updated it (None while coasting).
     pub person: Option<usize>,
+    /// The factor on the root's acceleration noise this track's filter uses (1 without adaptation).
+    pub accel_factor: f64,
 }
 
 /// Constant-velocity Kalman filter of one point: x = (position, velocity).
@@ -296,6 +308,8 @@ struct Track {
     bbox: Option<[f64; 4]>,
     updated_now: bool,
     person: Option<usize>,
+    /// How lively this person has moved (`MotionModel::adaptation`).
+    activity: Activity,
 }
 
 /// Tracks of the persons of one stream of messages.
@@ -339,7 +353,7 @@ impl Track {
         (self.root.position(), block(&self.root.p, 0, 0) + self.bias_root)
     }
 
-    fn output(&self, now_ns: i128, confirm_hits: u32) -> TrackOut {
+    fn output(&self, now_ns: i128, confirm_hits: u32, adaptation: Option<&Adaptation>) -> TrackOut {
         let state = if self.hits < confirm_hits {
             TrackState::Tentative
         } else if self.updated_now {
@@ -368,6 +382,7 @@ impl Track {
             velocity: self.root.velocity(),
             velocity_covariance: block(&self.root.p, 3, 3),
             person: if self.updated_now { self.person } else { None },
+            accel_factor: adaptation.map_or(1.0, |a| self.activity.factor(a)),
         }
     }
 }
@@ -405,7 +420,8 @@ impl Tracker {
             t.updated_now = false;
             t.person = None;
             let m = &self.config.motion;
-            t.root.predict(dt, m.accel_noise[ROOT] * m.accel_scale);
+            let lively = m.adaptation.as_ref().map_or(1.0, |a| t.activity.factor(a));
+            t.root.predict(dt, m.accel_noise[ROOT] * m.accel_scale * lively);
             for (j, f) in t.shape.iter_mut().enumerate().filter(|(j, _)| *j != ROOT) {
                 f.predict(dt, m.accel_noise[j] * m.accel_scale);
             }
@@ -432,7 +448,8 @@ impl Tracker {
         }
         let end = (self.config.end_after * 1e9) as i128;
         self.tracks.retain(|t| stamp_ns - t.last_update_ns <= end);
-        self.tracks.iter().map(|t| t.output(stamp_ns, self.config.confirm_hits)).collect()
+        let adaptation = self.config.motion.adaptation.as_ref();
+        self.tracks.iter().map(|t| t.output(stamp_ns, self.config.confirm_hits, adaptation)).collect()
     }
 
     /// For each anonymous person, the track it continues (None: a new track). Minimum total cost over the
@@ -488,6 +505,10 @@ impl Tracker {
                 PointFilter::new(&z, &(r * (1.0 - a)), speed)
             })
             .collect();
+        let mut activity = Activity::default();
+        if let Some(ad) = &self.config.motion.adaptation {
+            activity.observe(ad, stamp_ns as f64 * 1e-9, p.pose.mean[ROOT], root_cov * (1.0 - a));
+        }
         self.tracks.push(Track {
             id,
             upstream,
@@ -501,6 +522,7 @@ impl Tracker {
             bbox: p.bbox,
             updated_now: true,
             person: Some(person),
+            activity,
         });
     }
 
@@ -509,6 +531,9 @@ impl Tracker {
         let root_cov = p.pose.covariance[ROOT] * scale;
         let t = &mut self.tracks[t];
         t.root.update(&p.pose.mean[ROOT], &(root_cov * (1.0 - a)));
+        if let Some(ad) = &self.config.motion.adaptation {
+            t.activity.observe(ad, stamp_ns as f64 * 1e-9, p.pose.mean[ROOT], root_cov * (1.0 - a));
+        }
         for (j, f) in t.shape.iter_mut().enumerate().filter(|(j, _)| *j != ROOT) {
             let (z, r) = relative(p.pose, j);
             f.update(&z, &(r * (1.0 - a)));
@@ -667,6 +692,48 @@ mod tests {
         let err = format!("{:#}", TrackingModel::load(&path).unwrap_err());
         assert!(err.contains("unknown field"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// With adaptation, a person standing still gets a tighter velocity ellipsoid than the motion model's
+    /// and one pacing back and forth a wider one; both still hold their true velocity.
+    #[test]
+    fn the_velocity_ellipsoid_follows_how_lively_the_person_moves() {
+        let std_of = |pacing: bool, adapt: bool| {
+            let mut rng = rand_pcg::Pcg64::seed_from_u64(5);
+            let motion = MotionModel {
+                accel_noise: [0.05; NUM_JOINTS],
+                persistent: 0.0,
+                adaptation: adapt.then(|| Adaptation { reference: 0.05, ..Default::default() }),
+                ..Default::default()
+            };
+            let mut tr = Tracker::new(TrackerConfig { motion, ..Default::default() });
+            let mut out = None;
+            for k in 0..500 {
+                let t = k as f64 * 0.04;
+                // Pacing: 1.5 m/s peak, turning every 2 s (about 1.5 m/s^2 on average).
+                let (x, v) = if pacing {
+                    (
+                        0.75 * (t * std::f64::consts::PI / 2.0).sin() * 4.0 / std::f64::consts::PI,
+                        1.5 * (t * std::f64::consts::PI / 2.0).cos(),
+                    )
+                } else {
+                    (0.0, 0.0)
+                };
+                let truth = Vector3::new(x, 0.0, 4.0);
+                let p = pose("p", noisy(truth, 0.02, &mut rng), 0.02);
+                out = tr.update((t * 1e9) as i128, &[Observed { pose: &p, bbox: None }]).pop().map(|o| (o, v));
+            }
+            let (o, v) = out.unwrap();
+            let err = o.velocity.x - v;
+            (o.velocity_covariance[(0, 0)].sqrt(), err)
+        };
+        let (still, still_adapted) = (std_of(false, false), std_of(false, true));
+        let (pacing, pacing_adapted) = (std_of(true, false), std_of(true, true));
+        assert!(still_adapted.0 < 0.8 * still.0, "standing: {still_adapted:?} vs {still:?}");
+        assert!(pacing_adapted.0 > 1.2 * pacing.0, "pacing: {pacing_adapted:?} vs {pacing:?}");
+        for (s, e) in [still_adapted, pacing_adapted] {
+            assert!(e.abs() < 3.0 * s, "velocity error {e} vs std {s}");
+        }
     }
 
     /// With a persistent share, the published covariance never falls below that share of the frames'.
