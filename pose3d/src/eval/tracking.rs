@@ -573,8 +573,7 @@ fn activity_reference(motion: &MotionModel, streams: &[Vec<Frame>], progress: bo
             let mut act = Activity::default();
             for (f, fr) in frames.iter().enumerate() {
                 let Some(p) = &fr.pose else { continue };
-                let cov = p.covariance[ROOT] * motion.root_scale * (1.0 - motion.persistent);
-                if let Some((q, w)) = act.observe(&a, f as f64 * DT, p.mean[ROOT], cov) {
+                if let Some((q, w)) = act.observe(&a, f as f64 * DT, p.mean[ROOT], motion.activity_noise(p)) {
                     sum_wq += w * q;
                     sum_w += w;
                     n += 1;

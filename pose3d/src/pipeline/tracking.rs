@@ -68,6 +68,13 @@ pub struct MotionModel {
 }
 
 impl MotionModel {
+    /// The root's frame-to-frame noise the adaptation subtracts: the error model without cues whatever
+    /// placed the person (a cue fixes the depth along the ray; the noise across it is the keypoints',
+    /// and the level it is compared with was measured without cues).
+    pub fn activity_noise(&self, pose: &PoseOut) -> Matrix3<f64> {
+        pose.covariance[ROOT] * self.root_scale * (1.0 - self.persistent)
+    }
+
     /// The persistent share and root covariance factor for a person, by what placed it (the depth image
     /// over the floor).
     pub fn error_model_for(&self, pose: &PoseOut) -> (f64, f64) {
@@ -507,7 +514,7 @@ impl Tracker {
             .collect();
         let mut activity = Activity::default();
         if let Some(ad) = &self.config.motion.adaptation {
-            activity.observe(ad, stamp_ns as f64 * 1e-9, p.pose.mean[ROOT], root_cov * (1.0 - a));
+            activity.observe(ad, stamp_ns as f64 * 1e-9, p.pose.mean[ROOT], self.config.motion.activity_noise(p.pose));
         }
         self.tracks.push(Track {
             id,
@@ -532,7 +539,12 @@ impl Tracker {
         let t = &mut self.tracks[t];
         t.root.update(&p.pose.mean[ROOT], &(root_cov * (1.0 - a)));
         if let Some(ad) = &self.config.motion.adaptation {
-            t.activity.observe(ad, stamp_ns as f64 * 1e-9, p.pose.mean[ROOT], root_cov * (1.0 - a));
+            t.activity.observe(
+                ad,
+                stamp_ns as f64 * 1e-9,
+                p.pose.mean[ROOT],
+                self.config.motion.activity_noise(p.pose),
+            );
         }
         for (j, f) in t.shape.iter_mut().enumerate().filter(|(j, _)| *j != ROOT) {
             let (z, r) = relative(p.pose, j);
