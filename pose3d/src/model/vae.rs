@@ -743,6 +743,52 @@ mod tests {
         v
     }
 
+    /// A random batch for the gradient checks: `rows` of every modality's input, the target and the latent
+    /// noise, drawn in that order; `presence` is per row and modality.
+    struct RandomBatch {
+        inputs: Vec<Vec<f32>>,
+        target: Vec<f32>,
+        eps: Vec<f32>,
+        presence: Vec<f32>,
+        rows: usize,
+    }
+
+    impl RandomBatch {
+        fn new(vae: &Vae, presence: &[f32], rng: &mut rand_pcg::Pcg64) -> Self {
+            let rows = presence.len() / vae.config.modalities.len();
+            let mut normal = |n: usize| -> Vec<f32> { (0..n).map(|_| StandardNormal.sample(&mut *rng)).collect() };
+            let inputs = vae.config.modalities.iter().map(|(_, width)| normal(rows * width)).collect();
+            let target = normal(rows * vae.config.output);
+            let eps = normal(rows * vae.config.latent);
+            RandomBatch { inputs, target, eps, presence: presence.to_vec(), rows }
+        }
+
+        /// The training loss of `vae` on this batch (gradients into `grads`).
+        fn pass(
+            &self,
+            vae: &Vae,
+            (beta, sigma): (f32, f32),
+            cond: Option<CondKl>,
+            best_of_k: Option<BestOfK<'_>>,
+            grads: &mut Vae,
+        ) -> Loss {
+            let inputs: Vec<&[f32]> = self.inputs.iter().map(Vec::as_slice).collect();
+            vae.train_pass(
+                &inputs,
+                &self.presence,
+                &self.target,
+                &self.eps,
+                self.rows,
+                beta,
+                sigma,
+                cond,
+                best_of_k,
+                grads,
+                &mut Workspace::default(),
+            )
+        }
+    }
+
     /// Central differences of the ELBO against the analytic gradient, at three entries of each tensor in
     /// `tensors`; returns how many entries were checked.
     fn check_gradients(vae: &Vae, tensors: std::ops::Range<usize>, f: impl Fn(&Vae, &mut Vae) -> f64) -> usize {
@@ -761,55 +807,21 @@ mod tests {
 
     fn elbo_gradients_match(vae: Vae) {
         assert_eq!(vae.decoder.is_residual(1), vae.config.residual);
-        let rows = 3;
         let mut rng = rand_pcg::Pcg64::seed_from_u64(9);
-        let xa: Vec<f32> = (0..rows * 4).map(|_| StandardNormal.sample(&mut rng)).collect();
-        let xb: Vec<f32> = (0..rows * 3).map(|_| StandardNormal.sample(&mut rng)).collect();
-        let target: Vec<f32> = (0..rows * 6).map(|_| StandardNormal.sample(&mut rng)).collect();
-        let eps: Vec<f32> = (0..rows * 3).map(|_| StandardNormal.sample(&mut rng)).collect();
         // Row 0 both modalities, row 1 only a, row 2 only b.
-        let presence = [1.0, 1.0, 1.0, 0.0, 0.0, 1.0];
-        let (beta, sigma) = (0.7, 0.9);
+        let batch = RandomBatch::new(&vae, &[1.0, 1.0, 1.0, 0.0, 0.0, 1.0], &mut rng);
+        let scales = (0.7, 0.9);
         let n = vae.tensors().len();
-        let eps_k: Vec<f32> = (0..rows * 4 * 3).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let eps_k: Vec<f32> = (0..batch.rows * 4 * 3).map(|_| StandardNormal.sample(&mut rng)).collect();
         let bok = BestOfK { target: 1, k: 4, weight: 0.5, eps: &eps_k };
         // Without and with the conditional KL term and the best-of-K term (b as the target: they apply to
         // row 0 only).
         let cond = Some(CondKl { target: 1, weight: 0.6 });
         for (cond, best_of_k) in [(None, None), (cond, None), (cond, Some(bok))] {
-            let checked = check_gradients(&vae, 0..n, |v, g| {
-                v.train_pass(
-                    &[&xa, &xb],
-                    &presence,
-                    &target,
-                    &eps,
-                    rows,
-                    beta,
-                    sigma,
-                    cond,
-                    best_of_k,
-                    g,
-                    &mut Workspace::default(),
-                )
-                .total
-            });
+            let checked = check_gradients(&vae, 0..n, |v, g| batch.pass(v, scales, cond, best_of_k, g).total);
             assert_eq!(checked, 3 * n);
         }
-        let pass = |cond, best_of_k| {
-            vae.train_pass(
-                &[&xa, &xb],
-                &presence,
-                &target,
-                &eps,
-                rows,
-                beta,
-                sigma,
-                cond,
-                best_of_k,
-                &mut vae.zeros_like(),
-                &mut Workspace::default(),
-            )
-        };
+        let pass = |cond, best_of_k| batch.pass(&vae, scales, cond, best_of_k, &mut vae.zeros_like());
         let (plain, with) = (pass(None, None), pass(cond, None));
         assert_eq!(plain.cond_kl, 0.0);
         assert!(with.cond_kl > 0.0, "row 0's posterior with b differs from the one without");
@@ -848,31 +860,12 @@ mod tests {
         };
         let vae = Vae::new(cfg, &mut rng);
         assert_eq!(vae.experts[1].inp(), vae.trunk.as_ref().unwrap().out());
-        let rows = 3;
-        let xa: Vec<f32> = (0..rows * 4).map(|_| StandardNormal.sample(&mut rng)).collect();
-        let xi: Vec<f32> = (0..rows * 72).map(|_| StandardNormal.sample(&mut rng)).collect();
-        let target: Vec<f32> = (0..rows * 6).map(|_| StandardNormal.sample(&mut rng)).collect();
-        let eps: Vec<f32> = (0..rows * 3).map(|_| StandardNormal.sample(&mut rng)).collect();
-        let presence = [1.0, 1.0, 0.0, 1.0, 1.0, 0.0];
+        let batch = RandomBatch::new(&vae, &[1.0, 1.0, 0.0, 1.0, 1.0, 0.0], &mut rng);
         // The trunk's tensors are the last ones.
         let n = vae.tensors().len();
         let trunk_tensors = vae.trunk.as_ref().unwrap().tensors().len();
-        let checked = check_gradients(&vae, n - trunk_tensors..n, |v, g| {
-            v.train_pass(
-                &[&xa, &xi],
-                &presence,
-                &target,
-                &eps,
-                rows,
-                0.5,
-                0.8,
-                None,
-                None,
-                g,
-                &mut Workspace::default(),
-            )
-            .total
-        });
+        let checked =
+            check_gradients(&vae, n - trunk_tensors..n, |v, g| batch.pass(v, (0.5, 0.8), None, None, g).total);
         assert_eq!(checked, 3 * trunk_tensors);
         // A model without the image modality takes the shared parts.
         let mut plain_cfg = vae.config.clone();
@@ -913,30 +906,9 @@ mod tests {
         for w in vae.experts[0].layers.last_mut().unwrap().w.iter_mut() {
             *w *= 10.0;
         }
-        let rows = 3;
-        let xa: Vec<f32> = (0..rows * 11).map(|_| StandardNormal.sample(&mut rng)).collect();
-        let xb: Vec<f32> = (0..rows * 3).map(|_| StandardNormal.sample(&mut rng)).collect();
-        let target: Vec<f32> = (0..rows * 6).map(|_| StandardNormal.sample(&mut rng)).collect();
-        let eps: Vec<f32> = (0..rows * 3).map(|_| StandardNormal.sample(&mut rng)).collect();
-        let presence = [1.0, 1.0, 1.0, 0.0, 0.0, 1.0];
-        // The graph's tensors are the last ones; the expert's too.
+        let batch = RandomBatch::new(&vae, &[1.0, 1.0, 1.0, 0.0, 0.0, 1.0], &mut rng);
         let n = vae.tensors().len();
-        let checked = check_gradients(&vae, 0..n, |v, g| {
-            v.train_pass(
-                &[&xa, &xb],
-                &presence,
-                &target,
-                &eps,
-                rows,
-                0.5,
-                0.8,
-                None,
-                None,
-                g,
-                &mut Workspace::default(),
-            )
-            .total
-        });
+        let checked = check_gradients(&vae, 0..n, |v, g| batch.pass(v, (0.5, 0.8), None, None, g).total);
         assert_eq!(checked, 3 * n);
     }
 

@@ -75,6 +75,13 @@ impl MotionModel {
         pose.covariance[ROOT] * self.root_scale * (1.0 - self.persistent)
     }
 
+    /// Feeds a person's root at `stamp_ns` to its track's activity estimate (nothing without adaptation).
+    fn observe_activity(&self, activity: &mut Activity, pose: &PoseOut, stamp_ns: i128) {
+        if let Some(ad) = &self.adaptation {
+            activity.observe(ad, stamp_ns as f64 * 1e-9, pose.mean[ROOT], self.activity_noise(pose));
+        }
+    }
+
     /// The persistent share and root covariance factor for a person, by what placed it (the depth image
     /// over the floor).
     pub fn error_model_for(&self, pose: &PoseOut) -> (f64, f64) {
@@ -513,9 +520,7 @@ impl Tracker {
             })
             .collect();
         let mut activity = Activity::default();
-        if let Some(ad) = &self.config.motion.adaptation {
-            activity.observe(ad, stamp_ns as f64 * 1e-9, p.pose.mean[ROOT], self.config.motion.activity_noise(p.pose));
-        }
+        self.config.motion.observe_activity(&mut activity, p.pose, stamp_ns);
         self.tracks.push(Track {
             id,
             upstream,
@@ -538,14 +543,7 @@ impl Tracker {
         let root_cov = p.pose.covariance[ROOT] * scale;
         let t = &mut self.tracks[t];
         t.root.update(&p.pose.mean[ROOT], &(root_cov * (1.0 - a)));
-        if let Some(ad) = &self.config.motion.adaptation {
-            t.activity.observe(
-                ad,
-                stamp_ns as f64 * 1e-9,
-                p.pose.mean[ROOT],
-                self.config.motion.activity_noise(p.pose),
-            );
-        }
+        self.config.motion.observe_activity(&mut t.activity, p.pose, stamp_ns);
         for (j, f) in t.shape.iter_mut().enumerate().filter(|(j, _)| *j != ROOT) {
             let (z, r) = relative(p.pose, j);
             f.update(&z, &(r * (1.0 - a)));
