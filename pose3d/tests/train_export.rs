@@ -3,7 +3,7 @@
 
 use pose3d::pipeline::modelcard::ModelCard;
 use pose3d::pipeline::runtime::{ModelRuntime, Provider, RuntimeOptions};
-use pose3d::train::{train, TrainConfig};
+use pose3d::train::{recalibrate, train, TrainConfig};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use std::path::{Path, PathBuf};
@@ -304,6 +304,33 @@ fn calibration_is_fitted_on_every_held_out_run_pooled() {
     assert!(c.note.starts_with("fitted on S2 + S1 pooled"), "{}", c.note);
     assert!(c.note.contains("ground-truth 2D: pose ECE") && c.note.contains("detections: pose ECE"), "{}", c.note);
     assert!(c.spread.is_some() && c.lateral.is_some() && c.along.is_some(), "{c:?}");
+
+    // Without training: the same runs as exported models elsewhere (as a recipe commits them) refit the
+    // same calibration into the card of a model given, here a copy of the pooled run's with its cleared.
+    let exported = std::env::temp_dir().join(format!("pose3d-train-exported-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&exported);
+    std::fs::create_dir_all(&exported).unwrap();
+    let copy = |dir: &Path, name: &str| {
+        for ext in ["onnx", "yaml"] {
+            std::fs::copy(dir.join(format!("model.{ext}")), exported.join(format!("{name}.{ext}"))).unwrap();
+        }
+        exported.join(format!("{name}.onnx"))
+    };
+    let (s2, s1, target) = (copy(held_out_s2, "s2"), copy(&held_out_s1, "s1"), copy(&out, "target"));
+    let mut cleared = ModelCard::load(&exported.join("target.yaml")).unwrap();
+    cleared.calibration = Default::default();
+    cleared.save(&exported.join("target.yaml")).unwrap();
+    let mut refit = cfg.clone();
+    refit.calibration_runs = [&s2, &s1].iter().map(|p| p.to_string_lossy().into()).collect();
+    let got = recalibrate(&fixture(), &refit, std::slice::from_ref(&target)).expect("refitting from exported runs");
+    assert_eq!(&got, c);
+    assert_eq!(&ModelCard::load(&exported.join("target.yaml")).unwrap().calibration, c, "the card is rewritten");
+    // A model that reports on S1 cannot take a calibration fitted on S1; a config without runs has none.
+    let e = recalibrate(&fixture(), &refit, &[s1]).expect_err("S1's model reports on S1");
+    assert!(format!("{e:#}").contains("held out [\"S1\"], which this run reports on"), "{e:#}");
+    refit.calibration_runs.clear();
+    let e = recalibrate(&fixture(), &refit, &[target]).expect_err("no calibration runs");
+    assert!(format!("{e:#}").contains("needs calibration_runs"), "{e:#}");
 
     // Reporting on S2 with a calibration fitted on S2: refused, with the reason.
     cfg.val_subjects = vec!["S2".into()];

@@ -3,14 +3,15 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use pose3d::formats::dataset::parse_subjects;
-use pose3d::train::{train, TrainConfig};
+use pose3d::train::{recalibrate, train, TrainConfig};
 use std::path::PathBuf;
 
 /// Train the pose3d cross-modal VAE and export it as ONNX with a model card.
 ///
 /// Every hyper-parameter lives in the YAML config (see config/train.yaml); the effective config is
 /// written to OUT/config.yaml so the run can be reproduced. OUT receives checkpoint.bin, log.json,
-/// curve.png, model.onnx and model.yaml.
+/// curve.png, model.onnx and model.yaml. With --calibrate nothing is trained: the sampling calibration is
+/// fitted on the config's calibration_runs and written into the given models' cards.
 #[derive(Parser, Debug)]
 #[command(name = "pose3d-train", version)]
 struct Args {
@@ -18,8 +19,12 @@ struct Args {
     #[arg(long)]
     data: PathBuf,
     /// Output directory.
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "calibrate")]
+    out: Option<PathBuf>,
+    /// Instead of training: fit the calibration on the config's calibration_runs and write it into this
+    /// model's card (the .yaml beside the .onnx); repeat for several models of the recipe.
+    #[arg(long, value_name = "MODEL.onnx", conflicts_with_all = ["out", "resume", "export"])]
+    calibrate: Vec<PathBuf>,
     /// YAML config; omitted keys take their defaults.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -79,7 +84,13 @@ fn main() -> Result<()> {
     if let Some(d) = &a.device {
         cfg.device = d.clone();
     }
-    let out = train(&a.data, &cfg, &a.out, a.resume, !a.quiet)?;
+    if !a.calibrate.is_empty() {
+        let c = recalibrate(&a.data, &cfg, &a.calibrate)?;
+        println!("calibration written to {} card(s): {}", a.calibrate.len(), c.note);
+        return Ok(());
+    }
+    let out_dir = a.out.as_deref().expect("clap requires --out without --calibrate");
+    let out = train(&a.data, &cfg, out_dir, a.resume, !a.quiet)?;
     if let Some(dst) = &a.export {
         std::fs::copy(&out.onnx, dst).with_context(|| format!("copying to {}", dst.display()))?;
         let card_src = pose3d::pipeline::modelcard::ModelCard::path_for(&out.onnx);

@@ -145,6 +145,11 @@ impl ModelCard {
         std::fs::write(path, serde_yaml::to_string(self)?)
             .with_context(|| format!("writing model card {}", path.display()))
     }
+    /// A subject list of the training record (`train_subjects`, `val_subjects`); empty when absent.
+    pub fn subjects(&self, key: &str) -> Vec<String> {
+        self.training.get(key).and_then(|v| serde_yaml::from_value(v.clone()).ok()).unwrap_or_default()
+    }
+
     pub fn modality(&self, name: &str) -> Option<(usize, &Modality)> {
         self.modalities.iter().enumerate().find(|(_, m)| m.name == name)
     }

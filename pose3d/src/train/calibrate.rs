@@ -1,7 +1,9 @@
 //! The sampling calibration, fitted through the node's own pipeline on data the model has not seen (the
 //! recipe's runs that each hold out one training subject, pooled, for a model reported on S8): the image
 //! expert's weight, the latent temperature, the shape spread and the root's spread across and along the
-//! camera ray by the keypoints' fit residual.
+//! camera ray by the keypoints' fit residual. The held-out models are the trainer's in-memory VAE (a run
+//! calibrating itself) or exported ONNX models run as the node runs them (the recipe's committed held-out
+//! runs, so the calibration can be refitted without retraining them).
 
 use crate::eval::dataset::{score_dataset, score_dataset_visiting, spread_errors, Cues, DatasetReport, Input};
 use crate::eval::metrics;
@@ -12,10 +14,13 @@ use crate::model::in_memory::InMemory;
 use crate::model::vae::{Vae, Workspace};
 use crate::pipeline::cues::{median_spread, Direction, RootSpread};
 use crate::pipeline::lifter::{Lifter, LifterConfig};
-use crate::pipeline::modelcard::Calibration;
+use crate::pipeline::modelcard::{Calibration, ModelCard};
+use crate::pipeline::runtime::{ModelRuntime, RuntimeOptions};
 use crate::pipeline::spread::ShapeSpread;
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use nalgebra::Vector3;
+use rayon::prelude::*;
+use std::path::Path;
 
 /// Per calibration input: (pose ECE, 95 % ellipsoid coverage).
 type PerInput = Vec<(f64, f64)>;
@@ -24,8 +29,44 @@ type PerInput = Vec<(f64, f64)>;
 const SAMPLES: usize = 32;
 const SEED: u64 = 7;
 
+/// A model trained without some subjects: in memory, or exported (`model.onnx` with its card).
+#[derive(Clone, Copy)]
+pub enum HeldOutModel<'a> {
+    Trained(&'a Vae),
+    Exported(&'a Path),
+}
+
+impl<'a> HeldOutModel<'a> {
+    /// A lifter over this model with `cfg` (never the card's calibration: the fit tries its own).
+    fn lifter(self, cfg: &LifterConfig) -> Result<Lifter<'a>> {
+        match self {
+            HeldOutModel::Trained(vae) => {
+                Lifter::new(Box::new(InMemory { vae, ws: Workspace::default() }), cfg.clone())
+            }
+            HeldOutModel::Exported(onnx) => {
+                let runtime = ModelRuntime::load(onnx, &RuntimeOptions::default())?;
+                Lifter::new(Box::new(runtime), cfg.clone())
+            }
+        }
+    }
+
+    fn has_image(self) -> Result<bool> {
+        match self {
+            HeldOutModel::Trained(vae) => Ok(vae.config.image.is_some()),
+            HeldOutModel::Exported(onnx) => Ok(ModelCard::load(&ModelCard::path_for(onnx))
+                .with_context(|| format!("held-out model {}", onnx.display()))?
+                .image
+                .is_some()),
+        }
+    }
+}
+
 /// A model and the subjects it was trained without.
-pub type HeldOut<'a> = (&'a Vae, &'a Dataset);
+#[derive(Clone, Copy)]
+pub struct HeldOut<'a> {
+    pub model: HeldOutModel<'a>,
+    pub data: &'a Dataset,
+}
 
 /// Fits the sampling calibration through the node's pipeline on held-out data: each model on the subjects
 /// it has not seen, all of them pooled (one run, or several of one recipe with different subjects held
@@ -39,11 +80,9 @@ pub type HeldOut<'a> = (&'a Vae, &'a Dataset);
 /// shapes, which the pose ECE does not want).
 pub fn calibrate(held_out: &[HeldOut], inputs: &[Input], stride: usize, min_joints: usize) -> Result<Calibration> {
     ensure!(!held_out.is_empty(), "the calibration needs at least one model with held-out subjects");
-    let fused = held_out.iter().all(|(vae, _)| vae.config.image.is_some());
-    ensure!(
-        fused || held_out.iter().all(|(vae, _)| vae.config.image.is_none()),
-        "the calibration's models must all have an image modality or none"
-    );
+    let images = held_out.iter().map(|h| h.model.has_image()).collect::<Result<Vec<bool>>>()?;
+    let fused = images.iter().all(|i| *i);
+    ensure!(fused || images.iter().all(|i| !i), "the calibration's models must all have an image modality or none");
     let cues = if fused { Cues::Fused } else { Cues::Keypoints };
     let base = LifterConfig { min_joints, ..Default::default() };
     let run = Runs { held_out, inputs, stride, cues };
@@ -72,7 +111,7 @@ pub fn calibrate(held_out: &[HeldOut], inputs: &[Input], stride: usize, min_join
         .collect();
     eprintln!("calibration: latent_std_scale {tau}, spread {spread:?}, size_std {size_std}; {}", scores.join("; "));
     let subjects: Vec<String> =
-        held_out.iter().map(|(_, data)| data.cameras.keys().cloned().collect::<Vec<_>>().join(",")).collect();
+        held_out.iter().map(|h| h.data.cameras.keys().cloned().collect::<Vec<_>>().join(",")).collect();
     let on = if held_out.len() == 1 {
         subjects[0].clone()
     } else {
@@ -161,17 +200,13 @@ struct Runs<'a> {
 }
 
 impl<'a> Runs<'a> {
-    fn lifter(vae: &'a Vae, cfg: &LifterConfig) -> Result<Lifter<'a>> {
-        Lifter::new(Box::new(InMemory { vae, ws: Workspace::default() }), cfg.clone())
-    }
-
-    /// Each held-out model's report on its subjects for `input`.
+    /// Each held-out model's report on its subjects for `input` (the models side by side on the cores).
     fn reports(&self, input: Input, cfg: &LifterConfig) -> Result<Vec<DatasetReport>> {
         self.held_out
-            .iter()
-            .map(|(vae, data)| {
-                let mut lifter = Self::lifter(vae, cfg)?;
-                Ok(score_dataset(data, input, self.cues, &mut lifter, self.stride, false, false)?.0)
+            .par_iter()
+            .map(|h| {
+                let mut lifter = h.model.lifter(cfg)?;
+                Ok(score_dataset(h.data, input, self.cues, &mut lifter, self.stride, false, false)?.0)
             })
             .collect()
     }
@@ -199,22 +234,27 @@ impl<'a> Runs<'a> {
         Ok((best.1, best.0))
     }
 
-    /// Every lifted person of every input and held-out model with its fit residual and spread errors.
+    /// Every lifted person of every input and held-out model with its fit residual and spread errors (the
+    /// pairs side by side on the cores, the persons in the same order as one after the other).
     fn spread_evidence(&self, cfg: &LifterConfig) -> Result<Vec<SpreadEvidence>> {
-        let mut evidence = Vec::new();
-        for input in self.inputs {
-            for (vae, data) in self.held_out {
+        let pairs: Vec<(Input, &HeldOut)> =
+            self.inputs.iter().flat_map(|i| self.held_out.iter().map(move |h| (*i, h))).collect();
+        let per_pair = pairs
+            .par_iter()
+            .map(|(input, h)| {
+                let mut evidence = Vec::new();
                 let mut visit = |p: &crate::pipeline::lifter::PoseOut, truth: &_| {
                     let (sample_errors, gt_errors) = spread_errors(p, truth);
                     let quantiles = sample_errors.iter().map(|s| metrics::ece_quantiles(s, ECE_LEVELS)).collect();
                     let (lateral, along) = root_offsets(&p.mean[ROOT], &Vector3::from(truth[ROOT]));
                     evidence.push(SpreadEvidence { residual: p.fit_residual, quantiles, gt_errors, lateral, along });
                 };
-                let mut lifter = Self::lifter(vae, cfg)?;
-                score_dataset_visiting(data, *input, self.cues, &mut lifter, self.stride, false, false, &mut visit)?;
-            }
-        }
-        Ok(evidence)
+                let mut lifter = h.model.lifter(cfg)?;
+                score_dataset_visiting(h.data, *input, self.cues, &mut lifter, self.stride, false, false, &mut visit)?;
+                Ok(evidence)
+            })
+            .collect::<Result<Vec<Vec<SpreadEvidence>>>>()?;
+        Ok(per_pair.into_iter().flatten().collect())
     }
 }
 

@@ -81,9 +81,10 @@ pub struct TrainConfig {
     /// Sampling calibration to write into the card instead of fitting it on the validation subjects: for a
     /// final model trained on every subject, with the calibration fitted by the same recipe with one held out.
     pub calibration: Option<crate::pipeline::modelcard::Calibration>,
-    /// Finished runs of this recipe, each trained without its validation subjects: the calibration is
-    /// fitted on all of them pooled, each run's model on its own held-out subjects (subjects differ more
-    /// than one held-out subject shows). None of them may hold out a subject this run reports on.
+    /// Finished runs of this recipe, each trained without its validation subjects (an exported `.onnx` with
+    /// its card, or a run's output directory): the calibration is fitted on all of them pooled, each run's
+    /// model on its own held-out subjects (subjects differ more than one held-out subject shows). None of
+    /// them may hold out a subject this run reports on.
     pub calibration_runs: Vec<String>,
     /// With no validation subjects: the model card of the held-out run of the same recipe, whose
     /// validation numbers the card repeats (marked as such) instead of reporting none.

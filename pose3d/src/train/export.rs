@@ -11,11 +11,12 @@ use std::path::Path;
 
 /// A card's subject list (training.<key>) as "S1,S5".
 fn subjects(card: &ModelCard, key: &str) -> String {
-    card.training
-        .get(key)
-        .and_then(|v| serde_yaml::from_value::<Vec<String>>(v.clone()).ok())
-        .map(|v| v.join(","))
-        .unwrap_or_else(|| "?".into())
+    let s = card.subjects(key);
+    if s.is_empty() {
+        "?".into()
+    } else {
+        s.join(",")
+    }
 }
 
 pub fn export_model(

@@ -11,7 +11,7 @@ pub mod export;
 pub mod sampler;
 pub mod validate;
 
-pub use calibrate::calibrate;
+pub use calibrate::{calibrate, HeldOut, HeldOutModel};
 pub use checkpoint::load_trained;
 pub use config::{vae_config, ImageTrainConfig, TrainConfig};
 pub use export::export_model;
@@ -21,6 +21,7 @@ pub use validate::{validate, Validation};
 use crate::formats::dataset::Dataset;
 use crate::model::nn::Adam;
 use crate::model::vae::{BestOfK, CondKl, Vae, Workspace};
+use crate::pipeline::modelcard::{Calibration, ModelCard};
 use crate::pipeline::normalize::{INPUT_DIM, OUTPUT_DIM};
 use anyhow::{ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -75,7 +76,7 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
         Some(Dataset::load(data_dir, &cfg.val_subjects).context("loading validation subjects")?)
     };
     // Loaded before training, so that a run the calibration cannot use fails now, not hours later.
-    let calibration_runs = load_calibration_runs(data_dir, cfg)?;
+    let calibration_runs = load_calibration_runs(data_dir, cfg, &cfg.val_subjects)?;
     let mut run = Run::start(cfg, out, resume)?;
     let sampler = Sampler::new(&train_data, cfg);
     let mut batch = Batch::new(cfg, &run.vae);
@@ -100,10 +101,12 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
     let calibration = match (&cfg.calibration, &val_data) {
         (Some(c), _) => c.clone(),
         (None, _) if !calibration_runs.is_empty() => {
-            let held_out: Vec<_> = calibration_runs.iter().map(|(v, d)| (v, d)).collect();
-            calibrate(&held_out, &calibration_inputs, stride, min_joints)?
+            calibrate(&held_out(&calibration_runs), &calibration_inputs, stride, min_joints)?
         }
-        (None, Some(d)) => calibrate(&[(&vae, d)], &calibration_inputs, stride, min_joints)?,
+        (None, Some(data)) => {
+            let own = HeldOut { model: HeldOutModel::Trained(&vae), data };
+            calibrate(&[own], &calibration_inputs, stride, min_joints)?
+        }
         (None, None) => Default::default(),
     };
     let onnx = out.join("model.onnx");
@@ -112,26 +115,60 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
     Ok(TrainOutcome { vae, log, onnx })
 }
 
-/// The models of `calibration_runs` with their held-out subjects, refusing a run that held out a subject
-/// this run reports on (the calibration would be fitted on what it is reported on).
-fn load_calibration_runs(data_dir: &Path, cfg: &TrainConfig) -> Result<Vec<(Vae, Dataset)>> {
+/// Fits the sampling calibration on `cfg.calibration_runs` (without training) and writes it into the
+/// cards of `models` (each `model.onnx`'s `model.yaml`): a recipe's calibration refitted on more held-out
+/// runs, or on runs trained after the models it is for. Refuses a run that held out a subject `cfg` or one
+/// of `models` reports on.
+pub fn recalibrate(data_dir: &Path, cfg: &TrainConfig, models: &[PathBuf]) -> Result<Calibration> {
+    let inputs = cfg.check()?;
+    ensure!(!cfg.calibration_runs.is_empty(), "recalibrating needs calibration_runs in the config");
+    let mut cards = Vec::new();
+    let mut reported = cfg.val_subjects.clone();
+    for onnx in models {
+        let path = ModelCard::path_for(onnx);
+        let card = ModelCard::load(&path).with_context(|| format!("model {}", onnx.display()))?;
+        reported.extend(card.subjects("val_subjects"));
+        cards.push((path, card));
+    }
+    let runs = load_calibration_runs(data_dir, cfg, &reported)?;
+    let calibration = calibrate(&held_out(&runs), &inputs, cfg.val_stride * 4, cfg.min_joints)?;
+    for (path, mut card) in cards {
+        card.calibration = calibration.clone();
+        card.save(&path).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("calibration written to {}", path.display());
+    }
+    Ok(calibration)
+}
+
+/// A calibration run: an exported model and the subjects it was trained without.
+type CalibrationRun = (PathBuf, Dataset);
+
+fn held_out(runs: &[CalibrationRun]) -> Vec<HeldOut<'_>> {
+    runs.iter().map(|(onnx, data)| HeldOut { model: HeldOutModel::Exported(onnx), data }).collect()
+}
+
+/// The models of `calibration_runs` (each an exported `.onnx` beside its card, or a finished run's
+/// directory, whose `model.onnx` is taken) with the subjects their cards say they held out, refusing a run
+/// that held out one of `reported` (the calibration would be fitted on what it is reported on).
+fn load_calibration_runs(data_dir: &Path, cfg: &TrainConfig, reported: &[String]) -> Result<Vec<CalibrationRun>> {
     cfg.calibration_runs
         .iter()
-        .map(|dir| {
-            let dir = Path::new(dir);
-            let context = || format!("calibration run {}", dir.display());
-            let text = std::fs::read_to_string(dir.join("config.yaml")).with_context(context)?;
-            let run: TrainConfig = serde_yaml::from_str(&text).with_context(context)?;
-            ensure!(!run.val_subjects.is_empty(), "{} held out no subjects", context());
-            let shared: Vec<&String> = run.val_subjects.iter().filter(|s| cfg.val_subjects.contains(s)).collect();
+        .map(|entry| {
+            let path = Path::new(entry);
+            let onnx = if path.is_dir() { path.join("model.onnx") } else { path.to_path_buf() };
+            let context = || format!("calibration run {entry}");
+            ensure!(onnx.is_file(), "{}: {} does not exist (train the run first)", context(), onnx.display());
+            let card = ModelCard::load(&ModelCard::path_for(&onnx)).with_context(context)?;
+            let held_out = card.subjects("val_subjects");
+            ensure!(!held_out.is_empty(), "{} held out no subjects", context());
+            let shared: Vec<&String> = held_out.iter().filter(|s| reported.contains(s)).collect();
             ensure!(
                 shared.is_empty(),
                 "{} held out {shared:?}, which this run reports on: its calibration would be fitted on the data it is reported on",
                 context()
             );
-            let vae = load_trained(dir).with_context(context)?;
-            let data = Dataset::load(data_dir, &run.val_subjects).with_context(context)?;
-            Ok((vae, data))
+            let data = Dataset::load(data_dir, &held_out).with_context(context)?;
+            Ok((onnx, data))
         })
         .collect()
 }
