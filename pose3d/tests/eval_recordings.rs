@@ -244,3 +244,61 @@ fn recordings_with_missing_truth_joints_are_scored_on_the_rest_and_predictions_s
     assert_ne!(full, part);
     assert!((full - part).abs() < 0.25 * full, "full {full} mm, without the head {part} mm");
 }
+
+/// `track --fit --held-out`: each model lifts the subjects its card holds out, all pooled. Two copies of
+/// one model holding out S1 and S2 must fit what that model fits on S1 and S2 together; a subject no model
+/// holds out is refused.
+#[test]
+fn tracking_fit_pools_held_out_models_on_their_own_subjects() {
+    let dir = tmp("track-fit");
+    let fixture = root().join("tests/fixtures/cmu");
+    let default = root().join("models/default.onnx");
+    let card: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(default.with_extension("yaml")).unwrap()).unwrap();
+    let held_out = |subject: &str| {
+        let onnx = dir.join(format!("without_{subject}.onnx"));
+        std::fs::copy(&default, &onnx).unwrap();
+        let mut c = card.clone();
+        c["training"]["val_subjects"] = serde_yaml::to_value(vec![subject]).unwrap();
+        std::fs::write(onnx.with_extension("yaml"), serde_yaml::to_string(&c).unwrap()).unwrap();
+        onnx.to_string_lossy().into_owned()
+    };
+    let (s1, s2) = (held_out("S1"), held_out("S2"));
+    let fit = |extra: &[&str], out: &str| {
+        let out = dir.join(out);
+        let base = ["track", "--fit", "--data", fixture.to_str().unwrap(), "--subjects", "S1,S2", "--samples", "8"];
+        let tail = ["--fit-frames", "60", "--out", out.to_str().unwrap()];
+        eval(&[&base[..], extra, &tail[..]].concat());
+        std::fs::read_to_string(out.join("tracking.yaml")).unwrap()
+    };
+    let pooled = fit(&["--held-out", &s1, "--held-out", &s2], "pooled");
+    let together = fit(&["--model", default.to_str().unwrap()], "together");
+    assert!(pooled.starts_with("# Fitted by:") && pooled.contains("without_S1.onnx on S1"), "{pooled}");
+    let numbers = |text: &str| -> Vec<f64> {
+        let v: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+        let mut out = Vec::new();
+        fn walk(v: &serde_yaml::Value, out: &mut Vec<f64>) {
+            match v {
+                serde_yaml::Value::Number(n) => out.push(n.as_f64().unwrap()),
+                serde_yaml::Value::Sequence(s) => s.iter().for_each(|x| walk(x, out)),
+                serde_yaml::Value::Mapping(m) => m.values().for_each(|x| walk(x, out)),
+                _ => {}
+            }
+        }
+        walk(&v, &mut out);
+        out
+    };
+    let (a, b) = (numbers(&pooled), numbers(&together));
+    assert!(a.len() > 20 && a.len() == b.len(), "{} vs {} numbers", a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "pooled {x} vs together {y}\n{pooled}\n{together}");
+    }
+    // S2 held out by no model: refused, with the reason.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pose3d-eval"))
+        .args(["track", "--fit", "--data", fixture.to_str().unwrap(), "--subjects", "S1,S2", "--held-out", &s1])
+        .args(["--out", dir.join("refused").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no --held-out model holds out [\"S2\"]"));
+}

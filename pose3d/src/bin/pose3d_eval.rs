@@ -140,6 +140,11 @@ enum Cmd {
         /// Fit the tracking model on these subjects and write OUT/tracking.yaml.
         #[arg(long)]
         fit: bool,
+        /// With --fit: lift each of these models' held-out subjects (its card's validation subjects) with that
+        /// model, pooled, instead of --subjects with --model; together they must hold out exactly --subjects.
+        /// A model's training subjects are lifted better than anyone it has not seen.
+        #[arg(long, value_name = "MODEL.onnx", requires = "fit")]
+        held_out: Vec<PathBuf>,
         /// With --fit: at most this many frames per stream (default: all; the first frames of a stream
         /// alone do not show how its errors add up over a track).
         #[arg(long, default_value_t = usize::MAX)]
@@ -237,25 +242,40 @@ fn main() -> Result<()> {
             std::fs::write(out.join("table.md"), &table)?;
             println!("{table}\nwrote {}/table.md", out.display());
         }
-        Cmd::Track { set, model, tracking, ground, depth, fit, fit_frames, out } => {
+        Cmd::Track { set, model, tracking, ground, depth, fit, held_out, fit_frames, out } => {
             use pose3d::eval::tracking as track;
             use pose3d::pipeline::tracking::TrackingModel;
-            let (data, input) = set.load()?;
-            let mut lifter = model.lifter(true)?;
             if fit {
-                let m = track::fit(&data, input, &mut lifter, fit_frames, true)?;
+                let input = set.input.parse()?;
+                let held: Vec<(PathBuf, pose3d::formats::dataset::Dataset)> = if held_out.is_empty() {
+                    vec![(model.model.clone().unwrap_or_else(default_model), set.load()?.0)]
+                } else {
+                    held_out_subjects(&set, &held_out)?
+                };
+                let mut runs = held
+                    .iter()
+                    .map(|(onnx, data)| {
+                        let lifter = ModelArgs { model: Some(onnx.clone()), ..model.clone() }.lifter(true)?;
+                        Ok(track::FitRun { data, lifter })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let m = track::fit(&mut runs, input, fit_frames, true)?;
                 std::fs::create_dir_all(&out)?;
                 let path = out.join("tracking.yaml");
+                let models: Vec<String> =
+                    held.iter().map(|(p, d)| format!("{} on {}", p.display(), subjects_of(d))).collect();
                 let header = format!(
-                    "# Fitted by: pose3d-eval track --fit --subjects {} --input {} (model {})\n",
+                    "# Fitted by: pose3d-eval track --fit --subjects {} --input {} ({})\n",
                     set.subjects,
                     set.input,
-                    model.model.as_ref().map_or("models/default.onnx".into(), |p| p.display().to_string())
+                    models.join(", ")
                 );
                 std::fs::write(&path, header + &serde_yaml::to_string(&m)?)?;
                 println!("{m:#?}\nwrote {}", path.display());
                 return Ok(());
             }
+            let (data, input) = set.load()?;
+            let mut lifter = model.lifter(true)?;
             let path =
                 tracking.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/tracking.yaml"));
             let tm = TrackingModel::load(&path)?;
@@ -300,4 +320,44 @@ fn replay(args: &[std::ffi::OsString]) -> Result<()> {
             exe.display()
         )
     })
+}
+
+/// The held-out models of `track --fit --held-out`, each with the subjects its card says it was trained
+/// without; together they must be `set`'s subjects, each held out once.
+fn held_out_subjects(
+    set: &DatasetArgs,
+    models: &[PathBuf],
+) -> Result<Vec<(PathBuf, pose3d::formats::dataset::Dataset)>> {
+    use pose3d::formats::dataset::{parse_subjects, Dataset};
+    use pose3d::pipeline::modelcard::ModelCard;
+    let wanted = parse_subjects(&set.subjects);
+    let mut seen: Vec<String> = Vec::new();
+    let mut runs = Vec::new();
+    for onnx in models {
+        let card =
+            ModelCard::load(&ModelCard::path_for(onnx)).with_context(|| format!("--held-out {}", onnx.display()))?;
+        let subjects = card.subjects("val_subjects");
+        anyhow::ensure!(!subjects.is_empty(), "--held-out {}: its card holds out no subjects", onnx.display());
+        for s in &subjects {
+            anyhow::ensure!(
+                wanted.contains(s) && !seen.contains(s),
+                "--held-out {} holds out {s}, which --subjects ({}) does not name or another model already holds out",
+                onnx.display(),
+                set.subjects
+            );
+            seen.push(s.clone());
+        }
+        runs.push((
+            onnx.clone(),
+            Dataset::load(&set.data, &subjects).with_context(|| format!("--held-out {}", onnx.display()))?,
+        ));
+    }
+    let missing: Vec<&String> = wanted.iter().filter(|s| !seen.contains(s)).collect();
+    anyhow::ensure!(missing.is_empty(), "no --held-out model holds out {missing:?} of --subjects");
+    Ok(runs)
+}
+
+/// A dataset's subjects as "S1,S5".
+fn subjects_of(data: &pose3d::formats::dataset::Dataset) -> String {
+    data.cameras.keys().cloned().collect::<Vec<_>>().join(",")
 }

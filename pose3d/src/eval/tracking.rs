@@ -1,6 +1,7 @@
 //! People over time, evaluated: each sequence and camera streamed in time order at 25 Hz through the
 //! node's pipeline (lifter, then the absolute cues, then the tracker), scored per frame and filtered
-//! against the ground truth; and the fit of the tracking model's numbers on training subjects.
+//! against the ground truth; and the fit of the tracking model's numbers on training subjects (each lifted
+//! by a model trained without it, where the recipe has one).
 
 use crate::eval::dataset::{keypoints_2d, Input};
 use crate::eval::depth_render::{render, Rays};
@@ -279,6 +280,12 @@ fn bar(total: usize, progress: bool) -> ProgressBar {
     bar
 }
 
+/// Subjects and the lifter the tracking fit lifts them with.
+pub struct FitRun<'d, 'm> {
+    pub data: &'d Dataset,
+    pub lifter: Lifter<'m>,
+}
+
 fn streams(data: &Dataset) -> Vec<(&Sequence, &DatasetCamera)> {
     data.sequences.iter().flat_map(|s| data.cameras[&s.subject].iter().map(move |c| (s, c))).collect()
 }
@@ -412,12 +419,15 @@ fn report_md(r: &TrackReport) -> String {
 ///   share of the frames' root error (its autocorrelation 0.4 s apart) and the factor on the frames' root
 ///   covariance whose filtered 95 % ellipsoids hold the truth 95 % of the time;
 /// - the factor on the acceleration noise whose velocity 95 % ellipsoids hold the truth 95 % of the time.
-pub fn fit(data: &Dataset, input: Input, lifter: &mut Lifter, frames: usize, progress: bool) -> Result<TrackingModel> {
+///
+/// Each run's subjects are lifted by its lifter, all pooled: a model on the subjects it was trained without
+/// (the recipe's held-out runs) shows the errors an unseen person gets, which its training subjects do not.
+pub fn fit(runs: &mut [FitRun], input: Input, frames: usize, progress: bool) -> Result<TrackingModel> {
     let mut model = TrackingModel::default();
     // Acceleration noise and the floor, from the truth alone.
     let (mut dv2, mut dv_n) = ([0.0; NUM_JOINTS], 0usize);
     let mut ankle_truth = Vec::new();
-    for seq in &data.sequences {
+    for seq in runs.iter().flat_map(|r| &r.data.sequences) {
         let p: Vec<[[f64; 3]; NUM_JOINTS]> =
             seq.poses.iter().map(|q| q.map(|v| [v[0] as f64, v[1] as f64, v[2] as f64])).collect();
         for f in 1..p.len().saturating_sub(1) {
@@ -446,29 +456,32 @@ pub fn fit(data: &Dataset, input: Input, lifter: &mut Lifter, frames: usize, pro
     let (truth_height, _) = median_spread(&mut ankle_truth);
     let mut ankle = Vec::new();
     // Lifted streams: the depth offset and the persistent share.
-    let all = streams(data);
-    let bar = bar(all.len(), progress);
+    let bar = bar(runs.iter().map(|r| streams(r.data).len()).sum(), progress);
     let mut lifted = Vec::new();
     let mut depth_resid = Vec::new();
     let no_offset = DepthPrior { surface_offset: 0.0, ..model.depth };
-    for (seq, cam) in all {
-        bar.inc(1);
-        if input == Input::Detections && !seq.detections.contains_key(&cam.id) {
-            continue;
-        }
-        let frames_v = lift_stream(seq, cam, input, lifter, &model, Options::default(), None, frames)?;
-        let rays = Rays::new(&cam.intrinsics, DEPTH_SIZE, DEPTH_SIZE);
-        let ground = Ground::from_extrinsics(&cam.extrinsics);
-        for (f, fr) in frames_v.iter().enumerate().step_by(25) {
-            let Some(p) = &fr.pose else { continue };
-            let shift = Vector3::from(fr.gt[ROOT]) - p.mean[ROOT];
-            ankle.push([3, 6].iter().map(|&j| ground.height_of(&(p.mean[j] + shift))).fold(f64::INFINITY, f64::min));
-            let img = render(&fr.gt, &cam.intrinsics, &rays, &ground, f as u64);
-            if let Some((z0, _)) = depth_measurement(&img, &cam.intrinsics, &p.mean, &no_offset) {
-                depth_resid.push(fr.gt[ROOT][2] - z0);
+    for run in runs.iter_mut() {
+        let data = run.data;
+        for (seq, cam) in streams(data) {
+            bar.inc(1);
+            if input == Input::Detections && !seq.detections.contains_key(&cam.id) {
+                continue;
             }
+            let frames_v = lift_stream(seq, cam, input, &mut run.lifter, &model, Options::default(), None, frames)?;
+            let rays = Rays::new(&cam.intrinsics, DEPTH_SIZE, DEPTH_SIZE);
+            let ground = Ground::from_extrinsics(&cam.extrinsics);
+            for (f, fr) in frames_v.iter().enumerate().step_by(25) {
+                let Some(p) = &fr.pose else { continue };
+                let shift = Vector3::from(fr.gt[ROOT]) - p.mean[ROOT];
+                ankle
+                    .push([3, 6].iter().map(|&j| ground.height_of(&(p.mean[j] + shift))).fold(f64::INFINITY, f64::min));
+                let img = render(&fr.gt, &cam.intrinsics, &rays, &ground, f as u64);
+                if let Some((z0, _)) = depth_measurement(&img, &cam.intrinsics, &p.mean, &no_offset) {
+                    depth_resid.push(fr.gt[ROOT][2] - z0);
+                }
+            }
+            lifted.push(frames_v);
         }
-        lifted.push(frames_v);
     }
     bar.finish_and_clear();
     let (height, spread) = median_spread(&mut ankle);
@@ -524,12 +537,15 @@ pub fn fit(data: &Dataset, input: Input, lifter: &mut Lifter, frames: usize, pro
     // fourth stream: rendering is the cost).
     for (opts, every) in [(Options { ground: true, depth: false }, 1), (Options { ground: false, depth: true }, 4)] {
         let mut with_cue = Vec::new();
-        for (seq, cam) in streams(data).into_iter().step_by(every) {
-            if input == Input::Detections && !seq.detections.contains_key(&cam.id) {
-                continue;
+        for run in runs.iter_mut() {
+            let data = run.data;
+            for (seq, cam) in streams(data).into_iter().step_by(every) {
+                if input == Input::Detections && !seq.detections.contains_key(&cam.id) {
+                    continue;
+                }
+                let rays = opts.depth.then(|| Rays::new(&cam.intrinsics, DEPTH_SIZE, DEPTH_SIZE));
+                with_cue.push(lift_stream(seq, cam, input, &mut run.lifter, &model, opts, rays.as_ref(), frames)?);
             }
-            let rays = opts.depth.then(|| Rays::new(&cam.intrinsics, DEPTH_SIZE, DEPTH_SIZE));
-            with_cue.push(lift_stream(seq, cam, input, lifter, &model, opts, rays.as_ref(), frames)?);
         }
         let share = persistent_share(&with_cue);
         let m = &mut model.motion;
