@@ -263,7 +263,7 @@ fn main() -> Result<()> {
                 std::fs::create_dir_all(&out)?;
                 let path = out.join("tracking.yaml");
                 let models: Vec<String> =
-                    held.iter().map(|(p, d)| format!("{} on {}", p.display(), subjects_of(d))).collect();
+                    held.iter().map(|(p, d)| format!("{} on {}", p.display(), d.subjects().join(","))).collect();
                 let header = format!(
                     "# Fitted by: pose3d-eval track --fit --subjects {} --input {} ({})\n",
                     set.subjects,
@@ -355,9 +355,4 @@ fn held_out_subjects(
     let missing: Vec<&String> = wanted.iter().filter(|s| !seen.contains(s)).collect();
     anyhow::ensure!(missing.is_empty(), "no --held-out model holds out {missing:?} of --subjects");
     Ok(runs)
-}
-
-/// A dataset's subjects as "S1,S5".
-fn subjects_of(data: &pose3d::formats::dataset::Dataset) -> String {
-    data.cameras.keys().cloned().collect::<Vec<_>>().join(",")
 }

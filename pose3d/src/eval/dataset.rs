@@ -263,7 +263,7 @@ pub fn score_dataset_visiting(
             Input::Detections => "detections".into(),
         },
         cues: format!("{cues:?}").to_lowercase(),
-        subjects: data.cameras.keys().cloned().collect(),
+        subjects: data.subjects(),
         samples: k,
         stride,
         ..tally.into_report()

@@ -125,6 +125,11 @@ impl Dataset {
         Ok(Dataset { sequences, cameras })
     }
 
+    /// The subjects loaded (those with cameras), in order.
+    pub fn subjects(&self) -> Vec<String> {
+        self.cameras.keys().cloned().collect()
+    }
+
     pub fn frames(&self) -> usize {
         self.sequences.iter().map(|s| s.poses.len()).sum()
     }

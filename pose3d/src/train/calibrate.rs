@@ -110,8 +110,7 @@ pub fn calibrate(held_out: &[HeldOut], inputs: &[Input], stride: usize, min_join
         })
         .collect();
     eprintln!("calibration: latent_std_scale {tau}, spread {spread:?}, size_std {size_std}; {}", scores.join("; "));
-    let subjects: Vec<String> =
-        held_out.iter().map(|h| h.data.cameras.keys().cloned().collect::<Vec<_>>().join(",")).collect();
+    let subjects: Vec<String> = held_out.iter().map(|h| h.data.subjects().join(",")).collect();
     let on = if held_out.len() == 1 {
         subjects[0].clone()
     } else {
