@@ -97,7 +97,7 @@ pub fn train(data_dir: &Path, cfg: &TrainConfig, out: &Path, resume: bool, progr
     // The model from here on: the moving average where there is one.
     let log = run.log;
     let vae = run.ema.unwrap_or(run.vae);
-    let (stride, min_joints) = (cfg.val_stride * 4, cfg.min_joints);
+    let (stride, min_joints) = (cfg.calibration_stride(), cfg.min_joints);
     let calibration = match (&cfg.calibration, &val_data) {
         (Some(c), _) => c.clone(),
         (None, _) if !calibration_runs.is_empty() => {
@@ -131,7 +131,7 @@ pub fn recalibrate(data_dir: &Path, cfg: &TrainConfig, models: &[PathBuf]) -> Re
         cards.push((path, card));
     }
     let runs = load_calibration_runs(data_dir, cfg, &reported)?;
-    let calibration = calibrate(&held_out(&runs), &inputs, cfg.val_stride * 4, cfg.min_joints)?;
+    let calibration = calibrate(&held_out(&runs), &inputs, cfg.calibration_stride(), cfg.min_joints)?;
     for (path, mut card) in cards {
         card.calibration = calibration.clone();
         card.save(&path).with_context(|| format!("writing {}", path.display()))?;
