@@ -302,3 +302,48 @@ fn tracking_fit_pools_held_out_models_on_their_own_subjects() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no --held-out model holds out [\"S2\"]"));
 }
+
+/// `track --fit --input gt,detections` pools both inputs: what comes from the truth alone (the joints'
+/// acceleration noise) is what a one-input fit gets, what comes from lifted frames (the floor's ankle
+/// height) lies between the two inputs' own fits; an unknown input is refused by name.
+#[test]
+fn tracking_fit_pools_inputs() {
+    let dir = tmp("track-fit-inputs");
+    let fixture = root().join("tests/fixtures/cmu");
+    let fit = |input: &str| -> serde_yaml::Value {
+        let out = dir.join(input.replace(',', "+"));
+        eval(&[
+            "track",
+            "--fit",
+            "--data",
+            fixture.to_str().unwrap(),
+            "--subjects",
+            "S1,S2",
+            "--samples",
+            "8",
+            "--input",
+            input,
+            "--fit-frames",
+            "60",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let text = std::fs::read_to_string(out.join("tracking.yaml")).unwrap();
+        assert!(text.starts_with(&format!("# Fitted by: pose3d-eval track --fit --subjects S1,S2 --input {input}")));
+        serde_yaml::from_str(&text).unwrap()
+    };
+    let (gt, det, both) = (fit("gt"), fit("detections"), fit("gt,detections"));
+    assert_eq!(both["motion"]["accel_noise"], gt["motion"]["accel_noise"]);
+    assert_eq!(both["motion"]["accel_noise"], det["motion"]["accel_noise"]);
+    let ankle = |v: &serde_yaml::Value| v["ground_foot_height"].as_f64().unwrap();
+    let (a, b, c) = (ankle(&gt), ankle(&det), ankle(&both));
+    assert!(a != b, "the inputs lift the feet alike: {a} {b}");
+    assert!(c >= a.min(b) && c <= a.max(b), "pooled {c} outside {a}..{b}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pose3d-eval"))
+        .args(["track", "--fit", "--data", fixture.to_str().unwrap(), "--subjects", "S1,S2", "--input", "gt,sketch"])
+        .args(["--out", dir.join("refused").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown input 'sketch'"));
+}

@@ -32,13 +32,11 @@ struct DatasetArgs {
 impl DatasetArgs {
     fn load(&self) -> Result<(pose3d::formats::dataset::Dataset, pose3d::eval::dataset::Input)> {
         let input = self.input.parse()?;
-        Ok((
-            pose3d::formats::dataset::Dataset::load(
-                &self.data,
-                &pose3d::formats::dataset::parse_subjects(&self.subjects),
-            )?,
-            input,
-        ))
+        Ok((self.dataset()?, input))
+    }
+
+    fn dataset(&self) -> Result<pose3d::formats::dataset::Dataset> {
+        pose3d::formats::dataset::Dataset::load(&self.data, &pose3d::formats::dataset::parse_subjects(&self.subjects))
     }
 }
 
@@ -137,7 +135,8 @@ enum Cmd {
         /// Place persons with a depth image rendered from the ground truth (Kinect-like noise, holes, edges).
         #[arg(long)]
         depth: bool,
-        /// Fit the tracking model on these subjects and write OUT/tracking.yaml.
+        /// Fit the tracking model on these subjects and write OUT/tracking.yaml; --input may then name
+        /// both inputs, pooled (gt,detections).
         #[arg(long)]
         fit: bool,
         /// With --fit: lift each of these models' held-out subjects (its card's validation subjects) with that
@@ -246,9 +245,10 @@ fn main() -> Result<()> {
             use pose3d::eval::tracking as track;
             use pose3d::pipeline::tracking::TrackingModel;
             if fit {
-                let input = set.input.parse()?;
+                // The fit pools inputs: --input gt,detections.
+                let inputs = set.input.split(',').map(str::parse).collect::<Result<Vec<_>>>()?;
                 let held: Vec<(PathBuf, pose3d::formats::dataset::Dataset)> = if held_out.is_empty() {
-                    vec![(model.model.clone().unwrap_or_else(default_model), set.load()?.0)]
+                    vec![(model.model.clone().unwrap_or_else(default_model), set.dataset()?)]
                 } else {
                     held_out_subjects(&set, &held_out)?
                 };
@@ -259,7 +259,7 @@ fn main() -> Result<()> {
                         Ok(track::FitRun { data, lifter })
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let m = track::fit(&mut runs, input, fit_frames, true)?;
+                let m = track::fit(&mut runs, &inputs, fit_frames, true)?;
                 std::fs::create_dir_all(&out)?;
                 let path = out.join("tracking.yaml");
                 let models: Vec<String> =
