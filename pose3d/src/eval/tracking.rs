@@ -647,15 +647,13 @@ fn activity_reference(motion: &MotionModel, streams: &[Vec<Frame>], progress: bo
 /// Frames apart at which the persistent share is measured: 0.4 s, about the filter's memory.
 const PERSISTENCE_LAG: usize = 10;
 
-/// The share of the frames' root covariance that is still there `PERSISTENCE_LAG` frames later: the
-/// autocorrelation at that lag of the root errors whitened by each frame's own root covariance, in
-/// [0, 0.95]. Whitened, because the share is of the covariance: unwhitened, a few frames with huge errors
-/// and huge covariances (a cue refused, a bad lift) outweigh the rest, and where they come alone the
-/// share reads 0 though the typical frame's error persists.
+/// The share of the frames' root error still there `PERSISTENCE_LAG` frames later: the autocorrelation of
+/// the root error vectors at that lag, in [0, 0.95].
 fn persistent_share(streams: &[Vec<Frame>]) -> f64 {
     let (mut cross, mut power) = (0.0, 0.0);
     for frames in streams {
-        let err: Vec<Option<Vector3<f64>>> = frames.iter().map(whitened_root_error).collect();
+        let err: Vec<Option<Vector3<f64>>> =
+            frames.iter().map(|f| f.pose.as_ref().map(|p| p.mean[ROOT] - Vector3::from(f.gt[ROOT]))).collect();
         for (a, b) in err.iter().zip(err.iter().skip(PERSISTENCE_LAG)) {
             if let (Some(a), Some(b)) = (a, b) {
                 cross += a.dot(b);
@@ -670,63 +668,9 @@ fn persistent_share(streams: &[Vec<Frame>]) -> f64 {
     }
 }
 
-/// A frame's root error in units of its root covariance (L^-1 e with L L^T the covariance).
-fn whitened_root_error(frame: &Frame) -> Option<Vector3<f64>> {
-    let p = frame.pose.as_ref()?;
-    let chol = p.covariance[ROOT].cholesky()?;
-    chol.l().solve_lower_triangular(&(p.mean[ROOT] - Vector3::from(frame.gt[ROOT])))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Streams whose root error is a per-stream bias of variance `bias` plus white noise of variance
-    /// `white`, each frame's covariance their sum; every 50th frame a bad lift 10 m off with a covariance to
-    /// match.
-    fn biased_streams(bias: f64, white: f64) -> Vec<Vec<Frame>> {
-        use rand::SeedableRng;
-        use rand_distr::{Distribution, Normal};
-        let mut rng = rand_pcg::Pcg64::seed_from_u64(7);
-        let (b, w) = (Normal::new(0.0, bias.sqrt()).unwrap(), Normal::new(0.0, white.sqrt()).unwrap());
-        let mut v = |d: &Normal<f64>| Vector3::new(d.sample(&mut rng), d.sample(&mut rng), d.sample(&mut rng));
-        (0..200)
-            .map(|_| {
-                let offset = v(&b);
-                (0..100)
-                    .map(|f| {
-                        let bad = f % 50 == 7;
-                        let (err, var) =
-                            if bad { (Vector3::new(0.0, 0.0, 10.0), 100.0) } else { (offset + v(&w), bias + white) };
-                        let gt = [[0.0, 0.0, 4.0]; NUM_JOINTS];
-                        let pose = PoseOut {
-                            id: "0".into(),
-                            index: 0,
-                            sources: Default::default(),
-                            mean: vec![Vector3::new(0.0, 0.0, 4.0) + err; NUM_JOINTS],
-                            covariance: vec![Matrix3::identity() * var; NUM_JOINTS],
-                            relative_covariance: vec![Matrix3::zeros(); NUM_JOINTS],
-                            samples: vec![],
-                            num_samples: 32,
-                            fit_residual: 0.0,
-                            confidence: 1.0,
-                        };
-                        Frame { gt, pose: Some(pose), bbox: None }
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// The share is of the covariance: a bias of 0.6 of each frame's variance reads 0.6, and lone bad lifts
-    /// with their own large covariances do not pull it to 0.
-    #[test]
-    fn persistent_share_is_the_persisting_part_of_each_frames_covariance() {
-        let share = persistent_share(&biased_streams(0.006, 0.004));
-        assert!((share - 0.6).abs() < 0.05, "{share}");
-        let share = persistent_share(&biased_streams(0.0, 0.01));
-        assert!(share < 0.05, "{share}");
-    }
 
     /// The bisection lands within its resolution of the scale that gives 0.95, and at the range's end
     /// when no scale in it does.
