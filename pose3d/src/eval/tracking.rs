@@ -422,8 +422,7 @@ fn report_md(r: &TrackReport) -> String {
 ///
 /// Each run's subjects are lifted by its lifter, from each of `inputs`, all pooled: a model on the subjects
 /// it was trained without (the recipe's held-out runs) shows the errors an unseen person gets, which its
-/// training subjects do not; the node's calibration is one law for clean and detected keypoints, so the
-/// levels that turn its frames into tracks are fitted on both as well.
+/// training subjects do not.
 pub fn fit(runs: &mut [FitRun], inputs: &[Input], frames: usize, progress: bool) -> Result<TrackingModel> {
     anyhow::ensure!(!inputs.is_empty(), "the tracking fit needs at least one input");
     let mut model = TrackingModel::default();
@@ -505,32 +504,33 @@ pub fn fit(runs: &mut [FitRun], inputs: &[Input], frames: usize, progress: bool)
         }
         (t.root_inside as f64 / t.n.max(1) as f64, t.vel_inside as f64 / t.vel_n.max(1) as f64)
     };
-    // Coverage grows with either scale: bisect its logarithm for 0.95.
-    let fit_scale = |range: (f64, f64),
-                     set: &dyn Fn(&mut MotionModel, f64),
-                     which: usize,
-                     motion: &MotionModel,
-                     lifted: &[Vec<Frame>]| {
-        scale_for_coverage(range, SCALE_STEPS, |v| {
+    let closest = |values: &[f64],
+                   set: &dyn Fn(&mut MotionModel, f64),
+                   which: usize,
+                   motion: &MotionModel,
+                   lifted: &[Vec<Frame>]| {
+        let mut best = (f64::INFINITY, values[0]);
+        for &v in values {
             let mut m = motion.clone();
             set(&mut m, v);
             let c = coverage(&m, lifted);
-            if which == 0 {
-                c.0
-            } else {
-                c.1
+            let c = if which == 0 { c.0 } else { c.1 };
+            if (c - 0.95).abs() < best.0 {
+                best = ((c - 0.95).abs(), v);
             }
-        })
+        }
+        best.1
     };
-    let (accel_scales, root_scales) = ((0.25, 32.0), (0.25, 16.0));
+    let accel_scales = [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0];
+    let root_scales = [0.5, 0.7, 1.0, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0];
     model.motion.persistent = persistent_share(&lifted);
     // Three rounds: the adaptation's reference depends on the root scale (the noise it subtracts), and
     // the scales on the adaptation.
     for _ in 0..3 {
         let reference = activity_reference(&model.motion, &lifted, progress);
         model.motion.adaptation = Some(Adaptation { reference, ..Default::default() });
-        model.motion.accel_scale = fit_scale(accel_scales, &|m, v| m.accel_scale = v, 1, &model.motion, &lifted);
-        model.motion.root_scale = fit_scale(root_scales, &|m, v| m.root_scale = v, 0, &model.motion, &lifted);
+        model.motion.accel_scale = closest(&accel_scales, &|m, v| m.accel_scale = v, 1, &model.motion, &lifted);
+        model.motion.root_scale = closest(&root_scales, &|m, v| m.root_scale = v, 0, &model.motion, &lifted);
     }
     if progress {
         eprintln!("adaptation reference {:.4} m^2/s^3", model.motion.adaptation.as_ref().map_or(0.0, |a| a.reference));
@@ -557,7 +557,7 @@ pub fn fit(runs: &mut [FitRun], inputs: &[Input], frames: usize, progress: bool)
             m.persistent_depth = share;
         }
         let set = |m: &mut MotionModel, v: f64| (m.root_scale_ground, m.root_scale_depth) = (v, v);
-        let scale = fit_scale(root_scales, &set, 0, &model.motion, &with_cue);
+        let scale = closest(&root_scales, &set, 0, &model.motion, &with_cue);
         let m = &mut model.motion;
         if opts.ground {
             m.root_scale_ground = scale;
@@ -577,30 +577,6 @@ pub fn fit(runs: &mut [FitRun], inputs: &[Input], frames: usize, progress: bool)
         eprintln!("fitted on {} streams: root 95 % coverage {root:.3}, velocity {vel:.3}", lifted.len());
     }
     Ok(model)
-}
-
-/// Halvings of a scale's range in `scale_for_coverage`: (0.25, 32) is 7 octaves, so 8 leave ~2 %.
-const SCALE_STEPS: usize = 8;
-
-/// The scale in `range` whose coverage is nearest 0.95, for a coverage that grows with the scale:
-/// bisection on the logarithm, `steps` evaluations, the nearest of the values tried.
-fn scale_for_coverage(range: (f64, f64), steps: usize, coverage: impl Fn(f64) -> f64) -> f64 {
-    let (mut lo, mut hi) = (range.0.ln(), range.1.ln());
-    let mut best = (f64::INFINITY, range.0);
-    for _ in 0..steps {
-        let mid = 0.5 * (lo + hi);
-        let c = coverage(mid.exp());
-        // Ties go to the later value: with a flat coverage, the range's end the bisection heads for.
-        if (c - 0.95).abs() <= best.0 {
-            best = ((c - 0.95).abs(), mid.exp());
-        }
-        if c < 0.95 {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    best.1
 }
 
 /// Every stream once from each input.
@@ -665,24 +641,5 @@ fn persistent_share(streams: &[Vec<Frame>]) -> f64 {
         (cross / power).clamp(0.0, 0.95)
     } else {
         0.0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The bisection lands within its resolution of the scale that gives 0.95, and at the range's end
-    /// when no scale in it does.
-    #[test]
-    fn scale_for_coverage_finds_where_coverage_crosses_95_percent() {
-        let cov = |v: f64| 1.0 - (-v).exp();
-        let v = scale_for_coverage((0.25, 32.0), SCALE_STEPS, cov);
-        let want = 20f64.ln();
-        assert!((v / want - 1.0).abs() < 0.03, "{v} vs {want}");
-        let hi = scale_for_coverage((0.25, 32.0), SCALE_STEPS, |v| 0.5 * cov(v));
-        assert!(hi > 30.0, "{hi}");
-        let lo = scale_for_coverage((0.25, 32.0), SCALE_STEPS, |_| 1.0);
-        assert!(lo < 0.27, "{lo}");
     }
 }
