@@ -302,18 +302,15 @@ pub fn evaluate(
     progress: bool,
 ) -> Result<TrackReport> {
     std::fs::create_dir_all(out)?;
-    let all = streams(data);
+    let all = with_inputs(streams(data), &[input]);
     let bar = bar(all.len(), progress);
     let (mut frame, mut filtered) = (Tally::default(), Tally::default());
     let mut counts = [0usize; 4];
     let mut tracks_started = 0;
     let mut rays: std::collections::BTreeMap<String, Rays> = Default::default();
     let mut n_streams = 0;
-    for (seq, cam) in all {
+    for (seq, cam, _) in all {
         bar.inc(1);
-        if input == Input::Detections && !seq.detections.contains_key(&cam.id) {
-            continue;
-        }
         let r = if opts.depth {
             Some(
                 &*rays
@@ -458,7 +455,7 @@ pub fn fit(runs: &mut [FitRun], inputs: &[Input], frames: usize, progress: bool)
     let (truth_height, _) = median_spread(&mut ankle_truth);
     let mut ankle = Vec::new();
     // Lifted streams: the depth offset and the persistent share.
-    let bar = bar(runs.iter().map(|r| streams(r.data).len()).sum::<usize>() * inputs.len(), progress);
+    let bar = bar(runs.iter().map(|r| with_inputs(streams(r.data), inputs).len()).sum(), progress);
     let mut lifted = Vec::new();
     let mut depth_resid = Vec::new();
     let no_offset = DepthPrior { surface_offset: 0.0, ..model.depth };
@@ -466,9 +463,6 @@ pub fn fit(runs: &mut [FitRun], inputs: &[Input], frames: usize, progress: bool)
         let data = run.data;
         for (seq, cam, input) in with_inputs(streams(data), inputs) {
             bar.inc(1);
-            if input == Input::Detections && !seq.detections.contains_key(&cam.id) {
-                continue;
-            }
             let frames_v = lift_stream(seq, cam, input, &mut run.lifter, &model, Options::default(), None, frames)?;
             let rays = Rays::new(&cam.intrinsics, DEPTH_SIZE, DEPTH_SIZE);
             let ground = Ground::from_extrinsics(&cam.extrinsics);
@@ -542,9 +536,6 @@ pub fn fit(runs: &mut [FitRun], inputs: &[Input], frames: usize, progress: bool)
         for run in runs.iter_mut() {
             let data = run.data;
             for (seq, cam, input) in with_inputs(streams(data).into_iter().step_by(every).collect(), inputs) {
-                if input == Input::Detections && !seq.detections.contains_key(&cam.id) {
-                    continue;
-                }
                 let rays = opts.depth.then(|| Rays::new(&cam.intrinsics, DEPTH_SIZE, DEPTH_SIZE));
                 with_cue.push(lift_stream(seq, cam, input, &mut run.lifter, &model, opts, rays.as_ref(), frames)?);
             }
@@ -579,12 +570,16 @@ pub fn fit(runs: &mut [FitRun], inputs: &[Input], frames: usize, progress: bool)
     Ok(model)
 }
 
-/// Every stream once from each input.
+/// Every stream once from each input that it has (detections are not there for every camera).
 fn with_inputs<'a>(
     streams: Vec<(&'a Sequence, &'a DatasetCamera)>,
     inputs: &[Input],
 ) -> Vec<(&'a Sequence, &'a DatasetCamera, Input)> {
-    inputs.iter().flat_map(|&i| streams.iter().map(move |&(s, c)| (s, c, i))).collect()
+    inputs
+        .iter()
+        .flat_map(|&i| streams.iter().map(move |&(s, c)| (s, c, i)))
+        .filter(|(s, c, i)| *i != Input::Detections || s.detections.contains_key(&c.id))
+        .collect()
 }
 
 /// The level at which a track's factor is 1: the mean of the adaptation's samples over lifted streams

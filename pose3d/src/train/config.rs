@@ -221,13 +221,13 @@ pub fn vae_config(cfg: &TrainConfig) -> VaeConfig {
 }
 
 impl TrainConfig {
-    /// Refuses values the trainer cannot use, with the reason; returns the parsed calibration inputs.
     /// Every how many frames the calibration lifts its held-out subjects: a quarter of validation's frames
     /// (it lifts them once per candidate), the same whether fitted after training or by `recalibrate`.
     pub fn calibration_stride(&self) -> usize {
         self.val_stride * 4
     }
 
+    /// Refuses values the trainer cannot use, with the reason; returns the parsed calibration inputs.
     pub fn check(&self) -> Result<Vec<Input>> {
         ensure!(self.batch_size > 0 && self.epochs > 0, "batch_size and epochs must be positive");
         ensure!(
