@@ -159,6 +159,30 @@ pub fn inside_ellipsoid(x: &Vector3<f64>, mean: &Vector3<f64>, cov: &Matrix3<f64
     }
 }
 
+/// Whether `x` is inside the 95 % interval of `cov` along the ray from the camera through `mean` (1-D),
+/// and inside its 95 % ellipse across that ray (2-D): a monocular root's error is mostly depth along the
+/// ray, so the 3-D ellipsoid alone does not say whether the depth or the sideways spread is right.
+pub fn inside_along_across(x: &Vector3<f64>, mean: &Vector3<f64>, cov: &Matrix3<f64>) -> (bool, bool) {
+    const CHI2_1DOF_95: f64 = 3.841_458_820_694_124;
+    const CHI2_2DOF_95: f64 = 5.991_464_547_107_979;
+    let d = mean.try_normalize(1e-9).unwrap_or_else(Vector3::z);
+    let helper = if d.x.abs() < 0.9 { Vector3::x() } else { Vector3::y() };
+    let u = d.cross(&helper).normalize();
+    let v = d.cross(&u);
+    let e = x - mean;
+    let var_along = (d.transpose() * cov * d)[(0, 0)];
+    let along = var_along > 0.0 && e.dot(&d).powi(2) / var_along <= CHI2_1DOF_95;
+    let c2 = nalgebra::Matrix2::new(
+        (u.transpose() * cov * u)[(0, 0)],
+        (u.transpose() * cov * v)[(0, 0)],
+        (v.transpose() * cov * u)[(0, 0)],
+        (v.transpose() * cov * v)[(0, 0)],
+    );
+    let e2 = nalgebra::Vector2::new(e.dot(&u), e.dot(&v));
+    let across = c2.try_inverse().is_some_and(|inv| (e2.transpose() * inv * e2)[(0, 0)] <= CHI2_2DOF_95);
+    (along, across)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +258,26 @@ mod tests {
         assert!(!inside_ellipsoid(&Vector3::new(0.0, 3.2, 0.0), &m, &cov, 0.5)); // 2.56
         assert!(inside_ellipsoid(&Vector3::new(0.0, 0.0, 7.0), &m, &cov, 0.95));
         // 5.44 < 7.81
+    }
+
+    /// Along the ray: 1-D at 1.96 sigma; across: the 2-D ellipse (2.45 sigma on one axis).
+    #[test]
+    fn along_and_across_the_ray_are_judged_apart() {
+        let mean = Vector3::new(0.0, 0.0, 5.0);
+        let cov = Matrix3::from_diagonal(&Vector3::new(0.01, 0.01, 0.25));
+        let at = |dx: f64, dz: f64| inside_along_across(&(mean + Vector3::new(dx, 0.0, dz)), &mean, &cov);
+        assert_eq!(at(0.0, 0.95), (true, true));
+        assert_eq!(at(0.0, 1.0), (false, true));
+        assert_eq!(at(0.24, 0.0), (true, true));
+        assert_eq!(at(0.25, 0.0), (true, false));
+        // Within the 3-D 95 % ellipsoid (2.8 sigma) but outside the 1-D interval along the ray.
+        assert!(inside_ellipsoid(&(mean + Vector3::new(0.0, 0.0, 1.2)), &mean, &cov, 0.95));
+        assert_eq!(at(0.0, 1.2), (false, true));
+        // A ray off the axis: the depth error is along it, not along z.
+        let m2 = Vector3::new(3.0, 0.0, 4.0);
+        let d = m2.normalize();
+        let c2 = d * d.transpose() * 0.25 + Matrix3::identity() * 1e-4;
+        assert_eq!(inside_along_across(&(m2 + d * 0.9), &m2, &c2), (true, true));
+        assert_eq!(inside_along_across(&(m2 + Vector3::new(0.0, 0.05, 0.0)), &m2, &c2), (true, false));
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::eval::dataset::{keypoints_2d, Input};
 use crate::eval::depth_render::{render, Rays};
-use crate::eval::metrics::inside_ellipsoid;
+use crate::eval::metrics::{inside_along_across, inside_ellipsoid};
 use crate::formats::dataset::{to_camera, Dataset, DatasetCamera, Sequence};
 use crate::geometry::distribution::{joint_statistics, relative_covariances};
 use crate::geometry::ground::Ground;
@@ -14,7 +14,7 @@ use crate::pipeline::activity::{Activity, Adaptation};
 use crate::pipeline::cues::{apply_cues, depth_measurement, median_spread, CueUse, Cues, DepthPrior};
 use crate::pipeline::lifter::{Lifter, PersonIn, PoseOut};
 use crate::pipeline::tracking::{
-    keypoint_box, MotionModel, Observed, TrackState, Tracker, TrackerConfig, TrackingModel,
+    keypoint_box, MotionModel, Observed, RootErrors, TrackState, Tracker, TrackerConfig, TrackingModel,
 };
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -107,6 +107,8 @@ struct Tally {
     mpjpe: f64,
     root: Vec<f64>,
     root_inside: usize,
+    along_inside: usize,
+    across_inside: usize,
     vel_n: usize,
     vel_err: f64,
     vel_inside: usize,
@@ -121,8 +123,11 @@ pub struct Summary {
     pub mpjpe_mm: f64,
     pub root_error_mm: f64,
     pub root_error_median_mm: f64,
-    /// Truth inside the root's 95 % ellipsoid.
+    /// Truth inside the root's 95 % ellipsoid; inside its 95 % interval along the camera ray, and its 95 %
+    /// ellipse across it.
     pub root_coverage95: f64,
+    pub root_along_coverage95: f64,
+    pub root_across_coverage95: f64,
     pub velocity_error_mm_s: f64,
     /// Truth inside the velocity's 95 % ellipsoid (filtered only).
     pub velocity_coverage95: Option<f64>,
@@ -142,6 +147,8 @@ impl Tally {
             root_error_mm: r.iter().sum::<f64>() / n,
             root_error_median_mm: r.get(r.len() / 2).copied().unwrap_or(f64::NAN),
             root_coverage95: self.root_inside as f64 / n,
+            root_along_coverage95: self.along_inside as f64 / n,
+            root_across_coverage95: self.across_inside as f64 / n,
             velocity_error_mm_s: self.vel_err / self.vel_n.max(1) as f64,
             velocity_coverage95: with_velocity_coverage.then(|| self.vel_inside as f64 / self.vel_n.max(1) as f64),
             acceleration_error_mm_s2: self.acc_err / self.acc_n.max(1) as f64,
@@ -201,6 +208,9 @@ fn score_stream(frames: &[Frame], motion: &MotionModel) -> Scored {
             tally.mpjpe += rel_mpjpe(m, gt);
             tally.root.push((m[ROOT] - gt_root(f)).norm() * 1000.0);
             tally.root_inside += inside_ellipsoid(&gt_root(f), &m[ROOT], c, 0.95) as usize;
+            let (along, across) = inside_along_across(&gt_root(f), &m[ROOT], c);
+            tally.along_inside += along as usize;
+            tally.across_inside += across as usize;
         }
         if f == 0 || f + 1 >= frames.len() {
             continue;
@@ -247,6 +257,8 @@ fn merge(into: &mut Tally, t: Tally) {
     into.mpjpe += t.mpjpe;
     into.root.extend(t.root);
     into.root_inside += t.root_inside;
+    into.along_inside += t.along_inside;
+    into.across_inside += t.across_inside;
     into.vel_n += t.vel_n;
     into.accel_factor += t.accel_factor;
     into.vel_err += t.vel_err;
@@ -375,12 +387,14 @@ fn count_tracks(frames: &[Frame], motion: &MotionModel) -> usize {
 fn report_md(r: &TrackReport) -> String {
     let row = |name: &str, s: &Summary| {
         format!(
-            "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.3} | {:.0} | {} | {:.0} |\n",
+            "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.3} ({:.3} / {:.3}) | {:.0} | {} | {:.0} |\n",
             s.frames,
             s.mpjpe_mm,
             s.root_error_mm,
             s.root_error_median_mm,
             s.root_coverage95,
+            s.root_along_coverage95,
+            s.root_across_coverage95,
             s.velocity_error_mm_s,
             s.velocity_coverage95.map_or("-".into(), |c| format!("{c:.3}")),
             s.acceleration_error_mm_s2
@@ -388,7 +402,7 @@ fn report_md(r: &TrackReport) -> String {
     };
     format!(
         "# Tracking on {:?} ({}), 25 Hz, ground {}, depth {}\n\n{} streams, {} tracks started.\n\n\
-         | output | frames | MPJPE mm | root mm | root median mm | root cov95 | velocity mm/s | velocity cov95 | accel mm/s^2 |\n\
+         | output | frames | MPJPE mm | root mm | root median mm | root cov95 (along / across the ray) | velocity mm/s | velocity cov95 | accel mm/s^2 |\n\
          |---|---|---|---|---|---|---|---|---|\n{}{}\nground used {} / refused {}; depth used {} / refused {}; \
          mean factor on the root's acceleration noise {:.3}\n",
         r.subjects,
@@ -412,9 +426,10 @@ fn report_md(r: &TrackReport) -> String {
 /// - the lower ankle's height above the floor (median, robust spread) as the lifter places it: the lifted
 ///   mean pose moved onto the true root, so the spread holds the pose's own errors besides the feet's;
 /// - the depth image's surface offset and spread, from rendered images against the truth;
-/// - per cue (none, floor, depth image), over the first `frames` frames of every stream: the persistent
-///   share of the frames' root error (its autocorrelation 0.4 s apart) and the factor on the frames' root
-///   covariance whose filtered 95 % ellipsoids hold the truth 95 % of the time;
+/// - per cue (none, floor, depth image), over the first `frames` frames of every stream, along the camera
+///   ray and across it: the persistent share of the frames' root error (its autocorrelation 0.4 s apart)
+///   and the factor on the frames' root variance whose filtered 95 % intervals (along, 1-D) and ellipses
+///   (across, 2-D) hold the truth 95 % of the time;
 /// - the factor on the acceleration noise whose velocity 95 % ellipsoids hold the truth 95 % of the time.
 ///
 /// Each run's subjects are lifted by its lifter, from each of `inputs`, all pooled: a model on the subjects
@@ -489,42 +504,23 @@ pub fn fit(runs: &mut [FitRun], inputs: &[Input], frames: usize, progress: bool)
     let (offset, spread) = median_spread(&mut depth_resid);
     model.depth.surface_offset = offset;
     model.depth.std_floor = spread;
-    // The scale of the acceleration noise (velocity coverage) and of the root covariance (root coverage),
-    // each on a grid with the other held, twice round.
-    let coverage = |motion: &MotionModel, lifted: &[Vec<Frame>]| {
-        let mut t = Tally::default();
-        for frames_v in lifted {
-            merge(&mut t, score_stream(frames_v, motion).filtered);
-        }
-        (t.root_inside as f64 / t.n.max(1) as f64, t.vel_inside as f64 / t.vel_n.max(1) as f64)
-    };
-    let closest = |values: &[f64],
-                   set: &dyn Fn(&mut MotionModel, f64),
-                   which: usize,
-                   motion: &MotionModel,
-                   lifted: &[Vec<Frame>]| {
-        let mut best = (f64::INFINITY, values[0]);
-        for &v in values {
-            let mut m = motion.clone();
-            set(&mut m, v);
-            let c = coverage(&m, lifted);
-            let c = if which == 0 { c.0 } else { c.1 };
-            if (c - 0.95).abs() < best.0 {
-                best = ((c - 0.95).abs(), v);
-            }
-        }
-        best.1
-    };
-    let accel_scales = [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0];
-    let root_scales = [0.5, 0.7, 1.0, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0];
-    model.motion.persistent = persistent_share(&lifted);
-    // Three rounds: the adaptation's reference depends on the root scale (the noise it subtracts), and
-    // the scales on the adaptation.
-    for _ in 0..3 {
+    // The persistent shares (autocorrelations, independent of the scales), then the scales: the
+    // acceleration noise's for the velocity's coverage, the root's along and across the ray for theirs.
+    let (along, across) = persistent_shares(&lifted);
+    model.motion.root.persistent_along = along;
+    model.motion.root.persistent_across = across;
+    if progress {
+        eprintln!("persistent shares: root along {along:.2}, across {across:.2}");
+    }
+    // Two rounds: the adaptation's reference depends on the root's noise (which it subtracts), and the
+    // scales on the adaptation and on each other.
+    for _ in 0..2 {
         let reference = activity_reference(&model.motion, &lifted, progress);
         model.motion.adaptation = Some(Adaptation { reference, ..Default::default() });
-        model.motion.accel_scale = closest(&accel_scales, &|m, v| m.accel_scale = v, 1, &model.motion, &lifted);
-        model.motion.root_scale = closest(&root_scales, &|m, v| m.root_scale = v, 0, &model.motion, &lifted);
+        let m = &model.motion;
+        model.motion.accel_scale =
+            scale_for_95(ACCEL_SCALES, |v| coverage(&MotionModel { accel_scale: v, ..m.clone() }, &lifted).velocity);
+        fit_root_scales(&mut model.motion, |m| &mut m.root, &lifted, 1);
     }
     if progress {
         eprintln!("adaptation reference {:.4} m^2/s^3", model.motion.adaptation.as_ref().map_or(0.0, |a| a.reference));
@@ -540,34 +536,100 @@ pub fn fit(runs: &mut [FitRun], inputs: &[Input], frames: usize, progress: bool)
                 with_cue.push(lift_stream(seq, cam, input, &mut run.lifter, &model, opts, rays.as_ref(), frames)?);
             }
         }
-        let share = persistent_share(&with_cue);
-        let m = &mut model.motion;
-        if opts.ground {
-            m.persistent_ground = share;
-        } else {
-            m.persistent_depth = share;
-        }
-        let set = |m: &mut MotionModel, v: f64| (m.root_scale_ground, m.root_scale_depth) = (v, v);
-        let scale = closest(&root_scales, &set, 0, &model.motion, &with_cue);
-        let m = &mut model.motion;
-        if opts.ground {
-            m.root_scale_ground = scale;
-        } else {
-            m.root_scale_depth = scale;
-        }
+        let pick: fn(&mut MotionModel) -> &mut RootErrors =
+            if opts.ground { |m| &mut m.root_ground } else { |m| &mut m.root_depth };
+        let (along, across) = persistent_shares(&with_cue);
+        (pick(&mut model.motion).persistent_along, pick(&mut model.motion).persistent_across) = (along, across);
+        fit_root_scales(&mut model.motion, pick, &with_cue, 2);
         if progress {
             let c = coverage(&model.motion, &with_cue);
-            eprintln!(
-                "{opts:?}: persistent share {share:.2}, root scale {scale}, coverage root {:.3} velocity {:.3}",
-                c.0, c.1
-            );
+            eprintln!("{opts:?}: {:?}, coverage {c:?}", pick(&mut model.motion));
         }
     }
-    let (root, vel) = coverage(&model.motion, &lifted);
+    let c = coverage(&model.motion, &lifted);
     if progress {
-        eprintln!("fitted on {} streams: root 95 % coverage {root:.3}, velocity {vel:.3}", lifted.len());
+        eprintln!(
+            "fitted on {} streams: root 95 % coverage {:.3} (along {:.3}, across {:.3}), velocity {:.3}",
+            lifted.len(),
+            c.root,
+            c.along,
+            c.across,
+            c.velocity
+        );
     }
     Ok(model)
+}
+
+/// The filtered tracks' 95 % coverage over lifted streams.
+#[derive(Debug, Clone, Copy)]
+struct Coverage {
+    root: f64,
+    along: f64,
+    across: f64,
+    velocity: f64,
+}
+
+fn coverage(motion: &MotionModel, lifted: &[Vec<Frame>]) -> Coverage {
+    let mut t = Tally::default();
+    for frames_v in lifted {
+        merge(&mut t, score_stream(frames_v, motion).filtered);
+    }
+    let n = t.n.max(1) as f64;
+    Coverage {
+        root: t.root_inside as f64 / n,
+        along: t.along_inside as f64 / n,
+        across: t.across_inside as f64 / n,
+        velocity: t.vel_inside as f64 / t.vel_n.max(1) as f64,
+    }
+}
+
+/// Where the factors are searched: (lowest, highest, halvings of the log range).
+const ACCEL_SCALES: (f64, f64, usize) = (0.25, 64.0, 7);
+const ROOT_SCALES: (f64, f64, usize) = (1e-3, 64.0, 9);
+
+/// The factor in `range` at which `cover` (growing with the factor) crosses 95 %, by bisection of its
+/// logarithm; the range's end when it does not cross.
+fn scale_for_95(range: (f64, f64, usize), cover: impl Fn(f64) -> f64) -> f64 {
+    let (mut lo, mut hi) = (range.0.ln(), range.1.ln());
+    if cover(range.1) < 0.95 {
+        return range.1;
+    }
+    if cover(range.0) >= 0.95 {
+        return range.0;
+    }
+    for _ in 0..range.2 {
+        let mid = 0.5 * (lo + hi);
+        if cover(mid.exp()) >= 0.95 {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi.exp()
+}
+
+/// The root's factors along and across the ray (of the error model `pick` selects) for 95 % coverage in
+/// each direction, `rounds` times round (the filter couples them a little through the covariance's
+/// cross-terms).
+fn fit_root_scales(
+    motion: &mut MotionModel,
+    pick: fn(&mut MotionModel) -> &mut RootErrors,
+    lifted: &[Vec<Frame>],
+    rounds: usize,
+) {
+    for _ in 0..rounds {
+        let with = |m: &MotionModel, set: &dyn Fn(&mut RootErrors)| {
+            let mut m = m.clone();
+            set(pick(&mut m));
+            m
+        };
+        let m = motion.clone();
+        pick(motion).scale_along =
+            scale_for_95(ROOT_SCALES, |v| coverage(&with(&m, &|e| e.scale_along = v), lifted).along);
+        let m = motion.clone();
+        pick(motion).scale_across =
+            scale_for_95(ROOT_SCALES, |v| coverage(&with(&m, &|e| e.scale_across = v), lifted).across);
+    }
 }
 
 /// Every stream once from each input that it has (detections are not there for every camera).
@@ -615,26 +677,53 @@ fn activity_reference(motion: &MotionModel, streams: &[Vec<Frame>], progress: bo
     reference
 }
 
-/// Frames apart at which the persistent share is measured: 0.4 s, about the filter's memory.
+/// Frames apart at which the persistent shares are measured: 0.4 s, about the filter's memory.
 const PERSISTENCE_LAG: usize = 10;
 
-/// The share of the frames' root error still there `PERSISTENCE_LAG` frames later: the autocorrelation of
-/// the root error vectors at that lag, in [0, 0.95].
-fn persistent_share(streams: &[Vec<Frame>]) -> f64 {
-    let (mut cross, mut power) = (0.0, 0.0);
+/// The share of the frames' root error still there `PERSISTENCE_LAG` frames later, along the camera ray
+/// through the frame's root and across it: the autocorrelation at that lag of the along-ray errors and of
+/// the across-ray error vectors, each in [0, 0.95].
+fn persistent_shares(streams: &[Vec<Frame>]) -> (f64, f64) {
+    let mut along = Autocorrelation::default();
+    let mut across = Autocorrelation::default();
     for frames in streams {
-        let err: Vec<Option<Vector3<f64>>> =
-            frames.iter().map(|f| f.pose.as_ref().map(|p| p.mean[ROOT] - Vector3::from(f.gt[ROOT]))).collect();
+        let err: Vec<Option<(f64, Vector3<f64>)>> = frames
+            .iter()
+            .map(|f| {
+                let p = f.pose.as_ref()?;
+                let d = p.mean[ROOT].try_normalize(1e-9)?;
+                let e = p.mean[ROOT] - Vector3::from(f.gt[ROOT]);
+                Some((e.dot(&d), e - d * e.dot(&d)))
+            })
+            .collect();
         for (a, b) in err.iter().zip(err.iter().skip(PERSISTENCE_LAG)) {
             if let (Some(a), Some(b)) = (a, b) {
-                cross += a.dot(b);
-                power += 0.5 * (a.norm_squared() + b.norm_squared());
+                along.add(a.0 * b.0, a.0 * a.0, b.0 * b.0);
+                across.add(a.1.dot(&b.1), a.1.norm_squared(), b.1.norm_squared());
             }
         }
     }
-    if power > 0.0 {
-        (cross / power).clamp(0.0, 0.95)
-    } else {
-        0.0
+    (along.share(), across.share())
+}
+
+/// Sums for a lag autocorrelation: sum of a.b over sum of (|a|^2 + |b|^2) / 2.
+#[derive(Default)]
+struct Autocorrelation {
+    cross: f64,
+    power: f64,
+}
+
+impl Autocorrelation {
+    fn add(&mut self, ab: f64, aa: f64, bb: f64) {
+        self.cross += ab;
+        self.power += 0.5 * (aa + bb);
+    }
+
+    fn share(&self) -> f64 {
+        if self.power > 0.0 {
+            (self.cross / self.power).clamp(0.0, 0.95)
+        } else {
+            0.0
+        }
     }
 }

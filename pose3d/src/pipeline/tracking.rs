@@ -14,12 +14,14 @@
 //! samples' joint-minus-root. Kept apart because a frame's placement error (depth, size) is shared by all
 //! joints and far larger than its shape error: filtering absolute joints would let it hold back the shape.
 //! Part of a frame's error does not average out over frames (the size a monocular view cannot see sets
-//! the depth of a whole sequence): a fraction `persistent` of the measurement covariance is treated as a
-//! bias shared by consecutive frames. The filter is updated with the rest, and the bias part is added back
-//! to the published position covariance, so averaging never claims more certainty than the frames hold.
-//! Velocities are differences, so the bias cancels in them. The share is measured, per cue, as the
-//! autocorrelation of the frames' root errors 0.4 s apart (about the filter's memory), and a factor on
-//! the frames' root covariance then makes the tracks' ellipsoids hold 95 % (`pose3d-eval track --fit`).
+//! the depth of a whole sequence): a share of the measurement covariance is treated as a bias shared by
+//! consecutive frames. The filter is updated with the rest, and the bias part is added back to the
+//! published position covariance, so averaging never claims more certainty than the frames hold.
+//! Velocities are differences, so the bias cancels in them. For the root, the share and a factor on the
+//! frame's variance are separate along the camera ray and across it (`RootErrors`): depth errors persist,
+//! sideways ones are mostly keypoint noise. The shares are measured, per cue, as the autocorrelation of the
+//! frames' root errors 0.4 s apart (about the filter's memory) in each direction, and the factors then make
+//! the tracks' errors along the ray (1-D) and across it (2-D) hold 95 % (`pose3d-eval track --fit`).
 //! People differ in how much they accelerate (a person waiting, one pacing): with `adaptation`, each
 //! track scales its root's acceleration noise by its own level measured so far (`activity`).
 //!
@@ -49,17 +51,12 @@ pub struct MotionModel {
     /// a white-noise model with their average level lags behind; fitted on lifted training streams so the
     /// root velocity's 95 % ellipsoids hold the truth 95 % of the time.
     pub accel_scale: f64,
-    /// Fraction of a frame's covariance that is a bias shared by consecutive frames, in [0, 1).
-    pub persistent: f64,
-    /// The same for persons the floor placed, and the depth image: a cue's error (a foot off the floor
-    /// mid-step, sensor noise) changes from frame to frame where the size prior's does not.
-    pub persistent_ground: f64,
-    pub persistent_depth: f64,
-    /// Factor on a frame's root covariance, by what placed the person: the frames' own ellipsoids are
-    /// calibrated per pose, not for how their errors add up over a track.
-    pub root_scale: f64,
-    pub root_scale_ground: f64,
-    pub root_scale_depth: f64,
+    /// How a frame's root error enters a track, by what placed the person: no cue, the floor, the depth
+    /// image (a cue's error, a foot off the floor mid-step or sensor noise, changes from frame to frame
+    /// where the size prior's does not).
+    pub root: RootErrors,
+    pub root_ground: RootErrors,
+    pub root_depth: RootErrors,
     /// Prior standard deviation of a new track's velocity, m/s (a person walks at up to ~2 m/s).
     pub initial_speed_std: f64,
     /// Each track's root acceleration noise follows how lively that person has moved (off when absent).
@@ -72,7 +69,7 @@ impl MotionModel {
     /// placed the person (a cue fixes the depth along the ray; the noise across it is the keypoints',
     /// and the level it is compared with was measured without cues).
     pub fn activity_noise(&self, pose: &PoseOut) -> Matrix3<f64> {
-        pose.covariance[ROOT] * self.root_scale * (1.0 - self.persistent)
+        self.root.split(&pose.mean[ROOT], &pose.covariance[ROOT]).0
     }
 
     /// Feeds a person's root at `stamp_ns` to its track's activity estimate (nothing without adaptation).
@@ -82,18 +79,76 @@ impl MotionModel {
         }
     }
 
-    /// The persistent share and root covariance factor for a person, by what placed it (the depth image
-    /// over the floor).
-    pub fn error_model_for(&self, pose: &PoseOut) -> (f64, f64) {
+    /// The root's error model for a person, by what placed it (the depth image over the floor).
+    pub fn root_errors_for(&self, pose: &PoseOut) -> &RootErrors {
         use crate::pipeline::cues::CueUse::Used;
         if pose.sources.depth == Used {
-            (self.persistent_depth, self.root_scale_depth)
+            &self.root_depth
         } else if pose.sources.ground == Used {
-            (self.persistent_ground, self.root_scale_ground)
+            &self.root_ground
         } else {
-            (self.persistent, self.root_scale)
+            &self.root
         }
     }
+}
+
+/// How a frame's root covariance enters a track, along the camera ray through the root and across it.
+/// The two differ in kind: along the ray the error is the depth the size prior sets (a person's size
+/// against the average, the same for a whole sequence), across it the keypoints' placement (noise that
+/// changes from frame to frame); and the card's root laws are scaled for the joints' camera-frame
+/// ellipsoids, not for a filter's. So each direction has its own factor on the frame's variance and its
+/// own share of it that is a bias shared by consecutive frames (kept in the published covariance,
+/// never averaged away).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootErrors {
+    /// Factor on the frame's root variance along the ray and across it.
+    pub scale_along: f64,
+    pub scale_across: f64,
+    /// Share of that (scaled) variance that persists from frame to frame, in [0, 1).
+    pub persistent_along: f64,
+    pub persistent_across: f64,
+}
+
+impl Default for RootErrors {
+    fn default() -> Self {
+        RootErrors { scale_along: 1.0, scale_across: 1.0, persistent_along: 0.5, persistent_across: 0.2 }
+    }
+}
+
+impl RootErrors {
+    /// The frame's root covariance `cov` at `root` (camera frame) as the filter takes it: (the part
+    /// that averages out over frames, the persistent part).
+    pub fn split(&self, root: &Vector3<f64>, cov: &Matrix3<f64>) -> (Matrix3<f64>, Matrix3<f64>) {
+        let along = ray_projector(root);
+        let across = Matrix3::identity() - along;
+        // S = a P_along + c P_across scales the two directions' standard deviations by a and c.
+        let s = |a: f64, c: f64| along * a + across * c;
+        let scale = s(self.scale_along.sqrt(), self.scale_across.sqrt());
+        let scaled = scale * cov * scale;
+        let white = s((1.0 - self.persistent_along).sqrt(), (1.0 - self.persistent_across).sqrt());
+        let bias = s(self.persistent_along.sqrt(), self.persistent_across.sqrt());
+        let sym = |m: Matrix3<f64>| (m + m.transpose()) * 0.5;
+        (sym(white * scaled * white), sym(bias * scaled * bias))
+    }
+
+    fn check(&self, name: &str) -> anyhow::Result<()> {
+        for (what, v, lo, hi) in [
+            ("scale_along", self.scale_along, 1e-4, 100.0),
+            ("scale_across", self.scale_across, 1e-4, 100.0),
+            ("persistent_along", self.persistent_along, 0.0, 0.99),
+            ("persistent_across", self.persistent_across, 0.0, 0.99),
+        ] {
+            anyhow::ensure!(v.is_finite() && v >= lo && v <= hi, "{name}.{what} = {v} is outside [{lo}, {hi}]");
+        }
+        Ok(())
+    }
+}
+
+/// The projector onto the camera ray through `p` (the optical axis at the camera itself).
+pub fn ray_projector(p: &Vector3<f64>) -> Matrix3<f64> {
+    let d = p.try_normalize(1e-9).unwrap_or_else(Vector3::z);
+    d * d.transpose()
 }
 
 impl Default for MotionModel {
@@ -101,12 +156,9 @@ impl Default for MotionModel {
         MotionModel {
             accel_noise: [1.0; NUM_JOINTS],
             accel_scale: 1.0,
-            persistent: 0.5,
-            persistent_ground: 0.2,
-            persistent_depth: 0.2,
-            root_scale: 1.0,
-            root_scale_ground: 1.0,
-            root_scale_depth: 1.0,
+            root: RootErrors::default(),
+            root_ground: RootErrors { persistent_along: 0.2, ..Default::default() },
+            root_depth: RootErrors { persistent_along: 0.2, ..Default::default() },
             initial_speed_std: 1.5,
             adaptation: None,
         }
@@ -157,12 +209,9 @@ impl TrackingModel {
             ok(&format!("motion.accel_noise[{j}]"), *q, 1e-6, 1e3)?;
         }
         ok("motion.accel_scale", self.motion.accel_scale, 1e-3, 1e3)?;
-        ok("motion.persistent", self.motion.persistent, 0.0, 0.99)?;
-        ok("motion.persistent_ground", self.motion.persistent_ground, 0.0, 0.99)?;
-        ok("motion.persistent_depth", self.motion.persistent_depth, 0.0, 0.99)?;
-        ok("motion.root_scale", self.motion.root_scale, 0.01, 100.0)?;
-        ok("motion.root_scale_ground", self.motion.root_scale_ground, 0.01, 100.0)?;
-        ok("motion.root_scale_depth", self.motion.root_scale_depth, 0.01, 100.0)?;
+        self.motion.root.check("motion.root")?;
+        self.motion.root_ground.check("motion.root_ground")?;
+        self.motion.root_depth.check("motion.root_depth")?;
         ok("motion.initial_speed_std", self.motion.initial_speed_std, 0.01, 20.0)?;
         if let Some(a) = &self.motion.adaptation {
             a.check().context("motion.adaptation")?;
@@ -511,8 +560,11 @@ impl Tracker {
     }
 
     fn start(&mut self, id: String, upstream: bool, person: usize, p: &Observed, stamp_ns: i128) {
-        let ((a, scale), speed) = (self.config.motion.error_model_for(p.pose), self.config.motion.initial_speed_std);
-        let root_cov = p.pose.covariance[ROOT] * scale;
+        let motion = &self.config.motion;
+        let errors = motion.root_errors_for(p.pose);
+        // The shape's error persists as the depth's does: both are the lifted pose's, not the keypoints'.
+        let (a, speed) = (errors.persistent_along, motion.initial_speed_std);
+        let (root_white, root_bias) = errors.split(&p.pose.mean[ROOT], &p.pose.covariance[ROOT]);
         let shape = (0..NUM_JOINTS)
             .map(|j| {
                 let (z, r) = relative(p.pose, j);
@@ -527,9 +579,9 @@ impl Tracker {
             hits: 1,
             first_ns: stamp_ns,
             last_update_ns: stamp_ns,
-            root: PointFilter::new(&p.pose.mean[ROOT], &(root_cov * (1.0 - a)), speed),
+            root: PointFilter::new(&p.pose.mean[ROOT], &root_white, speed),
             shape,
-            bias_root: root_cov * a,
+            bias_root: root_bias,
             bias_shape: p.pose.relative_covariance.iter().map(|r| r * a).collect(),
             bbox: p.bbox,
             updated_now: true,
@@ -539,16 +591,18 @@ impl Tracker {
     }
 
     fn apply(&mut self, t: usize, person: usize, p: &Observed, stamp_ns: i128) {
-        let (a, scale) = self.config.motion.error_model_for(p.pose);
-        let root_cov = p.pose.covariance[ROOT] * scale;
+        let motion = &self.config.motion;
+        let errors = motion.root_errors_for(p.pose);
+        let a = errors.persistent_along;
+        let (root_white, root_bias) = errors.split(&p.pose.mean[ROOT], &p.pose.covariance[ROOT]);
         let t = &mut self.tracks[t];
-        t.root.update(&p.pose.mean[ROOT], &(root_cov * (1.0 - a)));
+        t.root.update(&p.pose.mean[ROOT], &root_white);
         self.config.motion.observe_activity(&mut t.activity, p.pose, stamp_ns);
         for (j, f) in t.shape.iter_mut().enumerate().filter(|(j, _)| *j != ROOT) {
             let (z, r) = relative(p.pose, j);
             f.update(&z, &(r * (1.0 - a)));
         }
-        t.bias_root = root_cov * a;
+        t.bias_root = root_bias;
         t.bias_shape = p.pose.relative_covariance.iter().map(|r| r * a).collect();
         t.hits += 1;
         t.last_update_ns = stamp_ns;
@@ -591,7 +645,7 @@ mod tests {
     #[test]
     fn a_walking_person_is_filtered_and_its_velocity_estimated() {
         let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
-        let motion = MotionModel { accel_noise: [0.05; NUM_JOINTS], persistent: 0.0, ..Default::default() };
+        let motion = MotionModel { accel_noise: [0.05; NUM_JOINTS], root: no_bias(), ..Default::default() };
         let mut tr = Tracker::new(TrackerConfig { motion, ..Default::default() });
         let v = Vector3::new(1.2, 0.0, -0.3);
         let (mut t_ns, mut frame_err, mut filt_err, mut n) = (0i128, 0.0, 0.0, 0);
@@ -690,14 +744,15 @@ mod tests {
     fn tracking_models_are_checked_when_loaded() {
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tracking.yaml");
         let m = TrackingModel::load(&shipped).unwrap();
-        assert!(m.motion.accel_noise[ROOT] > 0.0 && m.motion.persistent < 1.0);
+        assert!(m.motion.accel_noise[ROOT] > 0.0 && m.motion.root.persistent_along < 1.0);
         let dir = std::env::temp_dir().join(format!("pose3d_tracking_{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let bad = TrackingModel { motion: MotionModel { persistent: 1.5, ..m.motion.clone() }, ..m.clone() };
+        let root_ground = RootErrors { persistent_across: 1.5, ..m.motion.root_ground };
+        let bad = TrackingModel { motion: MotionModel { root_ground, ..m.motion.clone() }, ..m.clone() };
         let path = dir.join("bad.yaml");
         std::fs::write(&path, serde_yaml::to_string(&bad).unwrap()).unwrap();
         let err = format!("{:#}", TrackingModel::load(&path).unwrap_err());
-        assert!(err.contains("motion.persistent = 1.5"), "{err}");
+        assert!(err.contains("motion.root_ground.persistent_across = 1.5"), "{err}");
         std::fs::write(&path, serde_yaml::to_string(&m).unwrap() + "extra: 1\n").unwrap();
         let err = format!("{:#}", TrackingModel::load(&path).unwrap_err());
         assert!(err.contains("unknown field"), "{err}");
@@ -712,7 +767,7 @@ mod tests {
             let mut rng = rand_pcg::Pcg64::seed_from_u64(5);
             let motion = MotionModel {
                 accel_noise: [0.05; NUM_JOINTS],
-                persistent: 0.0,
+                root: no_bias(),
                 adaptation: adapt.then(|| Adaptation { reference: 0.05, ..Default::default() }),
                 ..Default::default()
             };
@@ -746,10 +801,16 @@ mod tests {
         }
     }
 
-    /// With a persistent share, the published covariance never falls below that share of the frames'.
+    fn no_bias() -> RootErrors {
+        RootErrors { persistent_along: 0.0, persistent_across: 0.0, ..Default::default() }
+    }
+
+    /// The persistent share along the ray stays in the published covariance however many frames come;
+    /// across the ray (no share) averaging narrows it.
     #[test]
     fn the_persistent_share_of_the_error_stays_in_the_covariance() {
-        let motion = MotionModel { persistent: 0.5, ..Default::default() };
+        let root = RootErrors { persistent_along: 0.5, persistent_across: 0.0, ..Default::default() };
+        let motion = MotionModel { root, ..Default::default() };
         let mut tr = Tracker::new(TrackerConfig { motion, ..Default::default() });
         let mut last = None;
         for k in 0..100 {
@@ -758,5 +819,33 @@ mod tests {
         }
         let c = last.unwrap().covariance[ROOT];
         assert!(c[(2, 2)] >= 0.5 * 0.04 - 1e-12 && c[(2, 2)] < 0.75 * 0.04, "{c}");
+        assert!(c[(0, 0)] < 0.25 * 0.04, "{c}");
+    }
+
+    /// The split scales and shares the variance along the ray through the root and across it apart, on a
+    /// ray off the optical axis and a covariance that is not isotropic: the parts add up to the scaled
+    /// covariance in each direction, and the cross-terms between the directions follow the scales.
+    #[test]
+    fn root_errors_split_along_and_across_the_ray() {
+        let e = RootErrors { scale_along: 4.0, scale_across: 0.25, persistent_along: 0.8, persistent_across: 0.1 };
+        let root = Vector3::new(1.0, -0.5, 4.0);
+        let d = root.normalize();
+        let u = d.cross(&Vector3::x()).normalize();
+        let cov =
+            d * d.transpose() * 0.09 + u * u.transpose() * 0.0004 + (d * u.transpose() + u * d.transpose()) * 0.001;
+        let (white, bias) = e.split(&root, &cov);
+        let var = |m: &Matrix3<f64>, a: &Vector3<f64>, b: &Vector3<f64>| (a.transpose() * m * b)[(0, 0)];
+        assert!((var(&bias, &d, &d) - 0.8 * 4.0 * 0.09).abs() < 1e-12);
+        assert!((var(&white, &d, &d) - 0.2 * 4.0 * 0.09).abs() < 1e-12);
+        assert!((var(&bias, &u, &u) - 0.1 * 0.25 * 0.0004).abs() < 1e-12);
+        assert!((var(&white, &u, &u) - 0.9 * 0.25 * 0.0004).abs() < 1e-12);
+        let cross = var(&white, &d, &u) + var(&bias, &d, &u);
+        let want = 2.0 * 0.5 * 0.001 * ((0.2f64 * 0.9).sqrt() + (0.8f64 * 0.1).sqrt());
+        assert!((cross - want).abs() < 1e-12, "{cross} vs {want}");
+        for m in [white, bias] {
+            assert!(m.symmetric_eigenvalues().min() >= -1e-15, "{m}");
+        }
+        // At the camera the optical axis is the ray.
+        assert!((ray_projector(&Vector3::zeros()) - Vector3::z() * Vector3::z().transpose()).norm() < 1e-12);
     }
 }
