@@ -50,32 +50,43 @@ pub struct GroundPrior {
 /// too little about it: their roots are placed on the 2D fit, so their sideways spread is the spread of the
 /// decoded shapes whatever the keypoints' noise (measured on S8: three times the error from ground-truth
 /// 2D, two thirds of it from detections), and their spread along the ray is the shapes' spread in size.
-/// The 2D fit's residual measures the keypoints' noise.
+/// The 2D fit's residual measures the keypoints' noise, beyond the residual that the model's own shape
+/// error leaves with perfect keypoints (`residual_offset`): that part does not move the root (measured on
+/// S8: from ground-truth 2D the root's sideways error is a third of what the residual alone would say,
+/// from detections a half).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RootSpread {
-    /// Standard deviation per axis and metre of depth (across: radians) at zero residual.
+    /// Standard deviation per axis and metre of depth (across: radians) at a residual up to the offset.
     pub floor: f64,
-    /// Added standard deviation per unit of the fit's RMS residual (normalized image coordinates).
+    /// Added standard deviation per unit of the fit's RMS residual (normalized image coordinates) beyond
+    /// the offset, in quadrature.
     pub per_residual: f64,
+    /// The residual that moves nothing (normalized image coordinates; 0 in cards written before it).
+    #[serde(default)]
+    pub residual_offset: f64,
 }
 
 impl RootSpread {
     /// The largest floor and residual term a card may hold (beyond them the samples describe no person).
     pub const MAX_FLOOR: f64 = 0.5;
     pub const MAX_PER_RESIDUAL: f64 = 100.0;
+    /// 0.1 in normalized image coordinates is 100 px at f = 1000: no keypoints that far off fit a person.
+    pub const MAX_RESIDUAL_OFFSET: f64 = 0.1;
 
     /// The law within what a card may hold.
     pub fn clamped(&self) -> RootSpread {
         RootSpread {
             floor: self.floor.clamp(0.0, Self::MAX_FLOOR),
             per_residual: self.per_residual.clamp(0.0, Self::MAX_PER_RESIDUAL),
+            residual_offset: self.residual_offset.clamp(0.0, Self::MAX_RESIDUAL_OFFSET),
         }
     }
 
     /// The root's standard deviation per axis, m, at depth `z` for a fit residual `r`.
     pub fn std_at(&self, z: f64, r: f64) -> f64 {
-        z * self.floor.hypot(self.per_residual * r)
+        let beyond = (r * r - self.residual_offset * self.residual_offset).max(0.0).sqrt();
+        z * self.floor.hypot(self.per_residual * beyond)
     }
 
     /// Values a card may hold; `name` says which law (`lateral`, `along`) in the error.
@@ -92,12 +103,18 @@ impl RootSpread {
             self.per_residual,
             Self::MAX_PER_RESIDUAL
         );
+        anyhow::ensure!(
+            self.residual_offset.is_finite() && (0.0..=Self::MAX_RESIDUAL_OFFSET).contains(&self.residual_offset),
+            "calibration.{name}.residual_offset {} is outside 0..={}",
+            self.residual_offset,
+            Self::MAX_RESIDUAL_OFFSET
+        );
         Ok(())
     }
 
-    /// The law with both terms multiplied by `m`.
+    /// The law with its standard deviations multiplied by `m` (the offset stays).
     pub fn times(&self, m: f64) -> RootSpread {
-        RootSpread { floor: self.floor * m, per_residual: self.per_residual * m }
+        RootSpread { floor: self.floor * m, per_residual: self.per_residual * m, ..*self }
     }
 }
 
@@ -516,7 +533,7 @@ mod tests {
         }
         let (mut m0, mut c0) = (Vec::new(), Vec::new());
         joint_statistics(&s, NUM_JOINTS, &mut m0, &mut c0);
-        let prior = RootSpread { floor: 0.001, per_residual: 1.0 };
+        let prior = RootSpread { floor: 0.001, per_residual: 1.0, residual_offset: 0.0 };
         let residual = 0.004; // 4 px at f = 1000
         let before = s.clone();
         assert_eq!(calibrate_root(&mut s, residual, &prior, Direction::Across), CueUse::Used);
@@ -535,7 +552,7 @@ mod tests {
             assert!((0..NUM_JOINTS).all(|j| (shape(a, j) - shape(b, j)).norm() < 1e-12));
         }
         // Along the ray: the depth spread becomes the law's, the sideways spread and the mean stay.
-        let along = RootSpread { floor: 0.02, per_residual: 5.0 };
+        let along = RootSpread { floor: 0.02, per_residual: 5.0, residual_offset: 0.002 };
         assert_eq!(calibrate_root(&mut s, residual, &along, Direction::Along), CueUse::Used);
         let (mut m2, mut c2) = (Vec::new(), Vec::new());
         joint_statistics(&s, NUM_JOINTS, &mut m2, &mut c2);
@@ -552,12 +569,20 @@ mod tests {
     /// A card's root laws are checked where they are defined, and fits are brought within those bounds.
     #[test]
     fn root_laws_beyond_what_a_card_may_hold_are_refused_or_clamped() {
-        assert!(RootSpread { floor: 0.04, per_residual: 3.0 }.check("along").is_ok());
-        let wide = RootSpread { floor: 6.7, per_residual: 1e4 };
+        let law = |floor, per_residual, residual_offset| RootSpread { floor, per_residual, residual_offset };
+        assert!(law(0.04, 3.0, 0.003).check("along").is_ok());
+        let wide = law(6.7, 1e4, 0.5);
         let err = wide.check("along").unwrap_err().to_string();
         assert!(err.contains("calibration.along.floor 6.7"), "{err}");
-        assert!(RootSpread { floor: f64::NAN, per_residual: 1.0 }.check("lateral").is_err());
-        assert!(RootSpread { floor: 0.1, per_residual: -1.0 }.check("lateral").is_err());
+        assert!(law(f64::NAN, 1.0, 0.0).check("lateral").is_err());
+        assert!(law(0.1, -1.0, 0.0).check("lateral").is_err());
+        let err = law(0.1, 1.0, -0.001).check("lateral").unwrap_err().to_string();
+        assert!(err.contains("calibration.lateral.residual_offset"), "{err}");
         assert!(wide.clamped().check("along").is_ok());
+        // Up to the offset the floor; beyond it the residual's excess in quadrature.
+        let l = law(0.001, 0.5, 0.003);
+        assert_eq!(l.std_at(2.0, 0.002), 0.002);
+        assert!((l.std_at(2.0, 0.005) - 2.0 * 0.001f64.hypot(0.5 * 0.004)).abs() < 1e-15);
+        assert_eq!(l.times(2.0).residual_offset, 0.003);
     }
 }
