@@ -570,10 +570,13 @@ struct Coverage {
 }
 
 fn coverage(motion: &MotionModel, lifted: &[Vec<Frame>]) -> Coverage {
-    let mut t = Tally::default();
-    for frames_v in lifted {
-        merge(&mut t, score_stream(frames_v, motion).filtered);
-    }
+    use rayon::prelude::*;
+    // The streams on all cores: the fit scores every stream some hundred times.
+    let t =
+        lifted.par_iter().map(|frames_v| score_stream(frames_v, motion).filtered).reduce(Tally::default, |mut a, b| {
+            merge(&mut a, b);
+            a
+        });
     let n = t.n.max(1) as f64;
     Coverage {
         root: t.root_inside as f64 / n,
