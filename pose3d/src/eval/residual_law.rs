@@ -7,23 +7,8 @@
 /// (where the free line would cross below zero, the line through the origin); returns (floor, k) =
 /// (sqrt a, sqrt b).
 pub fn fit_hypot_law(points: &[(f64, f64, f64)]) -> (f64, f64) {
-    let sw: f64 = points.iter().map(|p| p.2).sum();
-    if points.is_empty() || sw <= 0.0 {
-        return (0.0, 0.0);
-    }
-    let xy: Vec<(f64, f64, f64)> = points.iter().map(|&(r, s, w)| (r * r, s * s, w)).collect();
-    let mx = xy.iter().map(|p| p.0 * p.2).sum::<f64>() / sw;
-    let my = xy.iter().map(|p| p.1 * p.2).sum::<f64>() / sw;
-    let sxx: f64 = xy.iter().map(|p| p.2 * (p.0 - mx).powi(2)).sum();
-    let sxy: f64 = xy.iter().map(|p| p.2 * (p.0 - mx) * (p.1 - my)).sum();
-    let b = if sxx > 0.0 { (sxy / sxx).max(0.0) } else { 0.0 };
-    let a = my - b * mx;
-    if a >= 0.0 {
-        return (a.sqrt(), b.sqrt());
-    }
-    let sx2: f64 = xy.iter().map(|p| p.2 * p.0 * p.0).sum();
-    let b0 = xy.iter().map(|p| p.2 * p.0 * p.1).sum::<f64>() / sx2.max(f64::MIN_POSITIVE);
-    (0.0, b0.max(0.0).sqrt())
+    let squares: Vec<(f64, f64, f64)> = points.iter().map(|&(r, s, w)| (r * r, s * s, w)).collect();
+    non_negative_line(&squares).map_or((0.0, 0.0), |(a, b)| (a.sqrt(), b.sqrt()))
 }
 
 /// Fits spread^2 = a + b max(r^2 - o^2, 0) over `(r, spread, weight)` points, a, b >= 0, by weighted
