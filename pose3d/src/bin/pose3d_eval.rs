@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use pose3d::eval::recording::{self as eval, Topics};
 use pose3d::pipeline::lifter::{Lifter, LifterConfig};
+use pose3d::pipeline::modelcard::ModelCard;
 use pose3d::pipeline::runtime::{ModelRuntime, RuntimeOptions};
 use std::path::PathBuf;
 
@@ -62,13 +63,21 @@ struct ModelArgs {
     /// without (the node's `outlier_threshold`; 0: off).
     #[arg(long, default_value_t = LifterConfig::default().outlier_threshold)]
     outlier_threshold: f64,
+    /// Sample with this model card's calibration instead of the model's own (the recipe's held-out
+    /// models with the calibration the shipped model was given, for `track --fit --held-out`).
+    #[arg(long, value_name = "CARD.yaml")]
+    calibration_from: Option<PathBuf>,
 }
 
 impl ModelArgs {
     /// The node's pipeline over this model, calibrated as its card says.
     fn lifter(&self, keep_samples: bool) -> Result<Lifter<'static>> {
         let model = self.model.clone().unwrap_or_else(default_model);
-        let rt = ModelRuntime::load(&model, &RuntimeOptions::default())?;
+        let mut rt = ModelRuntime::load(&model, &RuntimeOptions::default())?;
+        if let Some(card) = &self.calibration_from {
+            let card = ModelCard::load(card).with_context(|| format!("--calibration-from {}", card.display()))?;
+            rt.card.calibration = card.calibration;
+        }
         Lifter::from_runtime(
             rt,
             LifterConfig {
@@ -264,8 +273,12 @@ fn main() -> Result<()> {
                 let path = out.join("tracking.yaml");
                 let models: Vec<String> =
                     held.iter().map(|(p, d)| format!("{} on {}", p.display(), d.subjects().join(","))).collect();
+                let calibration = model
+                    .calibration_from
+                    .as_ref()
+                    .map_or(String::new(), |c| format!(" --calibration-from {}", c.display()));
                 let header = format!(
-                    "# Fitted by: pose3d-eval track --fit --subjects {} --input {} ({})\n",
+                    "# Fitted by: pose3d-eval track --fit --subjects {} --input {}{calibration} ({})\n",
                     set.subjects,
                     set.input,
                     models.join(", ")
@@ -329,7 +342,6 @@ fn held_out_subjects(
     models: &[PathBuf],
 ) -> Result<Vec<(PathBuf, pose3d::formats::dataset::Dataset)>> {
     use pose3d::formats::dataset::{parse_subjects, Dataset};
-    use pose3d::pipeline::modelcard::ModelCard;
     let wanted = parse_subjects(&set.subjects);
     let mut seen: Vec<String> = Vec::new();
     let mut runs = Vec::new();

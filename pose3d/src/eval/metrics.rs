@@ -159,13 +159,19 @@ pub fn inside_ellipsoid(x: &Vector3<f64>, mean: &Vector3<f64>, cov: &Matrix3<f64
     }
 }
 
-/// Whether `x` is inside the 95 % interval of `cov` along the ray from the camera through `mean` (1-D),
+/// Whether `x` is inside the 95 % interval of `cov` (about `mean`) along the camera ray through `ray` (1-D),
 /// and inside its 95 % ellipse across that ray (2-D): a monocular root's error is mostly depth along the
-/// ray, so the 3-D ellipsoid alone does not say whether the depth or the sideways spread is right.
-pub fn inside_along_across(x: &Vector3<f64>, mean: &Vector3<f64>, cov: &Matrix3<f64>) -> (bool, bool) {
+/// ray, so the 3-D ellipsoid alone does not say whether the depth or the sideways spread is right. For a
+/// position, `ray` is its mean; for a velocity, the position it is the velocity of.
+pub fn inside_along_across(
+    x: &Vector3<f64>,
+    mean: &Vector3<f64>,
+    cov: &Matrix3<f64>,
+    ray: &Vector3<f64>,
+) -> (bool, bool) {
     const CHI2_1DOF_95: f64 = 3.841_458_820_694_124;
     const CHI2_2DOF_95: f64 = 5.991_464_547_107_979;
-    let d = mean.try_normalize(1e-9).unwrap_or_else(Vector3::z);
+    let d = ray.try_normalize(1e-9).unwrap_or_else(Vector3::z);
     let helper = if d.x.abs() < 0.9 { Vector3::x() } else { Vector3::y() };
     let u = d.cross(&helper).normalize();
     let v = d.cross(&u);
@@ -265,7 +271,7 @@ mod tests {
     fn along_and_across_the_ray_are_judged_apart() {
         let mean = Vector3::new(0.0, 0.0, 5.0);
         let cov = Matrix3::from_diagonal(&Vector3::new(0.01, 0.01, 0.25));
-        let at = |dx: f64, dz: f64| inside_along_across(&(mean + Vector3::new(dx, 0.0, dz)), &mean, &cov);
+        let at = |dx: f64, dz: f64| inside_along_across(&(mean + Vector3::new(dx, 0.0, dz)), &mean, &cov, &mean);
         assert_eq!(at(0.0, 0.95), (true, true));
         assert_eq!(at(0.0, 1.0), (false, true));
         assert_eq!(at(0.24, 0.0), (true, true));
@@ -277,7 +283,14 @@ mod tests {
         let m2 = Vector3::new(3.0, 0.0, 4.0);
         let d = m2.normalize();
         let c2 = d * d.transpose() * 0.25 + Matrix3::identity() * 1e-4;
-        assert_eq!(inside_along_across(&(m2 + d * 0.9), &m2, &c2), (true, true));
-        assert_eq!(inside_along_across(&(m2 + Vector3::new(0.0, 0.05, 0.0)), &m2, &c2), (true, false));
+        assert_eq!(inside_along_across(&(m2 + d * 0.9), &m2, &c2, &m2), (true, true));
+        assert_eq!(inside_along_across(&(m2 + Vector3::new(0.0, 0.05, 0.0)), &m2, &c2, &m2), (true, false));
+        // A velocity is judged along the ray through its position, not along itself: sideways motion with
+        // a wide spread along the ray x (the position's ray) and a narrow one across it.
+        let (v, cv) = (Vector3::new(0.0, 1.0, 0.0), Matrix3::from_diagonal(&Vector3::new(0.25, 0.01, 0.01)));
+        let ray = Vector3::new(5.0, 0.0, 0.0);
+        assert_eq!(inside_along_across(&(v + Vector3::new(0.9, 0.0, 0.0)), &v, &cv, &ray), (true, true));
+        assert_eq!(inside_along_across(&(v + Vector3::new(0.0, 0.9, 0.0)), &v, &cv, &ray), (true, false));
+        assert_eq!(inside_along_across(&(v + Vector3::new(0.0, 0.9, 0.0)), &v, &cv, &v), (false, true));
     }
 }

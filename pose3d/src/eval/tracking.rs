@@ -112,6 +112,8 @@ struct Tally {
     vel_n: usize,
     vel_err: f64,
     vel_inside: usize,
+    vel_along_inside: usize,
+    vel_across_inside: usize,
     acc_n: usize,
     acc_err: f64,
     accel_factor: f64,
@@ -129,8 +131,11 @@ pub struct Summary {
     pub root_along_coverage95: f64,
     pub root_across_coverage95: f64,
     pub velocity_error_mm_s: f64,
-    /// Truth inside the velocity's 95 % ellipsoid (filtered only).
+    /// Truth inside the velocity's 95 % ellipsoid (filtered only); inside its 95 % interval along the
+    /// camera ray through the root and its 95 % ellipse across it.
     pub velocity_coverage95: Option<f64>,
+    pub velocity_along_coverage95: Option<f64>,
+    pub velocity_across_coverage95: Option<f64>,
     pub acceleration_error_mm_s2: f64,
     /// Mean factor on the root's acceleration noise the tracks used (`motion.adaptation`; filtered only).
     pub acceleration_noise_factor: Option<f64>,
@@ -151,6 +156,10 @@ impl Tally {
             root_across_coverage95: self.across_inside as f64 / n,
             velocity_error_mm_s: self.vel_err / self.vel_n.max(1) as f64,
             velocity_coverage95: with_velocity_coverage.then(|| self.vel_inside as f64 / self.vel_n.max(1) as f64),
+            velocity_along_coverage95: with_velocity_coverage
+                .then(|| self.vel_along_inside as f64 / self.vel_n.max(1) as f64),
+            velocity_across_coverage95: with_velocity_coverage
+                .then(|| self.vel_across_inside as f64 / self.vel_n.max(1) as f64),
             acceleration_error_mm_s2: self.acc_err / self.acc_n.max(1) as f64,
             acceleration_noise_factor: with_velocity_coverage.then(|| self.accel_factor / n),
         }
@@ -208,7 +217,7 @@ fn score_stream(frames: &[Frame], motion: &MotionModel) -> Scored {
             tally.mpjpe += rel_mpjpe(m, gt);
             tally.root.push((m[ROOT] - gt_root(f)).norm() * 1000.0);
             tally.root_inside += inside_ellipsoid(&gt_root(f), &m[ROOT], c, 0.95) as usize;
-            let (along, across) = inside_along_across(&gt_root(f), &m[ROOT], c);
+            let (along, across) = inside_along_across(&gt_root(f), &m[ROOT], c, &m[ROOT]);
             tally.along_inside += along as usize;
             tally.across_inside += across as usize;
         }
@@ -221,10 +230,13 @@ fn score_stream(frames: &[Frame], motion: &MotionModel) -> Scored {
             s.frame.vel_n += 1;
             s.frame.vel_err += ((b - a) / (2.0 * DT) - gt_vel(f)).norm() * 1000.0;
         }
-        if let Some((_, v, vc, _)) = &filt[f] {
+        if let Some(((m, _), v, vc, _)) = &filt[f] {
             s.filtered.vel_n += 1;
             s.filtered.vel_err += (v - gt_vel(f)).norm() * 1000.0;
             s.filtered.vel_inside += inside_ellipsoid(&gt_vel(f), v, vc, 0.95) as usize;
+            let (along, across) = inside_along_across(&gt_vel(f), v, vc, &m[ROOT]);
+            s.filtered.vel_along_inside += along as usize;
+            s.filtered.vel_across_inside += across as usize;
         }
         // Acceleration (jitter): second differences of every joint against the truth's.
         let acc = |ms: [&Vec<Vector3<f64>>; 3]| -> f64 {
@@ -263,6 +275,8 @@ fn merge(into: &mut Tally, t: Tally) {
     into.accel_factor += t.accel_factor;
     into.vel_err += t.vel_err;
     into.vel_inside += t.vel_inside;
+    into.vel_along_inside += t.vel_along_inside;
+    into.vel_across_inside += t.vel_across_inside;
     into.acc_n += t.acc_n;
     into.acc_err += t.acc_err;
 }
@@ -396,13 +410,16 @@ fn report_md(r: &TrackReport) -> String {
             s.root_along_coverage95,
             s.root_across_coverage95,
             s.velocity_error_mm_s,
-            s.velocity_coverage95.map_or("-".into(), |c| format!("{c:.3}")),
+            match (s.velocity_coverage95, s.velocity_along_coverage95, s.velocity_across_coverage95) {
+                (Some(c), Some(a), Some(x)) => format!("{c:.3} ({a:.3} / {x:.3})"),
+                _ => "-".into(),
+            },
             s.acceleration_error_mm_s2
         )
     };
     format!(
         "# Tracking on {:?} ({}), 25 Hz, ground {}, depth {}\n\n{} streams, {} tracks started.\n\n\
-         | output | frames | MPJPE mm | root mm | root median mm | root cov95 (along / across the ray) | velocity mm/s | velocity cov95 | accel mm/s^2 |\n\
+         | output | frames | MPJPE mm | root mm | root median mm | root cov95 (along / across the ray) | velocity mm/s | velocity cov95 (along / across) | accel mm/s^2 |\n\
          |---|---|---|---|---|---|---|---|---|\n{}{}\nground used {} / refused {}; depth used {} / refused {}; \
          mean factor on the root's acceleration noise {:.3}\n",
         r.subjects,
@@ -427,10 +444,14 @@ fn report_md(r: &TrackReport) -> String {
 ///   mean pose moved onto the true root, so the spread holds the pose's own errors besides the feet's;
 /// - the depth image's surface offset and spread, from rendered images against the truth;
 /// - per cue (none, floor, depth image), over the first `frames` frames of every stream, along the camera
-///   ray and across it: the persistent share of the frames' root error (its autocorrelation 0.4 s apart)
-///   and the factor on the frames' root variance whose filtered 95 % intervals (along, 1-D) and ellipses
-///   (across, 2-D) hold the truth 95 % of the time;
-/// - the factor on the acceleration noise whose velocity 95 % ellipsoids hold the truth 95 % of the time.
+///   ray and across it: the persistent share of the frames' root error (the autocorrelation 0.4 s apart
+///   of the errors in units of each frame's own spread), the factor on the frames' root variance across
+///   the ray whose filtered 95 % ellipses (2-D) hold the truth 95 % of the time, then the one along it
+///   for the 3-D ellipsoids (what a planner takes; with one direction's errors near a constant for a
+///   whole sequence, intervals right in each direction apart are not right together);
+/// - the factor on the acceleration noise whose velocity 95 % ellipses across the ray hold the truth 95 %
+///   of the time (a person's own motion, the same in every direction), then per cue the persistent
+///   error's drift along the ray (`RootErrors::drift_along`) for the velocity's 3-D ellipsoids.
 ///
 /// Each run's subjects are lifted by its lifter, from each of `inputs`, all pooled: a model on the subjects
 /// it was trained without (the recipe's held-out runs) shows the errors an unseen person gets, which its
@@ -518,8 +539,10 @@ pub fn fit(runs: &mut [FitRun], inputs: &[Input], frames: usize, progress: bool)
         let reference = activity_reference(&model.motion, &lifted, progress);
         model.motion.adaptation = Some(Adaptation { reference, ..Default::default() });
         let m = &model.motion;
-        model.motion.accel_scale =
-            scale_for_95(ACCEL_SCALES, |v| coverage(&MotionModel { accel_scale: v, ..m.clone() }, &lifted).velocity);
+        model.motion.accel_scale = scale_for_95(ACCEL_SCALES, |v| {
+            coverage(&MotionModel { accel_scale: v, ..m.clone() }, &lifted).velocity_across
+        });
+        fit_drift(&mut model.motion, |m| &mut m.root, &lifted);
         fit_root_scales(&mut model.motion, |m| &mut m.root, &lifted, 1);
     }
     if progress {
@@ -541,6 +564,7 @@ pub fn fit(runs: &mut [FitRun], inputs: &[Input], frames: usize, progress: bool)
         let (along, across) = persistent_shares(&with_cue);
         (pick(&mut model.motion).persistent_along, pick(&mut model.motion).persistent_across) = (along, across);
         fit_root_scales(&mut model.motion, pick, &with_cue, 2);
+        fit_drift(&mut model.motion, pick, &with_cue);
         if progress {
             let c = coverage(&model.motion, &with_cue);
             eprintln!("{opts:?}: {:?}, coverage {c:?}", pick(&mut model.motion));
@@ -549,12 +573,15 @@ pub fn fit(runs: &mut [FitRun], inputs: &[Input], frames: usize, progress: bool)
     let c = coverage(&model.motion, &lifted);
     if progress {
         eprintln!(
-            "fitted on {} streams: root 95 % coverage {:.3} (along {:.3}, across {:.3}), velocity {:.3}",
+            "fitted on {} streams: root 95 % coverage {:.3} (along {:.3}, across {:.3}), velocity {:.3} \
+             (along {:.3}, across {:.3})",
             lifted.len(),
             c.root,
             c.along,
             c.across,
-            c.velocity
+            c.velocity,
+            c.velocity_along,
+            c.velocity_across
         );
     }
     Ok(model)
@@ -567,6 +594,8 @@ struct Coverage {
     along: f64,
     across: f64,
     velocity: f64,
+    velocity_along: f64,
+    velocity_across: f64,
 }
 
 fn coverage(motion: &MotionModel, lifted: &[Vec<Frame>]) -> Coverage {
@@ -583,12 +612,16 @@ fn coverage(motion: &MotionModel, lifted: &[Vec<Frame>]) -> Coverage {
         along: t.along_inside as f64 / n,
         across: t.across_inside as f64 / n,
         velocity: t.vel_inside as f64 / t.vel_n.max(1) as f64,
+        velocity_along: t.vel_along_inside as f64 / t.vel_n.max(1) as f64,
+        velocity_across: t.vel_across_inside as f64 / t.vel_n.max(1) as f64,
     }
 }
 
 /// Where the factors are searched: (lowest, highest, halvings of the log range).
 const ACCEL_SCALES: (f64, f64, usize) = (0.25, 64.0, 7);
 const ROOT_SCALES: (f64, f64, usize) = (1e-3, 64.0, 9);
+/// The drift's (1/s^3; the lowest stands for none: `scale_for_95` gives it when even that covers).
+const DRIFTS: (f64, f64, usize) = (1e-3, 1e3, 9);
 
 /// The factor in `range` at which `cover` (growing with the factor) crosses 95 %, by bisection of its
 /// logarithm; the range's end when it does not cross.
@@ -611,9 +644,21 @@ fn scale_for_95(range: (f64, f64, usize), cover: impl Fn(f64) -> f64) -> f64 {
     hi.exp()
 }
 
-/// The root's factors along and across the ray (of the error model `pick` selects) for 95 % coverage in
-/// each direction, `rounds` times round (the filter couples them a little through the covariance's
-/// cross-terms).
+/// The drift along the ray (of the error model `pick` selects) for 95 % coverage of the velocity's 3-D
+/// ellipsoids (none when they cover without it).
+fn fit_drift(motion: &mut MotionModel, pick: fn(&mut MotionModel) -> &mut RootErrors, lifted: &[Vec<Frame>]) {
+    let m = motion.clone();
+    let drift = scale_for_95(DRIFTS, |v| {
+        let mut m = m.clone();
+        pick(&mut m).drift_along = v;
+        coverage(&m, lifted).velocity
+    });
+    pick(motion).drift_along = if drift <= DRIFTS.0 { 0.0 } else { drift };
+}
+
+/// The root's factors across the ray (for 95 % coverage of the 2-D ellipses) and along it (then for the
+/// 3-D ellipsoids) of the error model `pick` selects, `rounds` times round (the filter couples them a
+/// little through the covariance's cross-terms).
 fn fit_root_scales(
     motion: &mut MotionModel,
     pick: fn(&mut MotionModel) -> &mut RootErrors,
@@ -627,11 +672,11 @@ fn fit_root_scales(
             m
         };
         let m = motion.clone();
-        pick(motion).scale_along =
-            scale_for_95(ROOT_SCALES, |v| coverage(&with(&m, &|e| e.scale_along = v), lifted).along);
-        let m = motion.clone();
         pick(motion).scale_across =
             scale_for_95(ROOT_SCALES, |v| coverage(&with(&m, &|e| e.scale_across = v), lifted).across);
+        let m = motion.clone();
+        pick(motion).scale_along =
+            scale_for_95(ROOT_SCALES, |v| coverage(&with(&m, &|e| e.scale_along = v), lifted).root);
     }
 }
 
@@ -685,7 +730,9 @@ const PERSISTENCE_LAG: usize = 10;
 
 /// The share of the frames' root error still there `PERSISTENCE_LAG` frames later, along the camera ray
 /// through the frame's root and across it: the autocorrelation at that lag of the along-ray errors and of
-/// the across-ray error vectors, each in [0, 0.95].
+/// the across-ray error vectors, each in units of the frame's own standard deviation in that direction
+/// (the share of what the filter is given; and a few frames lifted metres away with spreads to match,
+/// as Human3.6M's S5 has, do not outweigh the rest), each in [0, 0.95].
 fn persistent_shares(streams: &[Vec<Frame>]) -> (f64, f64) {
     let mut along = Autocorrelation::default();
     let mut across = Autocorrelation::default();
@@ -696,7 +743,11 @@ fn persistent_shares(streams: &[Vec<Frame>]) -> (f64, f64) {
                 let p = f.pose.as_ref()?;
                 let d = p.mean[ROOT].try_normalize(1e-9)?;
                 let e = p.mean[ROOT] - Vector3::from(f.gt[ROOT]);
-                Some((e.dot(&d), e - d * e.dot(&d)))
+                let c = &p.covariance[ROOT];
+                let var_along = (d.transpose() * c * d)[(0, 0)];
+                let var_across = 0.5 * (c.trace() - var_along);
+                (var_along > 0.0 && var_across > 0.0)
+                    .then(|| (e.dot(&d) / var_along.sqrt(), (e - d * e.dot(&d)) / var_across.sqrt()))
             })
             .collect();
         for (a, b) in err.iter().zip(err.iter().skip(PERSISTENCE_LAG)) {

@@ -17,11 +17,13 @@
 //! the depth of a whole sequence): a share of the measurement covariance is treated as a bias shared by
 //! consecutive frames. The filter is updated with the rest, and the bias part is added back to the
 //! published position covariance, so averaging never claims more certainty than the frames hold.
-//! Velocities are differences, so the bias cancels in them. For the root, the share and a factor on the
-//! frame's variance are separate along the camera ray and across it (`RootErrors`): depth errors persist,
-//! sideways ones are mostly keypoint noise. The shares are measured, per cue, as the autocorrelation of the
-//! frames' root errors 0.4 s apart (about the filter's memory) in each direction, and the factors then make
-//! the tracks' errors along the ray (1-D) and across it (2-D) hold 95 % (`pose3d-eval track --fit`).
+//! The bias is no constant (it follows the pose), and its drift reaches the velocity: the root's
+//! acceleration noise gains a term along the ray in proportion to the bias (`RootErrors::drift_along`).
+//! For the root, the share and a factor on the frame's variance are separate along the camera ray and
+//! across it (`RootErrors`): depth errors persist, sideways ones are mostly keypoint noise. The shares are
+//! measured, per cue, as the autocorrelation of the frames' root errors 0.4 s apart (about the filter's
+//! memory) in each direction, and the factors then make the tracks' errors across the ray (2-D) and the
+//! whole 3-D ellipsoids hold 95 % (`pose3d-eval track --fit`).
 //! People differ in how much they accelerate (a person waiting, one pacing): with `adaptation`, each
 //! track scales its root's acceleration noise by its own level measured so far (`activity`).
 //!
@@ -108,11 +110,27 @@ pub struct RootErrors {
     /// Share of that (scaled) variance that persists from frame to frame, in [0, 1).
     pub persistent_along: f64,
     pub persistent_across: f64,
+    /// How fast the persistent part drifts, 1/s^3: the root's acceleration noise gains this factor times
+    /// the persistent variance in each direction. The persistent error is no constant: it follows the
+    /// pose (a person turning changes the size the lifter sees), so the track's position moves with it
+    /// and its velocity carries the drift's rate, which the people's own acceleration noise (isotropic)
+    /// does not account for: the drift lies along the ray. 0: a constant bias (files from before it).
+    #[serde(default)]
+    pub drift_along: f64,
+    #[serde(default)]
+    pub drift_across: f64,
 }
 
 impl Default for RootErrors {
     fn default() -> Self {
-        RootErrors { scale_along: 1.0, scale_across: 1.0, persistent_along: 0.5, persistent_across: 0.2 }
+        RootErrors {
+            scale_along: 1.0,
+            scale_across: 1.0,
+            persistent_along: 0.5,
+            persistent_across: 0.2,
+            drift_along: 0.0,
+            drift_across: 0.0,
+        }
     }
 }
 
@@ -132,12 +150,23 @@ impl RootErrors {
         (sym(white * scaled * white), sym(bias * scaled * bias))
     }
 
+    /// The acceleration noise density (m^2/s^3) that the drift of the persistent part `bias` (from
+    /// `split`) of a frame at `root` adds to the root's filter.
+    pub fn drift(&self, root: &Vector3<f64>, bias: &Matrix3<f64>) -> Matrix3<f64> {
+        let along = ray_projector(root);
+        let s = along * self.drift_along.sqrt() + (Matrix3::identity() - along) * self.drift_across.sqrt();
+        let d = s * bias * s;
+        (d + d.transpose()) * 0.5
+    }
+
     fn check(&self, name: &str) -> anyhow::Result<()> {
         for (what, v, lo, hi) in [
             ("scale_along", self.scale_along, 1e-4, 100.0),
             ("scale_across", self.scale_across, 1e-4, 100.0),
             ("persistent_along", self.persistent_along, 0.0, 0.99),
             ("persistent_across", self.persistent_across, 0.0, 0.99),
+            ("drift_along", self.drift_along, 0.0, 1e4),
+            ("drift_across", self.drift_across, 0.0, 1e4),
         ] {
             anyhow::ensure!(v.is_finite() && v >= lo && v <= hi, "{name}.{what} = {v} is outside [{lo}, {hi}]");
         }
@@ -312,15 +341,15 @@ impl PointFilter {
         PointFilter { x: Vector6::new(z.x, z.y, z.z, 0.0, 0.0, 0.0), p }
     }
 
-    fn predict(&mut self, dt: f64, q: f64) {
+    /// Advances by `dt` seconds under white-noise acceleration of density `q` (m^2/s^3).
+    fn predict(&mut self, dt: f64, q: &Matrix3<f64>) {
         let mut f = Matrix6::identity();
         f.fixed_view_mut::<3, 3>(0, 3).copy_from(&(Matrix3::identity() * dt));
-        let i = Matrix3::identity();
         let mut qm = Matrix6::zeros();
-        qm.fixed_view_mut::<3, 3>(0, 0).copy_from(&(i * (q * dt.powi(3) / 3.0)));
-        qm.fixed_view_mut::<3, 3>(0, 3).copy_from(&(i * (q * dt * dt / 2.0)));
-        qm.fixed_view_mut::<3, 3>(3, 0).copy_from(&(i * (q * dt * dt / 2.0)));
-        qm.fixed_view_mut::<3, 3>(3, 3).copy_from(&(i * (q * dt)));
+        qm.fixed_view_mut::<3, 3>(0, 0).copy_from(&(q * (dt.powi(3) / 3.0)));
+        qm.fixed_view_mut::<3, 3>(0, 3).copy_from(&(q * (dt * dt / 2.0)));
+        qm.fixed_view_mut::<3, 3>(3, 0).copy_from(&(q * (dt * dt / 2.0)));
+        qm.fixed_view_mut::<3, 3>(3, 3).copy_from(&(q * dt));
         self.x = f * self.x;
         self.p = f * self.p * f.transpose() + qm;
     }
@@ -367,6 +396,8 @@ struct Track {
     shape: Vec<PointFilter>,
     /// The bias part of the latest measurement's covariances: the root's, then each joint's relative one.
     bias_root: Matrix3<f64>,
+    /// The acceleration noise density the drift of the root's bias adds (`RootErrors::drift`).
+    drift_root: Matrix3<f64>,
     bias_shape: Vec<Matrix3<f64>>,
     bbox: Option<[f64; 4]>,
     updated_now: bool,
@@ -484,9 +515,10 @@ impl Tracker {
             t.person = None;
             let m = &self.config.motion;
             let lively = m.adaptation.as_ref().map_or(1.0, |a| t.activity.factor(a));
-            t.root.predict(dt, m.accel_noise[ROOT] * m.accel_scale * lively);
+            let i = Matrix3::identity();
+            t.root.predict(dt, &(i * (m.accel_noise[ROOT] * m.accel_scale * lively) + t.drift_root));
             for (j, f) in t.shape.iter_mut().enumerate().filter(|(j, _)| *j != ROOT) {
-                f.predict(dt, m.accel_noise[j] * m.accel_scale);
+                f.predict(dt, &(i * (m.accel_noise[j] * m.accel_scale)));
             }
         }
         let (named, anonymous): (Vec<usize>, Vec<usize>) =
@@ -582,6 +614,7 @@ impl Tracker {
             root: PointFilter::new(&p.pose.mean[ROOT], &root_white, speed),
             shape,
             bias_root: root_bias,
+            drift_root: errors.drift(&p.pose.mean[ROOT], &root_bias),
             bias_shape: p.pose.relative_covariance.iter().map(|r| r * a).collect(),
             bbox: p.bbox,
             updated_now: true,
@@ -595,6 +628,7 @@ impl Tracker {
         let errors = motion.root_errors_for(p.pose);
         let a = errors.persistent_along;
         let (root_white, root_bias) = errors.split(&p.pose.mean[ROOT], &p.pose.covariance[ROOT]);
+        let drift = errors.drift(&p.pose.mean[ROOT], &root_bias);
         let t = &mut self.tracks[t];
         t.root.update(&p.pose.mean[ROOT], &root_white);
         self.config.motion.observe_activity(&mut t.activity, p.pose, stamp_ns);
@@ -603,6 +637,7 @@ impl Tracker {
             f.update(&z, &(r * (1.0 - a)));
         }
         t.bias_root = root_bias;
+        t.drift_root = drift;
         t.bias_shape = p.pose.relative_covariance.iter().map(|r| r * a).collect();
         t.hits += 1;
         t.last_update_ns = stamp_ns;
@@ -822,12 +857,48 @@ mod tests {
         assert!(c[(0, 0)] < 0.25 * 0.04, "{c}");
     }
 
+    /// A persistent error that drifts (`drift_along`) leaves the track's velocity less certain along the
+    /// ray through the person and no less certain across it; without a persistent share there is nothing
+    /// to drift.
+    #[test]
+    fn a_drifting_bias_widens_the_velocity_along_the_ray() {
+        let velocity_cov = |root: RootErrors| {
+            let mut tr = Tracker::new(TrackerConfig {
+                // A person standing still: little acceleration noise of its own.
+                motion: MotionModel { root, accel_noise: [0.01; NUM_JOINTS], ..Default::default() },
+                ..Default::default()
+            });
+            let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
+            let mut last = None;
+            for k in 0..60 {
+                let p = pose("p", noisy(Vector3::new(0.0, 0.0, 5.0), 0.05, &mut rng), 0.2);
+                last = tr.update(k * NS / 25, &[Observed { pose: &p, bbox: None }]).pop();
+            }
+            last.unwrap().velocity_covariance
+        };
+        let base = RootErrors { persistent_along: 0.5, persistent_across: 0.5, ..Default::default() };
+        let still = velocity_cov(base);
+        let drifting = velocity_cov(RootErrors { drift_along: 5.0, ..base });
+        assert!(drifting[(2, 2)] > 3.0 * still[(2, 2)], "{still} vs {drifting}");
+        // Across: unchanged but for the noise's small tilt of the ray.
+        assert!((drifting[(0, 0)] / still[(0, 0)] - 1.0).abs() < 0.01, "{still} vs {drifting}");
+        let unbiased = RootErrors { persistent_along: 0.0, ..base };
+        let d = velocity_cov(RootErrors { drift_along: 5.0, ..unbiased }) - velocity_cov(unbiased);
+        assert!(d.norm() < 1e-12, "{d}");
+    }
+
     /// The split scales and shares the variance along the ray through the root and across it apart, on a
     /// ray off the optical axis and a covariance that is not isotropic: the parts add up to the scaled
     /// covariance in each direction, and the cross-terms between the directions follow the scales.
     #[test]
     fn root_errors_split_along_and_across_the_ray() {
-        let e = RootErrors { scale_along: 4.0, scale_across: 0.25, persistent_along: 0.8, persistent_across: 0.1 };
+        let e = RootErrors {
+            scale_along: 4.0,
+            scale_across: 0.25,
+            persistent_along: 0.8,
+            persistent_across: 0.1,
+            ..Default::default()
+        };
         let root = Vector3::new(1.0, -0.5, 4.0);
         let d = root.normalize();
         let u = d.cross(&Vector3::x()).normalize();
