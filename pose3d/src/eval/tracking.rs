@@ -620,7 +620,7 @@ fn coverage(motion: &MotionModel, lifted: &[Vec<Frame>]) -> Coverage {
 /// Where the factors are searched: (lowest, highest, halvings of the log range).
 const ACCEL_SCALES: (f64, f64, usize) = (0.25, 64.0, 7);
 const ROOT_SCALES: (f64, f64, usize) = (1e-3, 64.0, 9);
-/// The drift's (1/s^3; the lowest stands for none: `scale_for_95` gives it when even that covers).
+/// The drift's (1/s^2; the lowest stands for none: `scale_for_95` gives it when even that covers).
 const DRIFTS: (f64, f64, usize) = (1e-3, 1e3, 9);
 
 /// The factor in `range` at which `cover` (growing with the factor) crosses 95 %, by bisection of its

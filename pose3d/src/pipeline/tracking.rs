@@ -17,8 +17,8 @@
 //! the depth of a whole sequence): a share of the measurement covariance is treated as a bias shared by
 //! consecutive frames. The filter is updated with the rest, and the bias part is added back to the
 //! published position covariance, so averaging never claims more certainty than the frames hold.
-//! The bias is no constant (it follows the pose), and its drift reaches the velocity: the root's
-//! acceleration noise gains a term along the ray in proportion to the bias (`RootErrors::drift_along`).
+//! The bias is no constant (it follows the pose), and its drift reaches the velocity: the published
+//! velocity covariance gains a term along the ray in proportion to the bias (`RootErrors::drift_along`).
 //! For the root, the share and a factor on the frame's variance are separate along the camera ray and
 //! across it (`RootErrors`): depth errors persist, sideways ones are mostly keypoint noise. The shares are
 //! measured, per cue, as the autocorrelation of the frames' root errors 0.4 s apart (about the filter's
@@ -110,11 +110,13 @@ pub struct RootErrors {
     /// Share of that (scaled) variance that persists from frame to frame, in [0, 1).
     pub persistent_along: f64,
     pub persistent_across: f64,
-    /// How fast the persistent part drifts, 1/s^3: the root's acceleration noise gains this factor times
-    /// the persistent variance in each direction. The persistent error is no constant: it follows the
-    /// pose (a person turning changes the size the lifter sees), so the track's position moves with it
-    /// and its velocity carries the drift's rate, which the people's own acceleration noise (isotropic)
-    /// does not account for: the drift lies along the ray. 0: a constant bias (files from before it).
+    /// How fast the persistent part drifts, 1/s^2: the published root velocity's variance gains this
+    /// factor times the persistent variance in each direction. The persistent error is no constant: it
+    /// follows the pose (a person turning changes the size the lifter sees), so the track's position moves
+    /// with it and its velocity carries the drift's rate, which the people's own acceleration noise
+    /// (isotropic) does not account for: the drift lies along the ray. Only the covariance takes it: fed
+    /// to the filter as motion it made the tracks follow the drift, and their velocities worse (docs/
+    /// history.md, session 18). 0: a constant bias (files from before it).
     #[serde(default)]
     pub drift_along: f64,
     #[serde(default)]
@@ -150,8 +152,8 @@ impl RootErrors {
         (sym(white * scaled * white), sym(bias * scaled * bias))
     }
 
-    /// The acceleration noise density (m^2/s^3) that the drift of the persistent part `bias` (from
-    /// `split`) of a frame at `root` adds to the root's filter.
+    /// The variance ((m/s)^2) that the drift of the persistent part `bias` (from `split`) of a frame at
+    /// `root` adds to the root's velocity.
     pub fn drift(&self, root: &Vector3<f64>, bias: &Matrix3<f64>) -> Matrix3<f64> {
         let along = ray_projector(root);
         let s = along * self.drift_along.sqrt() + (Matrix3::identity() - along) * self.drift_across.sqrt();
@@ -396,7 +398,7 @@ struct Track {
     shape: Vec<PointFilter>,
     /// The bias part of the latest measurement's covariances: the root's, then each joint's relative one.
     bias_root: Matrix3<f64>,
-    /// The acceleration noise density the drift of the root's bias adds (`RootErrors::drift`).
+    /// The variance the drift of the root's bias adds to its velocity (`RootErrors::drift`).
     drift_root: Matrix3<f64>,
     bias_shape: Vec<Matrix3<f64>>,
     bbox: Option<[f64; 4]>,
@@ -474,7 +476,7 @@ impl Track {
             mean,
             covariance,
             velocity: self.root.velocity(),
-            velocity_covariance: block(&self.root.p, 3, 3),
+            velocity_covariance: block(&self.root.p, 3, 3) + self.drift_root,
             person: if self.updated_now { self.person } else { None },
             accel_factor: adaptation.map_or(1.0, |a| self.activity.factor(a)),
         }
@@ -516,7 +518,7 @@ impl Tracker {
             let m = &self.config.motion;
             let lively = m.adaptation.as_ref().map_or(1.0, |a| t.activity.factor(a));
             let i = Matrix3::identity();
-            t.root.predict(dt, &(i * (m.accel_noise[ROOT] * m.accel_scale * lively) + t.drift_root));
+            t.root.predict(dt, &(i * (m.accel_noise[ROOT] * m.accel_scale * lively)));
             for (j, f) in t.shape.iter_mut().enumerate().filter(|(j, _)| *j != ROOT) {
                 f.predict(dt, &(i * (m.accel_noise[j] * m.accel_scale)));
             }
@@ -858,11 +860,11 @@ mod tests {
     }
 
     /// A persistent error that drifts (`drift_along`) leaves the track's velocity less certain along the
-    /// ray through the person and no less certain across it; without a persistent share there is nothing
-    /// to drift.
+    /// ray through the person and no less certain across it, and the estimates themselves unchanged;
+    /// without a persistent share there is nothing to drift.
     #[test]
     fn a_drifting_bias_widens_the_velocity_along_the_ray() {
-        let velocity_cov = |root: RootErrors| {
+        let track = |root: RootErrors| {
             let mut tr = Tracker::new(TrackerConfig {
                 // A person standing still: little acceleration noise of its own.
                 motion: MotionModel { root, accel_noise: [0.01; NUM_JOINTS], ..Default::default() },
@@ -874,16 +876,18 @@ mod tests {
                 let p = pose("p", noisy(Vector3::new(0.0, 0.0, 5.0), 0.05, &mut rng), 0.2);
                 last = tr.update(k * NS / 25, &[Observed { pose: &p, bbox: None }]).pop();
             }
-            last.unwrap().velocity_covariance
+            last.unwrap()
         };
         let base = RootErrors { persistent_along: 0.5, persistent_across: 0.5, ..Default::default() };
-        let still = velocity_cov(base);
-        let drifting = velocity_cov(RootErrors { drift_along: 5.0, ..base });
-        assert!(drifting[(2, 2)] > 3.0 * still[(2, 2)], "{still} vs {drifting}");
+        let (still, drifting) = (track(base), track(RootErrors { drift_along: 5.0, ..base }));
+        let (vs, vd) = (still.velocity_covariance, drifting.velocity_covariance);
+        assert!(vd[(2, 2)] > 3.0 * vs[(2, 2)], "{vs} vs {vd}");
         // Across: unchanged but for the noise's small tilt of the ray.
-        assert!((drifting[(0, 0)] / still[(0, 0)] - 1.0).abs() < 0.01, "{still} vs {drifting}");
+        assert!((vd[(0, 0)] / vs[(0, 0)] - 1.0).abs() < 0.01, "{vs} vs {vd}");
+        assert_eq!((still.velocity, &still.mean), (drifting.velocity, &drifting.mean));
         let unbiased = RootErrors { persistent_along: 0.0, ..base };
-        let d = velocity_cov(RootErrors { drift_along: 5.0, ..unbiased }) - velocity_cov(unbiased);
+        let d = track(RootErrors { drift_along: 5.0, ..unbiased }).velocity_covariance
+            - track(unbiased).velocity_covariance;
         assert!(d.norm() < 1e-12, "{d}");
     }
 
