@@ -343,15 +343,15 @@ impl PointFilter {
         PointFilter { x: Vector6::new(z.x, z.y, z.z, 0.0, 0.0, 0.0), p }
     }
 
-    /// Advances by `dt` seconds under white-noise acceleration of density `q` (m^2/s^3).
-    fn predict(&mut self, dt: f64, q: &Matrix3<f64>) {
+    fn predict(&mut self, dt: f64, q: f64) {
         let mut f = Matrix6::identity();
         f.fixed_view_mut::<3, 3>(0, 3).copy_from(&(Matrix3::identity() * dt));
+        let i = Matrix3::identity();
         let mut qm = Matrix6::zeros();
-        qm.fixed_view_mut::<3, 3>(0, 0).copy_from(&(q * (dt.powi(3) / 3.0)));
-        qm.fixed_view_mut::<3, 3>(0, 3).copy_from(&(q * (dt * dt / 2.0)));
-        qm.fixed_view_mut::<3, 3>(3, 0).copy_from(&(q * (dt * dt / 2.0)));
-        qm.fixed_view_mut::<3, 3>(3, 3).copy_from(&(q * dt));
+        qm.fixed_view_mut::<3, 3>(0, 0).copy_from(&(i * (q * dt.powi(3) / 3.0)));
+        qm.fixed_view_mut::<3, 3>(0, 3).copy_from(&(i * (q * dt * dt / 2.0)));
+        qm.fixed_view_mut::<3, 3>(3, 0).copy_from(&(i * (q * dt * dt / 2.0)));
+        qm.fixed_view_mut::<3, 3>(3, 3).copy_from(&(i * (q * dt)));
         self.x = f * self.x;
         self.p = f * self.p * f.transpose() + qm;
     }
@@ -517,10 +517,9 @@ impl Tracker {
             t.person = None;
             let m = &self.config.motion;
             let lively = m.adaptation.as_ref().map_or(1.0, |a| t.activity.factor(a));
-            let i = Matrix3::identity();
-            t.root.predict(dt, &(i * (m.accel_noise[ROOT] * m.accel_scale * lively)));
+            t.root.predict(dt, m.accel_noise[ROOT] * m.accel_scale * lively);
             for (j, f) in t.shape.iter_mut().enumerate().filter(|(j, _)| *j != ROOT) {
-                f.predict(dt, &(i * (m.accel_noise[j] * m.accel_scale)));
+                f.predict(dt, m.accel_noise[j] * m.accel_scale);
             }
         }
         let (named, anonymous): (Vec<usize>, Vec<usize>) =
