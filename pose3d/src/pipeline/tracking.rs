@@ -71,7 +71,7 @@ impl MotionModel {
     /// placed the person (a cue fixes the depth along the ray; the noise across it is the keypoints',
     /// and the level it is compared with was measured without cues).
     pub fn activity_noise(&self, pose: &PoseOut) -> Matrix3<f64> {
-        self.root.split(&pose.mean[ROOT], &pose.covariance[ROOT]).0
+        self.root.split(&pose.mean[ROOT], &pose.covariance[ROOT]).white
     }
 
     /// Feeds a person's root at `stamp_ns` to its track's activity estimate (nothing without adaptation).
@@ -137,28 +137,16 @@ impl Default for RootErrors {
 }
 
 impl RootErrors {
-    /// The frame's root covariance `cov` at `root` (camera frame) as the filter takes it: (the part
-    /// that averages out over frames, the persistent part).
-    pub fn split(&self, root: &Vector3<f64>, cov: &Matrix3<f64>) -> (Matrix3<f64>, Matrix3<f64>) {
-        let along = ray_projector(root);
-        let across = Matrix3::identity() - along;
-        // S = a P_along + c P_across scales the two directions' standard deviations by a and c.
-        let s = |a: f64, c: f64| along * a + across * c;
-        let scale = s(self.scale_along.sqrt(), self.scale_across.sqrt());
-        let scaled = scale * cov * scale;
-        let white = s((1.0 - self.persistent_along).sqrt(), (1.0 - self.persistent_across).sqrt());
-        let bias = s(self.persistent_along.sqrt(), self.persistent_across.sqrt());
-        let sym = |m: Matrix3<f64>| (m + m.transpose()) * 0.5;
-        (sym(white * scaled * white), sym(bias * scaled * bias))
-    }
-
-    /// The variance ((m/s)^2) that the drift of the persistent part `bias` (from `split`) of a frame at
-    /// `root` adds to the root's velocity.
-    pub fn drift(&self, root: &Vector3<f64>, bias: &Matrix3<f64>) -> Matrix3<f64> {
-        let along = ray_projector(root);
-        let s = along * self.drift_along.sqrt() + (Matrix3::identity() - along) * self.drift_across.sqrt();
-        let d = s * bias * s;
-        (d + d.transpose()) * 0.5
+    /// The frame's root covariance `cov` at `root` (camera frame) as the filter takes it.
+    pub fn split(&self, root: &Vector3<f64>, cov: &Matrix3<f64>) -> RootParts {
+        let ray = RayDirections::at(root);
+        let scaled = ray.scale(cov, self.scale_along, self.scale_across);
+        let bias = ray.scale(&scaled, self.persistent_along, self.persistent_across);
+        RootParts {
+            white: ray.scale(&scaled, 1.0 - self.persistent_along, 1.0 - self.persistent_across),
+            drift: ray.scale(&bias, self.drift_along, self.drift_across),
+            bias,
+        }
     }
 
     fn check(&self, name: &str) -> anyhow::Result<()> {
@@ -173,6 +161,38 @@ impl RootErrors {
             anyhow::ensure!(v.is_finite() && v >= lo && v <= hi, "{name}.{what} = {v} is outside [{lo}, {hi}]");
         }
         Ok(())
+    }
+}
+
+/// A frame's root covariance as a track takes it (`RootErrors::split`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RootParts {
+    /// The part that averages out over frames (the filter's measurement noise).
+    pub white: Matrix3<f64>,
+    /// The part shared by consecutive frames (kept in the published covariance).
+    pub bias: Matrix3<f64>,
+    /// The variance ((m/s)^2) the bias's drift adds to the root's velocity.
+    pub drift: Matrix3<f64>,
+}
+
+/// The camera ray through a point and the plane across it, as projectors.
+struct RayDirections {
+    along: Matrix3<f64>,
+    across: Matrix3<f64>,
+}
+
+impl RayDirections {
+    fn at(p: &Vector3<f64>) -> Self {
+        let along = ray_projector(p);
+        RayDirections { along, across: Matrix3::identity() - along }
+    }
+
+    /// `m` with its variances along the ray and across it multiplied by `a` and `c`: S m S with
+    /// S = sqrt(a) P_along + sqrt(c) P_across (cross-terms by sqrt(a c)), kept symmetric.
+    fn scale(&self, m: &Matrix3<f64>, a: f64, c: f64) -> Matrix3<f64> {
+        let s = self.along * a.sqrt() + self.across * c.sqrt();
+        let r = s * m * s;
+        (r + r.transpose()) * 0.5
     }
 }
 
@@ -398,7 +418,7 @@ struct Track {
     shape: Vec<PointFilter>,
     /// The bias part of the latest measurement's covariances: the root's, then each joint's relative one.
     bias_root: Matrix3<f64>,
-    /// The variance the drift of the root's bias adds to its velocity (`RootErrors::drift`).
+    /// The variance the drift of the root's bias adds to its velocity (`RootParts::drift`).
     drift_root: Matrix3<f64>,
     bias_shape: Vec<Matrix3<f64>>,
     bbox: Option<[f64; 4]>,
@@ -597,7 +617,7 @@ impl Tracker {
         let errors = motion.root_errors_for(p.pose);
         // The shape's error persists as the depth's does: both are the lifted pose's, not the keypoints'.
         let (a, speed) = (errors.persistent_along, motion.initial_speed_std);
-        let (root_white, root_bias) = errors.split(&p.pose.mean[ROOT], &p.pose.covariance[ROOT]);
+        let root = errors.split(&p.pose.mean[ROOT], &p.pose.covariance[ROOT]);
         let shape = (0..NUM_JOINTS)
             .map(|j| {
                 let (z, r) = relative(p.pose, j);
@@ -612,10 +632,10 @@ impl Tracker {
             hits: 1,
             first_ns: stamp_ns,
             last_update_ns: stamp_ns,
-            root: PointFilter::new(&p.pose.mean[ROOT], &root_white, speed),
+            root: PointFilter::new(&p.pose.mean[ROOT], &root.white, speed),
             shape,
-            bias_root: root_bias,
-            drift_root: errors.drift(&p.pose.mean[ROOT], &root_bias),
+            bias_root: root.bias,
+            drift_root: root.drift,
             bias_shape: p.pose.relative_covariance.iter().map(|r| r * a).collect(),
             bbox: p.bbox,
             updated_now: true,
@@ -628,17 +648,16 @@ impl Tracker {
         let motion = &self.config.motion;
         let errors = motion.root_errors_for(p.pose);
         let a = errors.persistent_along;
-        let (root_white, root_bias) = errors.split(&p.pose.mean[ROOT], &p.pose.covariance[ROOT]);
-        let drift = errors.drift(&p.pose.mean[ROOT], &root_bias);
+        let root = errors.split(&p.pose.mean[ROOT], &p.pose.covariance[ROOT]);
         let t = &mut self.tracks[t];
-        t.root.update(&p.pose.mean[ROOT], &root_white);
+        t.root.update(&p.pose.mean[ROOT], &root.white);
         self.config.motion.observe_activity(&mut t.activity, p.pose, stamp_ns);
         for (j, f) in t.shape.iter_mut().enumerate().filter(|(j, _)| *j != ROOT) {
             let (z, r) = relative(p.pose, j);
             f.update(&z, &(r * (1.0 - a)));
         }
-        t.bias_root = root_bias;
-        t.drift_root = drift;
+        t.bias_root = root.bias;
+        t.drift_root = root.drift;
         t.bias_shape = p.pose.relative_covariance.iter().map(|r| r * a).collect();
         t.hits += 1;
         t.last_update_ns = stamp_ns;
@@ -892,7 +911,8 @@ mod tests {
 
     /// The split scales and shares the variance along the ray through the root and across it apart, on a
     /// ray off the optical axis and a covariance that is not isotropic: the parts add up to the scaled
-    /// covariance in each direction, and the cross-terms between the directions follow the scales.
+    /// covariance in each direction, the cross-terms between the directions follow the scales, and the
+    /// drift is the persistent part times its rate in each direction.
     #[test]
     fn root_errors_split_along_and_across_the_ray() {
         let e = RootErrors {
@@ -900,14 +920,15 @@ mod tests {
             scale_across: 0.25,
             persistent_along: 0.8,
             persistent_across: 0.1,
-            ..Default::default()
+            drift_along: 3.0,
+            drift_across: 0.5,
         };
         let root = Vector3::new(1.0, -0.5, 4.0);
         let d = root.normalize();
         let u = d.cross(&Vector3::x()).normalize();
         let cov =
             d * d.transpose() * 0.09 + u * u.transpose() * 0.0004 + (d * u.transpose() + u * d.transpose()) * 0.001;
-        let (white, bias) = e.split(&root, &cov);
+        let RootParts { white, bias, drift } = e.split(&root, &cov);
         let var = |m: &Matrix3<f64>, a: &Vector3<f64>, b: &Vector3<f64>| (a.transpose() * m * b)[(0, 0)];
         assert!((var(&bias, &d, &d) - 0.8 * 4.0 * 0.09).abs() < 1e-12);
         assert!((var(&white, &d, &d) - 0.2 * 4.0 * 0.09).abs() < 1e-12);
@@ -916,7 +937,10 @@ mod tests {
         let cross = var(&white, &d, &u) + var(&bias, &d, &u);
         let want = 2.0 * 0.5 * 0.001 * ((0.2f64 * 0.9).sqrt() + (0.8f64 * 0.1).sqrt());
         assert!((cross - want).abs() < 1e-12, "{cross} vs {want}");
-        for m in [white, bias] {
+        // The drift scales the persistent part in each direction by its own rate.
+        assert!((var(&drift, &d, &d) - 3.0 * var(&bias, &d, &d)).abs() < 1e-12);
+        assert!((var(&drift, &u, &u) - 0.5 * var(&bias, &u, &u)).abs() < 1e-12);
+        for m in [white, bias, drift] {
             assert!(m.symmetric_eigenvalues().min() >= -1e-15, "{m}");
         }
         // At the camera the optical axis is the ray.
