@@ -139,7 +139,7 @@ fn fit_temperature_and_spread(
 ) -> Result<(f64, Vec<SpreadEvidence>, Option<ShapeSpread>)> {
     // The temperature shapes the samples; the spread sets their width.
     let mut best: Option<(f64, f64, Vec<SpreadEvidence>, Option<ShapeSpread>)> = None;
-    for tau in [1.5, 2.0, 3.0, 4.0, 5.0, 6.0] {
+    for tau in [1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0] {
         let evidence = run.spread_evidence(&LifterConfig { latent_std_scale: tau, ..base.clone() })?;
         let spread = match fit_shape_spread(&evidence, 10) {
             Ok((spread, bins)) => {
