@@ -171,7 +171,7 @@ pub fn inside_along_across(
 ) -> (bool, bool) {
     const CHI2_1DOF_95: f64 = 3.841_458_820_694_124;
     const CHI2_2DOF_95: f64 = 5.991_464_547_107_979;
-    let d = ray.try_normalize(1e-9).unwrap_or_else(Vector3::z);
+    let d = crate::pipeline::tracking::ray_direction(ray);
     let helper = if d.x.abs() < 0.9 { Vector3::x() } else { Vector3::y() };
     let u = d.cross(&helper).normalize();
     let v = d.cross(&u);

@@ -196,9 +196,14 @@ impl RayDirections {
     }
 }
 
-/// The projector onto the camera ray through `p` (the optical axis at the camera itself).
+/// The unit direction of the camera ray through `p` (the optical axis at the camera itself).
+pub fn ray_direction(p: &Vector3<f64>) -> Vector3<f64> {
+    p.try_normalize(1e-9).unwrap_or_else(Vector3::z)
+}
+
+/// The projector onto the camera ray through `p`.
 pub fn ray_projector(p: &Vector3<f64>) -> Matrix3<f64> {
-    let d = p.try_normalize(1e-9).unwrap_or_else(Vector3::z);
+    let d = ray_direction(p);
     d * d.transpose()
 }
 
@@ -363,6 +368,7 @@ impl PointFilter {
         PointFilter { x: Vector6::new(z.x, z.y, z.z, 0.0, 0.0, 0.0), p }
     }
 
+    /// Advances by `dt` seconds under white-noise acceleration of density `q` (m^2/s^3) on each axis.
     fn predict(&mut self, dt: f64, q: f64) {
         let mut f = Matrix6::identity();
         f.fixed_view_mut::<3, 3>(0, 3).copy_from(&(Matrix3::identity() * dt));
