@@ -42,6 +42,9 @@ pub struct LifterConfig {
     /// (see `cues::RootSpread`).
     pub lateral: Option<RootSpread>,
     pub along: Option<RootSpread>,
+    /// ... the spread along the ray scales each sample about the camera centre (false: moves it rigidly,
+    /// as the cards written before this was fitted; see `cues::calibrate_root`).
+    pub along_scales_pose: bool,
     /// Feed the keypoint expert (off only to measure what the other experts know alone; the keypoints
     /// still place the pose in the camera frame).
     pub use_keypoints: bool,
@@ -88,6 +91,7 @@ impl Default for LifterConfig {
             spread: None,
             lateral: None,
             along: None,
+            along_scales_pose: true,
             use_keypoints: true,
             image_weight: 1.0,
             recenter: true,
@@ -261,6 +265,7 @@ impl<'m> Lifter<'m> {
         config.spread = runtime.card.calibration.spread.clone();
         config.lateral = runtime.card.calibration.lateral;
         config.along = runtime.card.calibration.along;
+        config.along_scales_pose = runtime.card.calibration.along_scales_pose;
         Lifter::new(Box::new(runtime), config)
     }
 
@@ -665,10 +670,10 @@ impl<'m> Lifter<'m> {
         }
         let conf = enc.weight.iter().sum::<f64>() / NUM_JOINTS as f64;
         if let Some(l) = &self.config.lateral {
-            calibrate_root(&mut self.abs, fit_residual, l, Direction::Across);
+            calibrate_root(&mut self.abs, fit_residual, l, Direction::Across, false);
         }
         if let Some(l) = &self.config.along {
-            calibrate_root(&mut self.abs, fit_residual, l, Direction::Along);
+            calibrate_root(&mut self.abs, fit_residual, l, Direction::Along, self.config.along_scales_pose);
         }
         let sources = apply_cues(&mut self.abs, camera, cues, &mut self.means, &mut self.covs);
         joint_statistics(&self.abs, NUM_JOINTS, &mut self.means, &mut self.covs);

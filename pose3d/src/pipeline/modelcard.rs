@@ -61,6 +61,10 @@ pub struct Calibration {
     pub lateral: Option<RootSpread>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub along: Option<RootSpread>,
+    /// The spread along the ray scales each sample about the camera centre (every joint stays on its
+    /// ray); false in cards written before it, whose fits moved the samples rigidly along the root's ray.
+    #[serde(default)]
+    pub along_scales_pose: bool,
     /// How they were fitted.
     #[serde(default)]
     pub note: String,
@@ -111,6 +115,7 @@ impl Default for Calibration {
             spread: None,
             lateral: None,
             along: None,
+            along_scales_pose: true,
             note: "uncalibrated".into(),
         }
     }
