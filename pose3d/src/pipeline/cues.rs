@@ -535,6 +535,14 @@ mod tests {
         assert!(matches!(DepthImage::from_ros("16UC1", 2, 2, 4, false, &[0; 6]), Err(DepthError::Size { .. })));
     }
 
+    /// Every sample's root-relative shape is the same in `a` as in `b`.
+    fn shapes_kept(a: &[[f64; 3]], b: &[[f64; 3]]) -> bool {
+        let shape = |q: &[[f64; 3]], j: usize| Vector3::from(q[j]) - Vector3::from(q[ROOT]);
+        a.chunks_exact(NUM_JOINTS)
+            .zip(b.chunks_exact(NUM_JOINTS))
+            .all(|(a, b)| (0..NUM_JOINTS).all(|j| (shape(a, j) - shape(b, j)).norm() < 1e-12))
+    }
+
     /// The sideways spread becomes the law's at the residual; the spread along the ray, each sample's
     /// shape, and the mean stay; then the same along the ray.
     #[test]
@@ -566,10 +574,7 @@ mod tests {
         assert!((want - 5.39 * (0.001f64.powi(2) + 0.004f64.powi(2)).sqrt()).abs() < 0.002, "{want}");
         assert!((m1[ROOT] - m0[ROOT]).norm() < 1e-9);
         assert!(((d.transpose() * c1[ROOT] * d)[0] - (d.transpose() * c0[ROOT] * d)[0]).abs() < 1e-9);
-        for (a, b) in s.chunks_exact(NUM_JOINTS).zip(before.chunks_exact(NUM_JOINTS)) {
-            let shape = |q: &[[f64; 3]], j: usize| Vector3::from(q[j]) - Vector3::from(q[ROOT]);
-            assert!((0..NUM_JOINTS).all(|j| (shape(a, j) - shape(b, j)).norm() < 1e-12));
-        }
+        assert!(shapes_kept(&s, &before));
         // Along the ray: the depth spread becomes the law's; the mean and the sideways spread stay (up to
         // the samples' scaling about the camera centre: 2 cm sideways at 5 m, scaled by a few per cent),
         // and every joint stays on its own ray (a larger person farther away).
@@ -595,10 +600,7 @@ mod tests {
         let (mut m3, mut c3) = (Vec::new(), Vec::new());
         joint_statistics(&rigid, NUM_JOINTS, &mut m3, &mut c3);
         assert!(((d.transpose() * c3[ROOT] * d)[0].sqrt() - want).abs() < 0.01 * want);
-        for (a, b) in rigid.chunks_exact(NUM_JOINTS).zip(before.chunks_exact(NUM_JOINTS)) {
-            let shape = |q: &[[f64; 3]], j: usize| Vector3::from(q[j]) - Vector3::from(q[ROOT]);
-            assert!((0..NUM_JOINTS).all(|j| (shape(a, j) - shape(b, j)).norm() < 1e-12));
-        }
+        assert!(shapes_kept(&rigid, &before));
         // No residual (no fit) or one sample: nothing to calibrate.
         assert_eq!(calibrate_root(&mut s, f64::NAN, &prior, Direction::Across, true), CueUse::Unused);
         assert_eq!(calibrate_root(&mut s[..NUM_JOINTS], residual, &prior, Direction::Across, true), CueUse::Unused);

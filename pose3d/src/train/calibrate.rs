@@ -173,6 +173,10 @@ fn fit_temperature_and_spread(run: &Runs, base: &LifterConfig) -> Result<(f64, O
 /// law along the ray also scales the shapes, whose spread was fitted with it as it is (x1.2 along took
 /// the pose ECE from 0.037 to 0.063 on S7 + S6 + S5 + S1 from ground-truth 2D).
 fn fit_across_scale(run: &Runs, base: &LifterConfig, lateral: Option<RootSpread>) -> Result<(f64, PerInput)> {
+    if lateral.is_none() {
+        // No law to scale: every factor scores the same.
+        return Ok((1.0, run.scores(base)?));
+    }
     let mut best: Option<(f64, f64, PerInput)> = None;
     for m in [0.8, 1.0, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0, 4.0, 5.0] {
         let cfg = LifterConfig { lateral: lateral.map(|l| l.times(m)), ..base.clone() };
