@@ -31,6 +31,58 @@ pub fn h36m17_bones() -> impl Iterator<Item = (usize, usize)> {
     H36M17_PARENTS.iter().enumerate().filter(|(_, p)| **p >= 0).map(|(c, p)| (c, *p as usize))
 }
 
+/// Typical bone lengths of the H36M-17 layout in metres (Human3.6M's subjects, rounded), indexed by the
+/// child joint (0 for the root).
+pub const H36M17_BONE_M: [f64; 17] =
+    [0.0, 0.13, 0.45, 0.45, 0.13, 0.45, 0.45, 0.23, 0.25, 0.12, 0.12, 0.15, 0.28, 0.25, 0.15, 0.28, 0.25];
+
+/// A bone whose image length per metre of typical length is more than this times the person's is longer
+/// than any body has: people differ by ~20 % in proportions, a body's depth range changes its scale by
+/// less, and foreshortening only shortens.
+pub const IMPLAUSIBLE_BONE_RATIO: f64 = 2.5;
+/// Only bones at least this long (metres) take part: the short ones (hips, shoulders, neck and head) are
+/// where detectors disagree with Human3.6M's joint definitions, and a few pixels double them.
+pub const LONG_BONE_M: f64 = 0.2;
+
+/// Keypoints no body can have put there, from the 2D alone: each bone's image length per metre of its
+/// typical length against the person's scale (the upper quartile over the present long bones: foreshortened
+/// bones fall below it, a misplaced keypoint's bones above). A joint is named when every present bone it
+/// has is implausibly long (a wrist 400 px from its elbow, not the elbow whose upper arm is fine). A lifted
+/// pose can bend to reach such a keypoint and place the whole person wrong, so this does not rely on the
+/// model. `uv` in any image units; `weight[j] > 0` marks a present keypoint.
+pub fn implausible_keypoints(uv: &[[f64; 2]; NUM_JOINTS], weight: &[f64; NUM_JOINTS]) -> Vec<usize> {
+    let present = |j: usize| weight[j] > 0.0 && uv[j].iter().all(|v| v.is_finite());
+    let scale: Vec<(usize, usize, f64)> = h36m17_bones()
+        .filter(|&(c, p)| H36M17_BONE_M[c] >= LONG_BONE_M && present(c) && present(p))
+        .map(|(c, p)| (c, p, (uv[c][0] - uv[p][0]).hypot(uv[c][1] - uv[p][1]) / H36M17_BONE_M[c]))
+        .collect();
+    if scale.len() < 6 {
+        return Vec::new();
+    }
+    let mut sorted: Vec<f64> = scale.iter().map(|s| s.2).collect();
+    sorted.sort_by(f64::total_cmp);
+    let person = sorted[(3 * sorted.len()) / 4];
+    if person <= 0.0 {
+        return Vec::new();
+    }
+    let long = |s: f64| s > IMPLAUSIBLE_BONE_RATIO * person;
+    let bones_of = |j: usize| scale.iter().filter(move |b| b.0 == j || b.1 == j);
+    let all_long = |j: usize| bones_of(j).next().is_some() && bones_of(j).all(|b| long(b.2));
+    // A joint with one counted bone (a hip, an ankle, a wrist) is not named when the bone's other end is:
+    // a misplaced knee makes both its bones long, and the hip and ankle at their other ends are fine.
+    (0..NUM_JOINTS)
+        .filter(|&j| {
+            all_long(j) && {
+                let mut bones = bones_of(j);
+                match (bones.next(), bones.next()) {
+                    (Some(b), None) => !all_long(if b.0 == j { b.1 } else { b.0 }),
+                    _ => true,
+                }
+            }
+        })
+        .collect()
+}
+
 /// Left/right pairs of the H36M-17 layout (for flip augmentation).
 pub const H36M17_FLIP: [usize; 17] = [0, 4, 5, 6, 1, 2, 3, 7, 8, 9, 10, 14, 15, 16, 11, 12, 13];
 
@@ -234,6 +286,56 @@ pub fn mpii16_to_h36m17_f32(src: &[[f32; 2]]) -> [[f32; 2]; 17] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keypoint_far_from_its_bone_is_implausible_and_its_neighbour_is_not() {
+        // A standing person seen from the front, 100 px per metre: every bone at its typical length.
+        let mut pose = [[0.0f64; 3]; NUM_JOINTS];
+        let dirs: [[f64; 2]; NUM_JOINTS] = [
+            [0.0, 0.0],
+            [-1.0, 0.0],
+            [0.0, 1.0],
+            [0.0, 1.0],
+            [1.0, 0.0],
+            [0.0, 1.0],
+            [0.0, 1.0],
+            [0.0, -1.0],
+            [0.0, -1.0],
+            [0.0, -1.0],
+            [0.0, -1.0],
+            [1.0, 0.0],
+            [0.0, 1.0],
+            [0.0, 1.0],
+            [-1.0, 0.0],
+            [0.0, 1.0],
+            [0.0, 1.0],
+        ];
+        for (c, p) in h36m17_bones() {
+            pose[c] = [pose[p][0] + dirs[c][0] * H36M17_BONE_M[c], pose[p][1] + dirs[c][1] * H36M17_BONE_M[c], 0.0];
+        }
+        let uv = pose.map(|p| [640.0 + 100.0 * p[0], 360.0 + 100.0 * p[1]]);
+        let w = [1.0; NUM_JOINTS];
+        assert!(implausible_keypoints(&uv, &w).is_empty(), "a plain body");
+        // Arms and a thigh pointing at the camera (foreshortened to a tenth): still plausible.
+        let mut short = uv;
+        for j in [12, 13, 15, 16] {
+            short[j] = [short[8][0] + 0.1 * (uv[j][0] - uv[8][0]), short[8][1] + 0.1 * (uv[j][1] - uv[8][1])];
+        }
+        assert!(implausible_keypoints(&short, &w).is_empty(), "foreshortened limbs");
+        // The right wrist (16) 100 px (a metre) off: named, its elbow is not.
+        let mut off = uv;
+        off[16][0] += 100.0;
+        assert_eq!(implausible_keypoints(&off, &w), vec![16]);
+        // The left knee (5) two metres off: named; the hip and ankle at its bones' other ends are not.
+        let mut knee = uv;
+        knee[5][0] += 200.0;
+        assert_eq!(implausible_keypoints(&knee, &w), vec![5]);
+        // Missing, it is nothing; too few bones say nothing.
+        let mut missing = w;
+        missing[16] = 0.0;
+        assert!(implausible_keypoints(&off, &missing).is_empty());
+        assert!(implausible_keypoints(&off, &[0.0; NUM_JOINTS]).is_empty());
+    }
 
     #[test]
     fn scaled_bones_keep_directions_and_take_the_factors() {

@@ -8,7 +8,9 @@
 use crate::geometry::camera::Camera;
 use crate::geometry::distribution::{joint_statistics, relative_covariances};
 use crate::geometry::rootfit::{fit_root, fit_root_robust, reprojection_ms};
-use crate::geometry::skeleton::{mirror_keypoints, mirror_pose, to_h36m17, Kp, Layout, NUM_JOINTS};
+use crate::geometry::skeleton::{
+    implausible_keypoints, mirror_keypoints, mirror_pose, to_h36m17, Kp, Layout, NUM_JOINTS,
+};
 pub use crate::pipeline::cues::Cues;
 use crate::pipeline::cues::{apply_cues, calibrate_root, Direction, RootSpread, Sources};
 use crate::pipeline::normalize::{decode_pose3d, encode, encode_pose3d, Encoded, NormalizeError, INPUT_DIM};
@@ -60,8 +62,9 @@ pub struct LifterConfig {
     /// Costs one more encoder row per person; the decoder still decodes K samples.
     pub flip_test: bool,
     /// A keypoint whose residual from the lifted mean pose's robust reprojection is more than this many
-    /// tolerances (`rootfit::TOLERANCE_FRACTION` of the person's projected size) is an outlier: the person
-    /// is lifted again without it. 0 switches the check off.
+    /// tolerances (`rootfit::TOLERANCE_FRACTION` of the person's projected size), or that no body could have
+    /// put where it is (`skeleton::implausible_keypoints`), is an outlier: the person is lifted again
+    /// without it. 0 switches the check off.
     pub outlier_threshold: f64,
     /// Persons whose root is nearer or farther than these (metres from the camera) are no person a camera
     /// sees: dropped.
@@ -375,8 +378,10 @@ impl<'m> Lifter<'m> {
         let mut again = Vec::new();
         for l in lifted.iter() {
             let Some((_, residual)) = fit_root_robust(&l.rel_mean, &l.uv, &l.weight) else { continue };
-            let mut bad: Vec<usize> =
-                (0..NUM_JOINTS).filter(|&j| residual[j] > self.config.outlier_threshold).collect();
+            let implausible = implausible_keypoints(&l.uv, &l.weight);
+            let mut bad: Vec<usize> = (0..NUM_JOINTS)
+                .filter(|&j| residual[j] > self.config.outlier_threshold || implausible.contains(&j))
+                .collect();
             if bad.is_empty() {
                 continue;
             }
