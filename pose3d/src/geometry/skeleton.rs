@@ -70,7 +70,8 @@ pub fn implausible_keypoints(uv: &[[f64; 2]; NUM_JOINTS], weight: &[f64; NUM_JOI
     let all_long = |j: usize| bones_of(j).next().is_some() && bones_of(j).all(|b| long(b.2));
     // A joint with one counted bone (a hip, an ankle, a wrist) is not named when the bone's other end is:
     // a misplaced knee makes both its bones long, and the hip and ankle at their other ends are fine.
-    (0..NUM_JOINTS)
+    // The root is never named: it is the encoding's reference, and detectors derive it from the hips.
+    (1..NUM_JOINTS)
         .filter(|&j| {
             all_long(j) && {
                 let mut bones = bones_of(j);
