@@ -657,7 +657,7 @@ fn fit_drift(motion: &mut MotionModel, pick: fn(&mut MotionModel) -> &mut RootEr
 }
 
 /// The root's factors across the ray (for 95 % coverage of the 2-D ellipses) and along it (then for the
-/// 3-D ellipsoids, or the 1-D coverage along when the 3-D cannot reach 95 %) of the error model `pick` selects, `rounds` times round (the filter couples them a
+/// 3-D ellipsoids) of the error model `pick` selects, `rounds` times round (the filter couples them a
 /// little through the covariance's cross-terms).
 fn fit_root_scales(
     motion: &mut MotionModel,
@@ -675,15 +675,8 @@ fn fit_root_scales(
         pick(motion).scale_across =
             scale_for_95(ROOT_SCALES, |v| coverage(&with(&m, &|e| e.scale_across = v), lifted).across);
         let m = motion.clone();
-        let along = scale_for_95(ROOT_SCALES, |v| coverage(&with(&m, &|e| e.scale_along = v), lifted).root);
-        // When no factor along the ray brings the 3-D ellipsoids to 95 %, what limits them lies across it:
-        // widening along further only makes the filter ignore the cue's depth. Then along takes what its
-        // own 1-D coverage needs.
-        pick(motion).scale_along = if along >= ROOT_SCALES.1 {
-            scale_for_95(ROOT_SCALES, |v| coverage(&with(&m, &|e| e.scale_along = v), lifted).along)
-        } else {
-            along
-        };
+        pick(motion).scale_along =
+            scale_for_95(ROOT_SCALES, |v| coverage(&with(&m, &|e| e.scale_along = v), lifted).root);
     }
 }
 
