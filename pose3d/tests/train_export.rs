@@ -375,3 +375,40 @@ fn keypoint_graph_model_trains_exports_and_matches_in_onnx() {
     // The keypoints reach the output through the graph: rows 0 and 3 (keypoints only, different values).
     assert!(max_diff(&m_rt[..48], &m_rt[144..192]) > 1e-4);
 }
+
+#[test]
+fn conditional_decoder_model_trains_exports_and_matches_in_onnx() {
+    let mut cfg = tiny_config();
+    cfg.decoder_reads_keypoints = true;
+    cfg.epochs = 1;
+    let out = std::env::temp_dir().join(format!("pose3d-train-cond-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = train(&fixture(), &cfg, &out, false, false).expect("training with a conditional decoder");
+    assert!(o.log[0].val.gt2d_mpjpe_mm.is_finite());
+    let vae = &o.vae;
+    let l = vae.config.latent;
+    assert_eq!(vae.decoder.inp(), l + 53, "the decoder reads the latent and the 53 keypoint inputs");
+    let mut rt = ModelRuntime::load(&o.onnx, &RuntimeOptions::default()).expect("runtime loads the model");
+    let (rows, k) = (4, 3);
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(15);
+    let mut kp: Vec<f32> = (0..rows * 53).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let pose: Vec<f32> = (0..rows * 48)
+        .map(|_| 0.3 * <StandardNormal as Distribution<f32>>::sample(&StandardNormal, &mut rng))
+        .collect();
+    let eps: Vec<f32> = (0..rows * k * l).map(|_| StandardNormal.sample(&mut rng)).collect();
+    // Rows: keypoints only, pose only (twice, the second with other keypoints, unread), both.
+    kp.copy_within(53..106, 106);
+    kp[106] += 1.0;
+    let mut pose2 = pose.clone();
+    pose2.copy_within(48..96, 96);
+    let presence = [1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0];
+    let (mut s_rt, mut m_rt) = (vec![], vec![]);
+    rt.run(&[&kp, &pose2], &presence, &eps, rows, k, &mut s_rt, &mut m_rt).unwrap();
+    let (mut s, mut m, mut ws) = (vec![], vec![], pose3d::model::vae::Workspace::default());
+    vae.infer(&[&kp, &pose2], &presence, &eps, rows, k, &mut s, &mut m, &mut ws);
+    let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(max_diff(&s, &s_rt) < 1e-4, "samples differ by {}", max_diff(&s, &s_rt));
+    assert!(max_diff(&m, &m_rt) < 1e-4, "means differ by {}", max_diff(&m, &m_rt));
+    // Absent keypoints are not read: rows 1 and 2 have the same pose and different (absent) keypoints.
+    assert!(max_diff(&m_rt[48..96], &m_rt[96..144]) < 1e-6);
+}

@@ -81,6 +81,7 @@ mod tests {
             residual: false,
             expert_hidden: Default::default(),
             keypoint_graph: None,
+            decoder_reads: None,
         };
         let mut vae = Vae::new(cfg, &mut rng);
         // Every root fit succeeds on such poses.

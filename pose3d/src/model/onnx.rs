@@ -136,9 +136,13 @@ impl Graph {
     /// The MLP's nodes over weights already stored under `prefix` (a second path through the same layers
     /// shares them by name); the last node's output is named `out_name` if given.
     fn mlp_nodes(&mut self, prefix: &str, m: &Mlp, x: &str, out_name: Option<&str>) -> String {
+        self.mlp_nodes_from(prefix, m, 0, x, out_name)
+    }
+    /// `mlp_nodes` from layer `start` on, `x` being that layer's input.
+    fn mlp_nodes_from(&mut self, prefix: &str, m: &Mlp, start: usize, x: &str, out_name: Option<&str>) -> String {
         let n = m.layers.len();
         let mut h = x.to_string();
-        for i in 0..n {
+        for i in start..n {
             let (w, b) = (format!("{prefix}.{i}.w"), format!("{prefix}.{i}.b"));
             let y = self.node("Gemm", &[&h, &w, &b], &[], (i + 1 == n).then_some(out_name).flatten());
             if i + 1 == n {
@@ -236,6 +240,49 @@ impl Graph {
     }
 }
 
+/// A decoder that reads modality `c`'s input beside the latent. Its first layer splits into the latent's
+/// rows and the input's: the input's part (with the bias) is computed once per person and added to each
+/// of the K samples' latent part, so the samples cost what an unconditional decoder's do.
+fn conditional_decoder(g: &mut Graph, vae: &Vae, c: usize, z: &str, mu: &str, out_shape: &str) {
+    let (l, dec) = (vae.config.latent, &vae.decoder);
+    let (first, n) = (&dec.layers[0], dec.layers.len());
+    assert!(!dec.is_residual(0), "a conditional decoder's first layer changes width");
+    let wz = g.init_f32("decoder.0.wz", &[l as i64, first.out as i64], &first.w[..l * first.out]);
+    let wc = g.init_f32("decoder.0.wc", &[(first.inp - l) as i64, first.out as i64], &first.w[l * first.out..]);
+    let b0 = g.init_f32("decoder.0.b", &[first.out as i64], &first.b);
+    for (i, layer) in dec.layers.iter().enumerate().skip(1) {
+        g.init_f32(&format!("decoder.{i}.w"), &[layer.inp as i64, layer.out as i64], &layer.w);
+        g.init_f32(&format!("decoder.{i}.b"), &[layer.out as i64], &layer.b);
+    }
+    let name = &vae.config.modalities[c].0;
+    let a = g.slice("presence", c as i64, c as i64 + 1, 1);
+    let input = g.node("Mul", &[name, &a], &[], None);
+    let hc = g.node("Gemm", &[&input, &wc, &b0], &[], None);
+    // The first layer's pre-activation, then the rest of the decoder (the activation only if it is hidden).
+    let rest = |g: &mut Graph, pre: String, out_name: Option<&str>| -> String {
+        if n == 1 {
+            return match out_name {
+                Some(o) => g.node("Identity", &[&pre], &[], Some(o)),
+                None => pre,
+            };
+        }
+        let h = g.node("LeakyRelu", &[&pre], &[("alpha", Attr::Float(LEAKY_SLOPE))], None);
+        g.mlp_nodes_from("decoder", dec, 1, &h, out_name)
+    };
+    // Samples: z is [B, K, latent]; MatMul broadcasts, the input's part is added to each sample.
+    let hz = g.node("MatMul", &[z, &wz], &[], None);
+    let ax1 = g.init_i64("decoder.axis1", &[1]);
+    let hc3 = g.node("Unsqueeze", &[&hc, &ax1], &[], None);
+    let pre = g.node("Add", &[&hz, &hc3], &[], None);
+    let flat = g.init_i64("decoder.hidden_shape", &[-1, first.out as i64]);
+    let pre = g.node("Reshape", &[&pre, &flat], &[], None);
+    let y = rest(g, pre, None);
+    g.node("Reshape", &[&y, out_shape], &[], Some("samples"));
+    let hm = g.node("MatMul", &[mu, &wz], &[], None);
+    let pre = g.node("Add", &[&hm, &hc], &[], None);
+    rest(g, pre, Some("mean"));
+}
+
 fn value_info(name: &str, dims: &[Result<i64, &str>]) -> Pb {
     let mut shape = Pb::default();
     for d in dims {
@@ -301,16 +348,21 @@ pub fn export(vae: &Vae, doc: &str) -> Vec<u8> {
     let std3 = g.node("Unsqueeze", &[&std, &ax1], &[], None);
     let noise = g.node("Mul", &[&std3, "eps"], &[], None);
     let z = g.node("Add", &[&mu3, &noise], &[], None);
-    let flat_shape = g.init_i64("flat_shape", &[-1, l]);
-    let zf = g.node("Reshape", &[&z, &flat_shape], &[], None);
-    let y = g.mlp("decoder", &vae.decoder, &zf);
     let eps_shape = g.node("Shape", &["eps"], &[], None);
     let bk = g.slice(&eps_shape, 0, 2, 0);
     let out_dim = g.init_i64("out_dim", &[cfg.output as i64]);
     let out_shape = g.node("Concat", &[&bk, &out_dim], &[("axis", Attr::Int(0))], None);
-    g.node("Reshape", &[&y, &out_shape], &[], Some("samples"));
-    // The decoder's weights are shared initializers; the mean path reuses them by name.
-    g.mlp_nodes("decoder", &vae.decoder, &mu, Some("mean"));
+    match vae.decoder_reads_index() {
+        None => {
+            let flat_shape = g.init_i64("flat_shape", &[-1, l]);
+            let zf = g.node("Reshape", &[&z, &flat_shape], &[], None);
+            let y = g.mlp("decoder", &vae.decoder, &zf);
+            g.node("Reshape", &[&y, &out_shape], &[], Some("samples"));
+            // The decoder's weights are shared initializers; the mean path reuses them by name.
+            g.mlp_nodes("decoder", &vae.decoder, &mu, Some("mean"));
+        }
+        Some(c) => conditional_decoder(&mut g, vae, c, &z, &mu, &out_shape),
+    }
 
     let mut graph = Pb::default();
     for n in g.nodes {

@@ -37,6 +37,11 @@ pub struct VaeConfig {
     /// A graph trunk for a keypoint modality (before its MLP), when the config has one.
     #[serde(default)]
     pub keypoint_graph: Option<KeypointGraph>,
+    /// A modality whose input the decoder reads beside the latent (zero where the modality is absent): a
+    /// conditional decoder, p(pose | z, 2D), as in a CVAE lifter. Without it every bit of the pose passes
+    /// through the latent, whose KL term prices it.
+    #[serde(default)]
+    pub decoder_reads: Option<String>,
 }
 
 /// The keypoint expert's graph trunk: the flat input (x, y, present per joint, then values every joint
@@ -113,6 +118,9 @@ pub struct Workspace {
     go_img: Vec<f32>,
     graph_cache: GraphNetCache,
     graph_in: Vec<f32>,
+    /// The decoder's input rows (latent, then the conditioning input) and its gradient.
+    dec_in: Vec<f32>,
+    g_dec_in: Vec<f32>,
 }
 
 impl Workspace {
@@ -192,7 +200,10 @@ impl Vae {
                 m
             })
             .collect();
-        let mut sizes = vec![config.latent];
+        let cond = config.decoder_reads.as_ref().map_or(0, |name| {
+            config.modalities.iter().find(|(n, _)| n == name).expect("decoder_reads names one of the modalities").1
+        });
+        let mut sizes = vec![config.latent + cond];
         sizes.extend(&config.decoder_hidden);
         sizes.push(config.output);
         let decoder = if config.residual { Mlp::new_residual(&sizes, rng) } else { Mlp::new(&sizes, rng) };
@@ -291,6 +302,57 @@ impl Vae {
         self.config.modalities.iter().position(|(n, _)| n == name)
     }
 
+    /// Index of the modality the decoder reads beside the latent, if any.
+    pub fn decoder_reads_index(&self) -> Option<usize> {
+        self.config.decoder_reads.as_ref().and_then(|n| self.modality_index(n))
+    }
+
+    /// The decoder's input rows into `out`: each latent row of `z`, then (for a conditional decoder) the
+    /// input row `source[i]` of the modality it reads, zeroed where that modality is absent.
+    fn decoder_input(&self, z: &[f32], source: &[usize], inputs: &[&[f32]], presence: &[f32], out: &mut Vec<f32>) {
+        let l = self.config.latent;
+        out.clear();
+        let Some(c) = self.decoder_reads_index() else {
+            out.extend_from_slice(&z[..source.len() * l]);
+            return;
+        };
+        let (d, m) = (self.config.modalities[c].1, self.experts.len());
+        for (i, &r) in source.iter().enumerate() {
+            out.extend_from_slice(&z[i * l..(i + 1) * l]);
+            let a = presence[r * m + c];
+            out.extend(inputs[c][r * d..(r + 1) * d].iter().map(|v| if a > 0.0 { v * a } else { 0.0 }));
+        }
+    }
+
+    /// Decodes latent rows `z`, row i conditioned on input row `source[i]` (see `decoder_input`).
+    fn decode<'w>(
+        &self,
+        z: &[f32],
+        source: &[usize],
+        inputs: &[&[f32]],
+        presence: &[f32],
+        ws: &'w mut Workspace,
+    ) -> &'w [f32] {
+        let mut x = std::mem::take(&mut ws.dec_in);
+        self.decoder_input(z, source, inputs, presence, &mut x);
+        ws.dec_in = x;
+        self.decoder.forward(&ws.dec_in, source.len(), &mut ws.dec_cache)
+    }
+
+    /// The decoder's backward pass from `gy` for the `rows` of the last `decode`: weight gradients into
+    /// `grads`, the latent's gradient (rows x latent) into `gz` (the conditioning input has no parameters).
+    fn decode_backward(&self, gy: &[f32], rows: usize, grads: &mut Vae, gz: &mut Vec<f32>, ws: &mut Workspace) {
+        let l = self.config.latent;
+        let mut gx = std::mem::take(&mut ws.g_dec_in);
+        self.decoder.backward(gy, rows, &mut ws.dec_cache, &mut grads.decoder, Some(&mut gx));
+        let w = self.decoder.inp();
+        gz.clear();
+        for r in 0..rows {
+            gz.extend_from_slice(&gx[r * w..r * w + l]);
+        }
+        ws.g_dec_in = gx;
+    }
+
     /// Runs the experts and fuses them: fills ws.mu, ws.std (rows x latent) and keeps expert outputs.
     fn encode(&self, inputs: &[&[f32]], presence: &[f32], rows: usize, ws: &mut Workspace) {
         let l = self.config.latent;
@@ -381,7 +443,10 @@ impl Vae {
         for (((z, mu), std), e) in ws.z.iter_mut().zip(&ws.mu).zip(&ws.std).zip(&eps[..rows * l]) {
             *z = mu + std * e;
         }
-        let y = self.decoder.forward(&ws.z, rows, &mut ws.dec_cache);
+        let all: Vec<usize> = (0..rows).collect();
+        let z = std::mem::take(&mut ws.z);
+        let y = self.decode(&z, &all, inputs, presence, ws).to_vec();
+        ws.z = z;
         let inv_s2 = 1.0 / (sigma * sigma);
         let scale = 1.0 / rows as f32;
         let mut loss = Loss::default();
@@ -401,7 +466,9 @@ impl Vae {
             }
             loss.mpjpe += err / (out_dim / 3 + 1) as f64; // the root's error is 0 by construction
         }
-        self.decoder.backward(&ws.gy.clone(), rows, &mut ws.dec_cache, &mut grads.decoder, Some(&mut ws.gz));
+        let (gy, mut gz) = (std::mem::take(&mut ws.gy), std::mem::take(&mut ws.gz));
+        self.decode_backward(&gy, rows, grads, &mut gz, ws);
+        (ws.gy, ws.gz) = (gy, gz);
         ws.go.resize_with(m, Vec::new);
         for g in ws.go.iter_mut() {
             g.clear();
@@ -445,7 +512,7 @@ impl Vae {
             }
         }
         if let Some(b) = best_of_k {
-            loss.best_of_k = self.best_of_k_pass(presence, target, rows, sigma, b, grads, ws);
+            loss.best_of_k = self.best_of_k_pass(inputs, presence, target, rows, sigma, b, grads, ws);
         }
         let image = self.image_index();
         for i in 0..m {
@@ -553,6 +620,7 @@ impl Vae {
     #[allow(clippy::too_many_arguments)]
     fn best_of_k_pass(
         &self,
+        inputs: &[&[f32]],
         presence: &[f32],
         target: &[f32],
         rows: usize,
@@ -588,7 +656,8 @@ impl Vae {
                 }
             }
         }
-        let y = self.decoder.forward(&z, n * k, &mut ws.dec_cache).to_vec();
+        let source: Vec<usize> = chosen_rows.iter().flat_map(|&r| std::iter::repeat_n(r, k)).collect();
+        let y = self.decode(&z, &source, inputs, presence, ws).to_vec();
         let best: Vec<usize> = chosen_rows
             .iter()
             .enumerate()
@@ -602,7 +671,7 @@ impl Vae {
             .collect();
         let z_best: Vec<f32> =
             (0..n).flat_map(|i| z[(i * k + best[i]) * l..(i * k + best[i] + 1) * l].to_vec()).collect();
-        let y = self.decoder.forward(&z_best, n, &mut ws.dec_cache).to_vec();
+        let y = self.decode(&z_best, &chosen_rows, inputs, presence, ws).to_vec();
         let (inv_s2, scale) = (1.0 / (sigma * sigma), b.weight / rows as f32);
         let mut loss = 0.0f64;
         let mut gy = Vec::with_capacity(n * out_dim);
@@ -614,7 +683,7 @@ impl Vae {
             }
         }
         let mut gz = Vec::new();
-        self.decoder.backward(&gy, n, &mut ws.dec_cache, &mut grads.decoder, Some(&mut gz));
+        self.decode_backward(&gy, n, grads, &mut gz, ws);
         for (i, &r) in chosen_rows.iter().enumerate() {
             for d in 0..l {
                 let (mu, sd) = (mean[i * l + d], std[i * l + d]);
@@ -652,7 +721,10 @@ impl Vae {
         let l = self.config.latent;
         self.encode(inputs, presence, rows, ws);
         mean.clear();
-        mean.extend_from_slice(self.decoder.forward(&ws.mu, rows, &mut ws.dec_cache));
+        let mu = std::mem::take(&mut ws.mu);
+        let all: Vec<usize> = (0..rows).collect();
+        mean.extend_from_slice(self.decode(&mu, &all, inputs, presence, ws));
+        ws.mu = mu;
         ws.z.resize(rows * k * l, 0.0);
         for r in 0..rows {
             for s in 0..k {
@@ -664,7 +736,8 @@ impl Vae {
         }
         let z = std::mem::take(&mut ws.z);
         samples.clear();
-        samples.extend_from_slice(self.decoder.forward(&z, rows * k, &mut ws.dec_cache));
+        let source: Vec<usize> = (0..rows).flat_map(|r| std::iter::repeat_n(r, k)).collect();
+        samples.extend_from_slice(self.decode(&z, &source, inputs, presence, ws));
         ws.z = z;
     }
 
@@ -719,6 +792,11 @@ mod tests {
 
     /// With `residual`, two same-width hidden layers per MLP so the second one is residual.
     fn tiny_with(residual: bool) -> Vae {
+        tiny_reading(residual, None)
+    }
+
+    /// `tiny_with`, its decoder reading the input of modality `decoder_reads` beside the latent.
+    fn tiny_reading(residual: bool, decoder_reads: Option<&str>) -> Vae {
         let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
         let cfg = VaeConfig {
             modalities: vec![("a".into(), 4), ("b".into(), 3)],
@@ -732,6 +810,7 @@ mod tests {
             // The second expert narrower than the first, so per-expert widths are exercised too.
             expert_hidden: if residual { [("b".to_string(), vec![4, 4])].into() } else { Default::default() },
             keypoint_graph: None,
+            decoder_reads: decoder_reads.map(String::from),
         };
         let mut v = Vae::new(cfg, &mut rng);
         // Make the experts' variances matter for the test.
@@ -803,6 +882,31 @@ mod tests {
         for residual in [false, true] {
             elbo_gradients_match(tiny_with(residual));
         }
+        // A conditional decoder: the gradients reach the decoder's weights of the input it reads, and
+        // not the input itself (it has no parameters).
+        let vae = tiny_reading(false, Some("a"));
+        assert_eq!(vae.decoder.inp(), 3 + 4);
+        elbo_gradients_match(vae);
+    }
+
+    #[test]
+    fn a_conditional_decoder_reads_its_input_only_where_present() {
+        let vae = tiny_reading(false, Some("a"));
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(5);
+        // Rows 0 and 1: modality b alone, the same b and different inputs of a; row 2: both.
+        let mut batch = RandomBatch::new(&vae, &[0.0, 1.0, 0.0, 1.0, 1.0, 1.0], &mut rng);
+        batch.inputs[1].copy_within(0..3, 3);
+        let inputs: Vec<&[f32]> = batch.inputs.iter().map(Vec::as_slice).collect();
+        let (mut s, mut m, mut ws) = (vec![], vec![], Workspace::default());
+        let eps = vec![0.0; 3 * 2 * 3];
+        vae.infer(&inputs, &batch.presence, &eps, 3, 2, &mut s, &mut m, &mut ws);
+        let out = vae.config.output;
+        assert_eq!(m[..out], m[out..2 * out], "an absent modality's input is not read");
+        let mut without = batch.presence.clone();
+        without[4] = 0.0;
+        let mut m2 = vec![];
+        vae.infer(&inputs, &without, &eps, 3, 2, &mut s, &mut m2, &mut ws);
+        assert_ne!(m[2 * out..], m2[2 * out..], "a present one is");
     }
 
     fn elbo_gradients_match(vae: Vae) {
@@ -857,6 +961,7 @@ mod tests {
             residual: false,
             expert_hidden: Default::default(),
             keypoint_graph: None,
+            decoder_reads: None,
         };
         let vae = Vae::new(cfg, &mut rng);
         assert_eq!(vae.experts[1].inp(), vae.trunk.as_ref().unwrap().out());
@@ -900,6 +1005,7 @@ mod tests {
             residual: false,
             expert_hidden: Default::default(),
             keypoint_graph: Some(graph),
+            decoder_reads: None,
         };
         let mut vae = Vae::new(cfg, &mut rng);
         assert_eq!((vae.graph_index(), vae.experts[0].inp()), (Some(0), 3 * 2));

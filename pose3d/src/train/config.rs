@@ -27,6 +27,9 @@ pub struct TrainConfig {
     /// Channels per joint of graph convolutions over the skeleton before the kp2d expert's MLP (e.g. [128,
     /// 128, 128, 16]; `model::graph`); empty: the expert reads the flat keypoints.
     pub keypoint_graph: Vec<usize>,
+    /// The decoder also reads the keypoints (a conditional decoder): the mean pose no longer has to pass
+    /// through the latent, which then carries what the 2D cannot tell (depth order, size).
+    pub decoder_reads_keypoints: bool,
     /// Residual MLPs: same-width hidden layers add their input (lets the lifter go deeper).
     pub residual: bool,
     /// Expert log-variances are clipped to [-logvar_clip, logvar_clip]: bounds how sharp one expert can be.
@@ -163,6 +166,7 @@ impl Default for TrainConfig {
             decoder_hidden: vec![256, 256],
             expert_hidden: Default::default(),
             keypoint_graph: Vec::new(),
+            decoder_reads_keypoints: false,
             residual: false,
             logvar_clip: 8.0,
             beta: 1.0,
@@ -217,6 +221,7 @@ pub fn vae_config(cfg: &TrainConfig) -> VaeConfig {
             parents: crate::geometry::skeleton::H36M17_PARENTS.to_vec(),
             widths: cfg.keypoint_graph.clone(),
         }),
+        decoder_reads: cfg.decoder_reads_keypoints.then(|| "kp2d".to_string()),
     }
 }
 
