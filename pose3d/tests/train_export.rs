@@ -20,6 +20,32 @@ fn tiny_config() -> TrainConfig {
     .unwrap()
 }
 
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+}
+
+/// Runs the exported model and the trainer's forward pass on the same inputs, asserts they agree (float32
+/// sums in a different order, MLAS vs the gemm crate: 1e-4) and returns the runtime's samples and means.
+#[allow(clippy::too_many_arguments)]
+fn onnx_matches_trainer(
+    rt: &mut ModelRuntime,
+    vae: &pose3d::model::vae::Vae,
+    inputs: &[&[f32]],
+    presence: &[f32],
+    eps: &[f32],
+    rows: usize,
+    k: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let (mut s_rt, mut m_rt) = (vec![], vec![]);
+    rt.run(inputs, presence, eps, rows, k, &mut s_rt, &mut m_rt).unwrap();
+    let (mut s, mut m, mut ws) = (vec![], vec![], pose3d::model::vae::Workspace::default());
+    vae.infer(inputs, presence, eps, rows, k, &mut s, &mut m, &mut ws);
+    assert_eq!(s.len(), s_rt.len());
+    assert!(max_diff(&s, &s_rt) < 1e-4, "samples differ by {}", max_diff(&s, &s_rt));
+    assert!(max_diff(&m, &m_rt) < 1e-4, "means differ by {}", max_diff(&m, &m_rt));
+    (s_rt, m_rt)
+}
+
 /// One training run shared by the tests of this file.
 fn trained() -> &'static (PathBuf, pose3d::train::TrainOutcome) {
     static RUN: OnceLock<(PathBuf, pose3d::train::TrainOutcome)> = OnceLock::new();
@@ -71,15 +97,7 @@ fn onnx_matches_the_training_forward_pass() {
     let eps: Vec<f32> = (0..rows * k * l).map(|_| StandardNormal.sample(&mut rng)).collect();
     // Every subset of modalities, one per row (and row 4 with both).
     let presence = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0];
-    let (mut s_rt, mut m_rt) = (vec![], vec![]);
-    rt.run(&[&kp, &pose], &presence, &eps, rows, k, &mut s_rt, &mut m_rt).unwrap();
-    let (mut s, mut m, mut ws) = (vec![], vec![], pose3d::model::vae::Workspace::default());
-    vae.infer(&[&kp, &pose], &presence, &eps, rows, k, &mut s, &mut m, &mut ws);
-    assert_eq!(s.len(), s_rt.len());
-    let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    // Tolerance: float32 sums in a different order (MLAS vs the gemm crate).
-    assert!(max_diff(&s, &s_rt) < 1e-4, "samples differ by {}", max_diff(&s, &s_rt));
-    assert!(max_diff(&m, &m_rt) < 1e-4, "means differ by {}", max_diff(&m, &m_rt));
+    let (mut s_rt, mut m_rt) = onnx_matches_trainer(&mut rt, vae, &[&kp, &pose], &presence, &eps, rows, k);
     // The sampled poses differ from each other (the noise reaches the output) ...
     assert!(max_diff(&s_rt[..48], &s_rt[48..96]) > 1e-4);
     // ... and bad input sizes are errors, not crashes.
@@ -220,13 +238,7 @@ fn image_model_trains_exports_and_matches_in_onnx() {
     let eps: Vec<f32> = (0..rows * k * l).map(|_| StandardNormal.sample(&mut rng)).collect();
     // Rows: keypoints only, image only, both, none.
     let presence = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0];
-    let (mut s_rt, mut m_rt) = (vec![], vec![]);
-    rt.run(&[&kp, &pose, &img], &presence, &eps, rows, k, &mut s_rt, &mut m_rt).unwrap();
-    let (mut s, mut m, mut ws) = (vec![], vec![], pose3d::model::vae::Workspace::default());
-    vae.infer(&[&kp, &pose, &img], &presence, &eps, rows, k, &mut s, &mut m, &mut ws);
-    let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    assert!(max_diff(&s, &s_rt) < 1e-4, "samples differ by {}", max_diff(&s, &s_rt));
-    assert!(max_diff(&m, &m_rt) < 1e-4, "means differ by {}", max_diff(&m, &m_rt));
+    let (_, m_rt) = onnx_matches_trainer(&mut rt, vae, &[&kp, &pose, &img], &presence, &eps, rows, k);
     // The image reaches the output: the image-only row differs from the no-modality row.
     assert!(max_diff(&m_rt[48..96], &m_rt[144..192]) > 1e-4);
 }
@@ -365,13 +377,7 @@ fn keypoint_graph_model_trains_exports_and_matches_in_onnx() {
         .collect();
     let eps: Vec<f32> = (0..rows * k * l).map(|_| StandardNormal.sample(&mut rng)).collect();
     let presence = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0];
-    let (mut s_rt, mut m_rt) = (vec![], vec![]);
-    rt.run(&[&kp, &pose], &presence, &eps, rows, k, &mut s_rt, &mut m_rt).unwrap();
-    let (mut s, mut m, mut ws) = (vec![], vec![], pose3d::model::vae::Workspace::default());
-    vae.infer(&[&kp, &pose], &presence, &eps, rows, k, &mut s, &mut m, &mut ws);
-    let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    assert!(max_diff(&s, &s_rt) < 1e-4, "samples differ by {}", max_diff(&s, &s_rt));
-    assert!(max_diff(&m, &m_rt) < 1e-4, "means differ by {}", max_diff(&m, &m_rt));
+    let (_, m_rt) = onnx_matches_trainer(&mut rt, vae, &[&kp, &pose], &presence, &eps, rows, k);
     // The keypoints reach the output through the graph: rows 0 and 3 (keypoints only, different values).
     assert!(max_diff(&m_rt[..48], &m_rt[144..192]) > 1e-4);
 }
@@ -402,13 +408,7 @@ fn conditional_decoder_model_trains_exports_and_matches_in_onnx() {
     let mut pose2 = pose.clone();
     pose2.copy_within(48..96, 96);
     let presence = [1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0];
-    let (mut s_rt, mut m_rt) = (vec![], vec![]);
-    rt.run(&[&kp, &pose2], &presence, &eps, rows, k, &mut s_rt, &mut m_rt).unwrap();
-    let (mut s, mut m, mut ws) = (vec![], vec![], pose3d::model::vae::Workspace::default());
-    vae.infer(&[&kp, &pose2], &presence, &eps, rows, k, &mut s, &mut m, &mut ws);
-    let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    assert!(max_diff(&s, &s_rt) < 1e-4, "samples differ by {}", max_diff(&s, &s_rt));
-    assert!(max_diff(&m, &m_rt) < 1e-4, "means differ by {}", max_diff(&m, &m_rt));
+    let (_, m_rt) = onnx_matches_trainer(&mut rt, vae, &[&kp, &pose2], &presence, &eps, rows, k);
     // Absent keypoints are not read: rows 1 and 2 have the same pose and different (absent) keypoints.
     assert!(max_diff(&m_rt[48..96], &m_rt[96..144]) < 1e-6);
 }
