@@ -63,6 +63,8 @@ struct Scored {
     matches: BTreeMap<String, BTreeSet<usize>>,
     ids: BTreeSet<String>,
     root_err: Vec<f64>,
+    /// The per-frame poses' root errors (`~/poses`), against the nearer person.
+    frame_root_err: Vec<f64>,
     vel_err: Vec<f64>,
     ground_used: usize,
     confirmed: usize,
@@ -75,10 +77,18 @@ fn score(json: &Value) -> Scored {
         matches: BTreeMap::new(),
         ids: BTreeSet::new(),
         root_err: vec![],
+        frame_root_err: vec![],
         vel_err: vec![],
         ground_used: 0,
         confirmed: 0,
     };
+    for msg in json["poses"].as_array().unwrap() {
+        let Some(t) = truth.get(msg["stamp"].as_str().unwrap()) else { continue };
+        for p in msg["poses"].as_array().unwrap() {
+            let root = v3(&p["mean"][0]);
+            s.frame_root_err.push(t.iter().map(|x| (root - x).norm()).fold(f64::INFINITY, f64::min));
+        }
+    }
     for msg in json["tracks"].as_array().unwrap() {
         let key = msg["stamp"].as_str().unwrap();
         let Some(i) = keys.iter().position(|k| k.as_str() == key) else { continue };
@@ -111,7 +121,9 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// Anonymous walkers get two track ids, each following one person throughout; the velocity after a
-/// second of track is within 0.4 m/s of the truth (median); with the floor given the root error falls.
+/// second of track is within 0.4 m/s of the truth (median); with the floor given the root error falls,
+/// and the tracks keep what the floor gives each frame. (Here the floor leaves the frames ~0.2 m too
+/// far, a bias the tracks keep; docs/history.md.)
 #[test]
 fn anonymous_walkers_are_tracked_with_velocity_and_placed_on_the_floor() {
     let (plain, log) = run(128, "track_plain", &[]);
@@ -136,15 +148,19 @@ fn anonymous_walkers_are_tracked_with_velocity_and_placed_on_the_floor() {
     assert_eq!(g.ids.len(), 2, "{:?}\n{log}", g.ids);
     assert!(g.ground_used * 10 >= g.confirmed * 9, "floor used in {} of {} outputs", g.ground_used, g.confirmed);
     let root_ground = median(&mut g.root_err);
+    let frame_ground = median(&mut g.frame_root_err);
     let vel_g = median(&mut g.vel_err);
     eprintln!(
-        "median root error {:.0} mm without the floor, {:.0} mm with; velocity error {:.2} / {:.2} m/s",
+        "median root error {:.0} mm without the floor, {:.0} mm with ({:.0} mm per frame); velocity error \
+         {:.2} / {:.2} m/s",
         root_plain * 1e3,
         root_ground * 1e3,
+        frame_ground * 1e3,
         vel,
         vel_g
     );
-    assert!(root_ground < 0.6 * root_plain, "the floor places them: {root_ground:.3} vs {root_plain:.3} m");
+    assert!(root_ground < 0.7 * root_plain, "the floor places them: {root_ground:.3} vs {root_plain:.3} m");
+    assert!(root_ground < 1.15 * frame_ground, "the tracks keep the floor: {root_ground:.3} vs {frame_ground:.3} m");
     assert!(vel_g < 0.4, "median velocity error with the floor {vel_g:.3} m/s");
     // Markers: each skeleton takes its track's colour, and confirmed tracks have a velocity arrow.
     let last = ground["markers"].as_array().unwrap().last().unwrap().as_array().unwrap();
