@@ -11,10 +11,11 @@ use crate::geometry::distribution::{joint_statistics, relative_covariances};
 use crate::geometry::ground::Ground;
 use crate::geometry::skeleton::{Kp, NUM_JOINTS, ROOT};
 use crate::pipeline::activity::{Activity, Adaptation};
+use crate::pipeline::bandwidth::Bandwidth;
 use crate::pipeline::cues::{apply_cues, depth_measurement, median_spread, CueUse, Cues, DepthPrior};
 use crate::pipeline::lifter::{Lifter, PersonIn, PoseOut};
 use crate::pipeline::tracking::{
-    keypoint_box, MotionModel, Observed, RootErrors, TrackState, Tracker, TrackerConfig, TrackingModel,
+    across_variance, keypoint_box, MotionModel, Observed, RootErrors, TrackState, Tracker, TrackerConfig, TrackingModel,
 };
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -493,6 +494,7 @@ pub fn fit(runs: &mut [FitRun], inputs: &[Input], frames: usize, progress: bool)
     // Lifted streams: the depth offset and the persistent share.
     let bar = bar(runs.iter().map(|r| with_inputs(streams(r.data), inputs).len()).sum(), progress);
     let mut lifted = Vec::new();
+    let mut lifted_inputs = Vec::new();
     let mut depth_resid = Vec::new();
     let no_offset = DepthPrior { surface_offset: 0.0, ..model.depth };
     for run in runs.iter_mut() {
@@ -513,6 +515,7 @@ pub fn fit(runs: &mut [FitRun], inputs: &[Input], frames: usize, progress: bool)
                 }
             }
             lifted.push(frames_v);
+            lifted_inputs.push(input);
         }
     }
     bar.finish_and_clear();
@@ -533,15 +536,17 @@ pub fn fit(runs: &mut [FitRun], inputs: &[Input], frames: usize, progress: bool)
     if progress {
         eprintln!("persistent shares: root along {along:.2}, across {across:.2}");
     }
+    let reference = noise_reference(&lifted);
+    model.motion.bandwidth = Some(Bandwidth { reference, exponent: 0.0 });
     // Two rounds: the adaptation's reference depends on the root's noise (which it subtracts), and the
     // scales on the adaptation and on each other.
-    for _ in 0..2 {
+    for round in 0..2 {
         let reference = activity_reference(&model.motion, &lifted, progress);
         model.motion.adaptation = Some(Adaptation { reference, ..Default::default() });
-        let m = &model.motion;
-        model.motion.accel_scale = scale_for_95(ACCEL_SCALES, |v| {
-            coverage(&MotionModel { accel_scale: v, ..m.clone() }, &lifted).velocity_across
-        });
+        if round == 0 {
+            fit_bandwidth(&mut model.motion, &lifted, &lifted_inputs, progress);
+        }
+        model.motion.accel_scale = fit_accel_scale(&model.motion, &lifted);
         fit_drift(&mut model.motion, |m| &mut m.root, &lifted);
         fit_root_scales(&mut model.motion, |m| &mut m.root, &lifted, 1);
     }
@@ -598,14 +603,16 @@ struct Coverage {
     velocity_across: f64,
 }
 
-fn coverage(motion: &MotionModel, lifted: &[Vec<Frame>]) -> Coverage {
+fn coverage<F: std::borrow::Borrow<Vec<Frame>> + Sync>(motion: &MotionModel, lifted: &[F]) -> Coverage {
     use rayon::prelude::*;
     // The streams on all cores: the fit scores every stream some hundred times.
-    let t =
-        lifted.par_iter().map(|frames_v| score_stream(frames_v, motion).filtered).reduce(Tally::default, |mut a, b| {
+    let t = lifted.par_iter().map(|frames_v| score_stream(frames_v.borrow(), motion).filtered).reduce(
+        Tally::default,
+        |mut a, b| {
             merge(&mut a, b);
             a
-        });
+        },
+    );
     let n = t.n.max(1) as f64;
     Coverage {
         root: t.root_inside as f64 / n,
@@ -617,6 +624,8 @@ fn coverage(motion: &MotionModel, lifted: &[Vec<Frame>]) -> Coverage {
     }
 }
 
+/// Where the bandwidth's exponent is searched.
+const BANDWIDTH_EXPONENTS: (f64, f64) = (0.0, 0.6);
 /// Where the factors are searched: (lowest, highest, halvings of the log range).
 const ACCEL_SCALES: (f64, f64, usize) = (0.25, 64.0, 7);
 const ROOT_SCALES: (f64, f64, usize) = (1e-3, 64.0, 9);
@@ -642,6 +651,65 @@ fn scale_for_95(range: (f64, f64, usize), cover: impl Fn(f64) -> f64) -> f64 {
         }
     }
     hi.exp()
+}
+
+/// The factor on the acceleration noise for 95 % coverage of the velocity's ellipses across the ray.
+fn fit_accel_scale(motion: &MotionModel, lifted: &[Vec<Frame>]) -> f64 {
+    scale_for_95(ACCEL_SCALES, |v| coverage(&MotionModel { accel_scale: v, ..motion.clone() }, lifted).velocity_across)
+}
+
+/// The training frames' geometric mean of the root's variance across the ray (`Bandwidth::reference`).
+fn noise_reference(lifted: &[Vec<Frame>]) -> f64 {
+    let logs: Vec<f64> = lifted
+        .iter()
+        .flatten()
+        .filter_map(|f| f.pose.as_ref())
+        .map(|p| across_variance(&p.mean[ROOT], &p.covariance[ROOT]))
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .map(f64::ln)
+        .collect();
+    (logs.iter().sum::<f64>() / logs.len().max(1) as f64).exp()
+}
+
+/// The bandwidth's exponent at which the velocity's ellipses across the ray hold as much from
+/// ground-truth 2D as from detections, each time with the acceleration factor that makes them hold
+/// 95 % pooled (bisection; off with one input).
+fn fit_bandwidth(motion: &mut MotionModel, lifted: &[Vec<Frame>], inputs: &[Input], progress: bool) {
+    let of = |want: Input| -> Vec<&Vec<Frame>> {
+        lifted.iter().zip(inputs).filter(|(_, &i)| i == want).map(|(f, _)| f).collect()
+    };
+    let (gt, det) = (of(Input::GroundTruth2d), of(Input::Detections));
+    if gt.is_empty() || det.is_empty() {
+        return;
+    }
+    // Positive when clean keypoints get the wider ellipses (the exponent is too small).
+    let gap = |exponent: f64| {
+        let mut m = motion.clone();
+        m.bandwidth.as_mut().expect("set before the fit").exponent = exponent;
+        m.accel_scale = fit_accel_scale(&m, lifted);
+        let (g, d) = (coverage(&m, &gt).velocity_across, coverage(&m, &det).velocity_across);
+        if progress {
+            eprintln!("bandwidth exponent {exponent:.3}: velocity across coverage gt {g:.3}, detections {d:.3}");
+        }
+        g - d
+    };
+    let (mut lo, mut hi) = BANDWIDTH_EXPONENTS;
+    let exponent = if gap(lo) <= 0.0 {
+        lo
+    } else if gap(hi) >= 0.0 {
+        hi
+    } else {
+        for _ in 0..5 {
+            let mid = 0.5 * (lo + hi);
+            if gap(mid) > 0.0 {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        0.5 * (lo + hi)
+    };
+    motion.bandwidth.as_mut().expect("set before the fit").exponent = exponent;
 }
 
 /// The drift along the ray (of the error model `pick` selects) for 95 % coverage of the velocity's 3-D

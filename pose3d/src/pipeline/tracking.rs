@@ -25,7 +25,9 @@
 //! memory) in each direction, and the factors then make the tracks' errors across the ray (2-D) and the
 //! whole 3-D ellipsoids hold 95 % (`pose3d-eval track --fit`).
 //! People differ in how much they accelerate (a person waiting, one pacing): with `adaptation`, each
-//! track scales its root's acceleration noise by its own level measured so far (`activity`).
+//! track scales its root's acceleration noise by its own level measured so far (`activity`). With
+//! `bandwidth`, also by how noisy its frames are across the ray (`bandwidth`: a white-noise model of
+//! people's smooth accelerations needs less noise where the filter follows each frame closely).
 //!
 //! Written here rather than taken from a crate: the filter is a few 6x6 matrix products on nalgebra, and
 //! the Kalman crates found (`adskalman`, `kalman-rust`) fix the state at compile time without a
@@ -34,6 +36,7 @@
 use crate::geometry::ground::Ground;
 use crate::geometry::skeleton::{Kp, NUM_JOINTS, ROOT};
 use crate::pipeline::activity::{Activity, Adaptation};
+use crate::pipeline::bandwidth::{Bandwidth, NoiseLevel};
 use crate::pipeline::cues::{DepthPrior, GroundPrior};
 use crate::pipeline::lifter::PoseOut;
 use anyhow::Context;
@@ -64,6 +67,10 @@ pub struct MotionModel {
     /// Each track's root acceleration noise follows how lively that person has moved (off when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptation: Option<Adaptation>,
+    /// Each track's root acceleration noise follows how noisy its frames are across the ray (off when
+    /// absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Bandwidth>,
 }
 
 impl MotionModel {
@@ -79,6 +86,13 @@ impl MotionModel {
         if let Some(ad) = &self.adaptation {
             activity.observe(ad, stamp_ns as f64 * 1e-9, pose.mean[ROOT], self.activity_noise(pose));
         }
+    }
+
+    /// A track's factor on the root's acceleration noise: its person's liveliness times its frames'
+    /// noise level's (each 1 when off).
+    fn root_accel_factor(&self, t: &Track) -> f64 {
+        self.adaptation.as_ref().map_or(1.0, |a| t.activity.factor(a))
+            * self.bandwidth.as_ref().map_or(1.0, |b| b.factor(&t.noise))
     }
 
     /// The root's error model for a person, by what placed it (the depth image over the floor).
@@ -205,6 +219,12 @@ impl RayDirections {
     }
 }
 
+/// The mean variance of `cov` in the two directions across the camera ray through `p`.
+pub fn across_variance(p: &Vector3<f64>, cov: &Matrix3<f64>) -> f64 {
+    let d = ray_direction(p);
+    0.5 * (cov.trace() - (d.transpose() * cov * d)[(0, 0)])
+}
+
 /// The unit direction of the camera ray through `p` (the optical axis at the camera itself).
 pub fn ray_direction(p: &Vector3<f64>) -> Vector3<f64> {
     p.try_normalize(1e-9).unwrap_or_else(Vector3::z)
@@ -226,6 +246,7 @@ impl Default for MotionModel {
             root_depth: RootErrors { persistent_along: 0.2, ..Default::default() },
             initial_speed_std: 1.5,
             adaptation: None,
+            bandwidth: None,
         }
     }
 }
@@ -280,6 +301,9 @@ impl TrackingModel {
         ok("motion.initial_speed_std", self.motion.initial_speed_std, 0.01, 20.0)?;
         if let Some(a) = &self.motion.adaptation {
             a.check().context("motion.adaptation")?;
+        }
+        if let Some(b) = &self.motion.bandwidth {
+            b.check().context("motion.bandwidth")?;
         }
         ok("ground_foot_height", self.ground_foot_height, -0.5, 0.5)?;
         ok("ground_foot_height_std", self.ground_foot_height_std, 1e-3, 0.5)?;
@@ -354,7 +378,8 @@ pub struct TrackOut {
     pub velocity_covariance: Matrix3<f64>,
     /// Index of the person in the message that updated it (None while coasting).
     pub person: Option<usize>,
-    /// The factor on the root's acceleration noise this track's filter uses (1 without adaptation).
+    /// The factor on the root's acceleration noise this track's filter uses (1 without adaptation and
+    /// bandwidth).
     pub accel_factor: f64,
 }
 
@@ -441,6 +466,8 @@ struct Track {
     person: Option<usize>,
     /// How lively this person has moved (`MotionModel::adaptation`).
     activity: Activity,
+    /// How noisy this person's frames are across the ray (`MotionModel::bandwidth`).
+    noise: NoiseLevel,
 }
 
 /// Tracks of the persons of one stream of messages.
@@ -484,7 +511,7 @@ impl Track {
         (self.root.position(), block(&self.root.p, 0, 0) + self.bias_root)
     }
 
-    fn output(&self, now_ns: i128, confirm_hits: u32, adaptation: Option<&Adaptation>) -> TrackOut {
+    fn output(&self, now_ns: i128, confirm_hits: u32, motion: &MotionModel) -> TrackOut {
         let state = if self.hits < confirm_hits {
             TrackState::Tentative
         } else if self.updated_now {
@@ -513,7 +540,7 @@ impl Track {
             velocity: self.root.velocity(),
             velocity_covariance: block(&self.root.p, 3, 3) + self.drift_root,
             person: if self.updated_now { self.person } else { None },
-            accel_factor: adaptation.map_or(1.0, |a| self.activity.factor(a)),
+            accel_factor: motion.root_accel_factor(self),
         }
     }
 }
@@ -551,8 +578,7 @@ impl Tracker {
             t.updated_now = false;
             t.person = None;
             let m = &self.config.motion;
-            let lively = m.adaptation.as_ref().map_or(1.0, |a| t.activity.factor(a));
-            t.root.predict(dt, m.accel_noise[ROOT] * m.accel_scale * lively);
+            t.root.predict(dt, m.accel_noise[ROOT] * m.accel_scale * m.root_accel_factor(t));
             for (j, f) in t.shape.iter_mut().enumerate().filter(|(j, _)| *j != ROOT) {
                 f.predict(dt, m.accel_noise[j] * m.accel_scale);
             }
@@ -579,8 +605,8 @@ impl Tracker {
         }
         let end = (self.config.end_after * 1e9) as i128;
         self.tracks.retain(|t| stamp_ns - t.last_update_ns <= end);
-        let adaptation = self.config.motion.adaptation.as_ref();
-        self.tracks.iter().map(|t| t.output(stamp_ns, self.config.confirm_hits, adaptation)).collect()
+        let motion = &self.config.motion;
+        self.tracks.iter().map(|t| t.output(stamp_ns, self.config.confirm_hits, motion)).collect()
     }
 
     /// For each anonymous person, the track it continues (None: a new track). Minimum total cost over the
@@ -641,6 +667,8 @@ impl Tracker {
             .collect();
         let mut activity = Activity::default();
         self.config.motion.observe_activity(&mut activity, p.pose, stamp_ns);
+        let mut noise = NoiseLevel::default();
+        noise.observe(stamp_ns as f64 * 1e-9, across_variance(&p.pose.mean[ROOT], &p.pose.covariance[ROOT]));
         self.tracks.push(Track {
             id,
             upstream,
@@ -656,6 +684,7 @@ impl Tracker {
             updated_now: true,
             person: Some(person),
             activity,
+            noise,
         });
     }
 
@@ -667,6 +696,7 @@ impl Tracker {
         let t = &mut self.tracks[t];
         t.root.update(&p.pose.mean[ROOT], &root.white);
         self.config.motion.observe_activity(&mut t.activity, p.pose, stamp_ns);
+        t.noise.observe(stamp_ns as f64 * 1e-9, across_variance(&p.pose.mean[ROOT], &p.pose.covariance[ROOT]));
         for (j, f) in t.shape.iter_mut().enumerate().filter(|(j, _)| *j != ROOT) {
             let (z, r) = relative(p.pose, j);
             f.update(&z, &(r * (1.0 - a)));
@@ -869,6 +899,32 @@ mod tests {
         for (s, e) in [still_adapted, pacing_adapted] {
             assert!(e.abs() < 3.0 * s, "velocity error {e} vs std {s}");
         }
+    }
+
+    /// With bandwidth, a track whose frames are cleaner than the reference gets less acceleration noise
+    /// (the factor it reports is the power law's) and so a tighter velocity ellipsoid than without.
+    #[test]
+    fn clean_frames_get_less_acceleration_noise_with_bandwidth() {
+        let velocity_std = |bandwidth: Option<Bandwidth>| {
+            let motion =
+                MotionModel { accel_noise: [0.05; NUM_JOINTS], root: no_bias(), bandwidth, ..Default::default() };
+            let mut tr = Tracker::new(TrackerConfig { motion, ..Default::default() });
+            let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
+            let mut last = None;
+            for k in 0..100 {
+                let t = k as f64 * 0.04;
+                let p = pose("p", noisy(Vector3::new(0.5 * t, 0.0, 4.0), 0.01, &mut rng), 0.01);
+                last = tr.update((t * 1e9) as i128, &[Observed { pose: &p, bbox: None }]).pop();
+            }
+            let o = last.unwrap();
+            (o.velocity_covariance[(0, 0)].sqrt(), o.accel_factor)
+        };
+        let (plain, one) = velocity_std(None);
+        // Frames vary 1e-4 m^2 across the ray, 16x below the reference: a factor 16^-0.25 = 0.5.
+        let (clean, half) = velocity_std(Some(Bandwidth { reference: 16e-4, exponent: 0.25 }));
+        assert_eq!(one, 1.0);
+        assert!((half - 0.5).abs() < 1e-6, "factor {half}");
+        assert!(clean < 0.9 * plain, "velocity std {clean} vs {plain}");
     }
 
     fn no_bias() -> RootErrors {
