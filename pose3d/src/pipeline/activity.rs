@@ -46,10 +46,7 @@ impl Default for Adaptation {
 impl Adaptation {
     /// Values the estimate can use; anything else is a broken file.
     pub fn check(&self) -> anyhow::Result<()> {
-        let ok = |name: &str, v: f64, lo: f64, hi: f64| {
-            anyhow::ensure!(v.is_finite() && v >= lo && v <= hi, "{name} = {v} is outside [{lo}, {hi}]");
-            Ok(())
-        };
+        let ok = crate::pipeline::ensure_within;
         ok("reference", self.reference, 1e-6, 1e3)?;
         ok("lag", self.lag, 0.05, 5.0)?;
         ok("memory", self.memory, 0.1, 600.0)?;

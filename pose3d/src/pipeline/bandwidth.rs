@@ -33,10 +33,7 @@ const SMOOTHING: f64 = 1.0;
 impl Bandwidth {
     /// Values the factor can use; anything else is a broken file.
     pub fn check(&self) -> anyhow::Result<()> {
-        let ok = |name: &str, v: f64, lo: f64, hi: f64| {
-            anyhow::ensure!(v.is_finite() && v >= lo && v <= hi, "{name} = {v} is outside [{lo}, {hi}]");
-            Ok(())
-        };
+        let ok = crate::pipeline::ensure_within;
         ok("reference", self.reference, 1e-10, 1.0)?;
         ok("exponent", self.exponent, 0.0, 2.0)
     }

@@ -173,7 +173,7 @@ impl RootErrors {
             ("drift_along", self.drift_along, 0.0, 1e4),
             ("drift_across", self.drift_across, 0.0, 1e4),
         ] {
-            anyhow::ensure!(v.is_finite() && v >= lo && v <= hi, "{name}.{what} = {v} is outside [{lo}, {hi}]");
+            crate::pipeline::ensure_within(&format!("{name}.{what}"), v, lo, hi)?;
         }
         Ok(())
     }
@@ -287,10 +287,7 @@ impl TrackingModel {
 
     /// Values a tracking model can hold; anything else is a broken file.
     pub fn check(&self) -> anyhow::Result<()> {
-        let ok = |name: &str, v: f64, lo: f64, hi: f64| {
-            anyhow::ensure!(v.is_finite() && v >= lo && v <= hi, "{name} = {v} is outside [{lo}, {hi}]");
-            Ok(())
-        };
+        let ok = crate::pipeline::ensure_within;
         for (j, q) in self.motion.accel_noise.iter().enumerate() {
             ok(&format!("motion.accel_noise[{j}]"), *q, 1e-6, 1e3)?;
         }
