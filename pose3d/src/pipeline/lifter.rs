@@ -629,10 +629,10 @@ impl<'m> Lifter<'m> {
         }
     }
 
-    /// Row `r`'s samples in the camera frame: each scaled by the size spread, all scaled about the decoded
-    /// mean by the input's spread, each root fitted so it projects onto the keypoints, their sideways spread
-    /// set by the input's residual, the cues fused; then the per-joint mean and covariance. None if no root fit succeeds. The returned pose has an empty id (the caller
-    /// knows the person).
+    /// Row `r`'s samples in the camera frame: each scaled by the size spread, each root fitted so it
+    /// projects onto the keypoints, the roots' spread across and along the ray set by the input's
+    /// residual, the shapes' spread by it too, the cues fused; then the per-joint mean and covariance.
+    /// None if no root fit succeeds. The returned pose has an empty id (the caller knows the person).
     fn place_in_camera(
         &mut self,
         r: usize,
@@ -658,10 +658,6 @@ impl<'m> Lifter<'m> {
                 s.iter_mut().for_each(|v| *v *= f.max(0.5) as f32);
             }
         }
-        // After the size: a farther person is a larger one, and the spread calibrates the whole shape.
-        if let Some(spread) = self.config.spread.as_ref().filter(|_| k > 1) {
-            spread.scale(samples, mean, fit_residual);
-        }
         self.abs.clear();
         for s in samples.chunks_exact(od) {
             let rel = decode_pose3d(s);
@@ -679,6 +675,11 @@ impl<'m> Lifter<'m> {
         }
         if let Some(l) = &self.config.along {
             calibrate_root(&mut self.abs, fit_residual, l, Direction::Along, self.config.along_scales_pose);
+        }
+        // After the depth's spread, which sizes each shape with its depth: the spread calibrates the
+        // shapes as placed.
+        if let Some(spread) = &self.config.spread {
+            spread.scale_placed(&mut self.abs, fit_residual);
         }
         let sources = apply_cues(&mut self.abs, camera, cues, &mut self.means, &mut self.covs);
         joint_statistics(&self.abs, NUM_JOINTS, &mut self.means, &mut self.covs);
