@@ -114,7 +114,12 @@ impl RootSpread {
 
     /// The law with its standard deviations multiplied by `m` (the offset stays).
     pub fn times(&self, m: f64) -> RootSpread {
-        RootSpread { floor: self.floor * m, per_residual: self.per_residual * m, ..*self }
+        self.times_parts(m, m)
+    }
+
+    /// The law with its floor multiplied by `floor` and its residual term by `per_residual`.
+    pub fn times_parts(&self, floor: f64, per_residual: f64) -> RootSpread {
+        RootSpread { floor: self.floor * floor, per_residual: self.per_residual * per_residual, ..*self }
     }
 }
 
