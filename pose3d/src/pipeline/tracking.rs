@@ -95,6 +95,15 @@ impl MotionModel {
             * self.bandwidth.as_ref().map_or(1.0, |b| b.factor(&t.noise))
     }
 
+    /// A track's factor on its root bias's drift (`RootErrors::drift_along`): its person's liveliness (1
+    /// without adaptation). The bias follows the pose (a person turning changes the size the lifter
+    /// sees), so it drifts as fast as the person changes pose: with one rate for all, calm people's
+    /// velocities came out too wide along the ray and lively people's too narrow (docs/history.md,
+    /// session 25).
+    fn drift_factor(&self, t: &Track) -> f64 {
+        self.adaptation.as_ref().map_or(1.0, |a| t.activity.factor(a))
+    }
+
     /// The root's error model for a person, by what placed it (the depth image over the floor).
     pub fn root_errors_for(&self, pose: &PoseOut) -> &RootErrors {
         use crate::pipeline::cues::CueUse::Used;
@@ -125,7 +134,8 @@ pub struct RootErrors {
     pub persistent_along: f64,
     pub persistent_across: f64,
     /// How fast the persistent part drifts, 1/s^2: the published root velocity's variance gains this
-    /// factor times the persistent variance in each direction. The persistent error is no constant: it
+    /// factor times the persistent variance in each direction (times the track's liveliness,
+    /// `MotionModel::drift_factor`). The persistent error is no constant: it
     /// follows the pose (a person turning changes the size the lifter sees), so the track's position moves
     /// with it and its velocity carries the drift's rate, which the people's own acceleration noise
     /// (isotropic) does not account for: the drift lies along the ray. Only the covariance takes it: fed
@@ -535,7 +545,7 @@ impl Track {
             mean,
             covariance,
             velocity: self.root.velocity(),
-            velocity_covariance: block(&self.root.p, 3, 3) + self.drift_root,
+            velocity_covariance: block(&self.root.p, 3, 3) + self.drift_root * motion.drift_factor(self),
             person: if self.updated_now { self.person } else { None },
             accel_factor: motion.root_accel_factor(self),
         }
@@ -975,6 +985,40 @@ mod tests {
         let d = track(RootErrors { drift_along: 5.0, ..unbiased }).velocity_covariance
             - track(unbiased).velocity_covariance;
         assert!(d.norm() < 1e-12, "{d}");
+    }
+
+    /// With adaptation, the drift's share of the velocity's variance follows the person's liveliness: a
+    /// person swaying sideways gets a larger share than one standing still, in proportion to the factor
+    /// the track reports.
+    #[test]
+    fn the_drift_follows_the_persons_liveliness() {
+        let track = |root: RootErrors, sway: f64| {
+            let adaptation = Some(Adaptation { reference: 0.05, ..Default::default() });
+            let motion = MotionModel { root, accel_noise: [0.05; NUM_JOINTS], adaptation, ..Default::default() };
+            let mut tr = Tracker::new(TrackerConfig { motion, ..Default::default() });
+            let mut rng = rand_pcg::Pcg64::seed_from_u64(5);
+            let mut last = None;
+            for k in 0..250 {
+                let t = k as f64 / 25.0;
+                // Sideways (across the ray) at 0.3 Hz: an acceleration the adaptation sees.
+                let at = Vector3::new(sway * (0.3 * std::f64::consts::TAU * t).sin(), 0.0, 5.0);
+                let p = pose("p", noisy(at, 0.005, &mut rng), 0.02);
+                last = tr.update(k * NS / 25, &[Observed { pose: &p, bbox: None }]).pop();
+            }
+            last.unwrap()
+        };
+        let base = RootErrors { persistent_along: 0.5, persistent_across: 0.5, ..Default::default() };
+        let drifting = RootErrors { drift_along: 5.0, ..base };
+        let share = |sway: f64| {
+            let (with, without) = (track(drifting, sway), track(base, sway));
+            assert_eq!(with.accel_factor, without.accel_factor);
+            ((with.velocity_covariance - without.velocity_covariance)[(2, 2)], with.accel_factor)
+        };
+        let ((calm, f_calm), (lively, f_lively)) = (share(0.0), share(0.3));
+        assert!(f_lively > 3.0 * f_calm, "factors {f_calm} {f_lively}");
+        // The bias is the same (same frame covariances): the shares differ by the factors alone (but for
+        // the ray's tilt towards the swaying person).
+        assert!((lively / calm / (f_lively / f_calm) - 1.0).abs() < 1e-3, "{calm} {lively} {f_calm} {f_lively}");
     }
 
     /// The split scales and shares the variance along the ray through the root and across it apart, on a
