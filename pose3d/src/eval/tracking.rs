@@ -802,6 +802,19 @@ const PERSISTENCE_LAG: usize = 10;
 /// (the share of what the filter is given; and a few frames lifted metres away with spreads to match,
 /// as Human3.6M's S5 has, do not outweigh the rest), each in [0, 0.95].
 fn persistent_shares(streams: &[Vec<Frame>]) -> (f64, f64) {
+    let (raw, clipped) = (persistent_shares_clipped(streams, f64::INFINITY), persistent_shares_clipped(streams, CLIP));
+    if raw != clipped {
+        eprintln!("persistent shares (along, across): {clipped:.3?} with the errors clipped at {CLIP} spreads, {raw:.3?} without");
+    }
+    clipped
+}
+
+/// Errors beyond this many of their frame's spreads count as this many in the persistent shares: a few
+/// frames whose spread collapsed must not set the share for every stream (healthy streams do not
+/// notice: S8's shares move by less than 0.01 at 4).
+const CLIP: f64 = 4.0;
+
+fn persistent_shares_clipped(streams: &[Vec<Frame>], clip: f64) -> (f64, f64) {
     let mut along = Autocorrelation::default();
     let mut across = Autocorrelation::default();
     for frames in streams {
@@ -814,8 +827,10 @@ fn persistent_shares(streams: &[Vec<Frame>]) -> (f64, f64) {
                 let c = &p.covariance[ROOT];
                 let var_along = (d.transpose() * c * d)[(0, 0)];
                 let var_across = 0.5 * (c.trace() - var_along);
-                (var_along > 0.0 && var_across > 0.0)
-                    .then(|| (e.dot(&d) / var_along.sqrt(), (e - d * e.dot(&d)) / var_across.sqrt()))
+                let cl = |v: Vector3<f64>| if v.norm() > clip { v * (clip / v.norm()) } else { v };
+                (var_along > 0.0 && var_across > 0.0).then(|| {
+                    ((e.dot(&d) / var_along.sqrt()).clamp(-clip, clip), cl((e - d * e.dot(&d)) / var_across.sqrt()))
+                })
             })
             .collect();
         for (a, b) in err.iter().zip(err.iter().skip(PERSISTENCE_LAG)) {
