@@ -112,12 +112,8 @@ impl RootSpread {
         Ok(())
     }
 
-    /// The law with its standard deviations multiplied by `m` (the offset stays).
-    pub fn times(&self, m: f64) -> RootSpread {
-        self.times_parts(m, m)
-    }
-
-    /// The law with its floor multiplied by `floor` and its residual term by `per_residual`.
+    /// The law with its floor multiplied by `floor` and its residual term by `per_residual` (the offset
+    /// stays).
     pub fn times_parts(&self, floor: f64, per_residual: f64) -> RootSpread {
         RootSpread { floor: self.floor * floor, per_residual: self.per_residual * per_residual, ..*self }
     }
@@ -628,6 +624,7 @@ mod tests {
         let l = law(0.001, 0.5, 0.003);
         assert_eq!(l.std_at(2.0, 0.002), 0.002);
         assert!((l.std_at(2.0, 0.005) - 2.0 * 0.001f64.hypot(0.5 * 0.004)).abs() < 1e-15);
-        assert_eq!(l.times(2.0).residual_offset, 0.003);
+        assert_eq!(l.times_parts(2.0, 3.0).residual_offset, 0.003);
+        assert_eq!((l.times_parts(2.0, 3.0).floor, l.times_parts(2.0, 3.0).per_residual), (0.002, 1.5));
     }
 }

@@ -144,7 +144,8 @@ fn fit_temperature_and_spread(run: &Runs, base: &LifterConfig) -> Result<(f64, O
     let mut best: Option<(f64, f64, Option<ShapeSpread>)> = None;
     for tau in [1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0] {
         let by_input = run.spread_evidence_by_input(&LifterConfig { latent_std_scale: tau, ..base.clone() })?;
-        let evidence: Vec<SpreadEvidence> = by_input.iter().flatten().cloned().collect();
+        let ends: Vec<usize> = by_input.iter().scan(0, |end, e| Some(*end + e.len()).inspect(|n| *end = *n)).collect();
+        let evidence: Vec<SpreadEvidence> = by_input.into_iter().flatten().collect();
         let spread = match fit_shape_spread(&evidence, 10) {
             Ok((spread, bins)) => {
                 for b in &bins {
@@ -160,7 +161,8 @@ fn fit_temperature_and_spread(run: &Runs, base: &LifterConfig) -> Result<(f64, O
                 None
             }
         };
-        let eces: Vec<f64> = by_input.iter().map(|e| ece_with(e, spread.as_ref())).collect();
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        let eces: Vec<f64> = starts.zip(&ends).map(|(a, b)| ece_with(&evidence[a..*b], spread.as_ref())).collect();
         let worst = eces.iter().copied().fold(f64::NAN, f64::max);
         eprintln!(
             "calibration: size {}, temperature {tau}: pose ECE per input {eces:.3?} (pooled {:.3}) with {spread:?}",
