@@ -164,23 +164,26 @@ fn per_expert_widths_reach_the_model_and_config_typos_are_errors() {
 /// per epoch), the exported model is the average, and a changed ema_decay is refused on resume.
 #[test]
 fn regularised_runs_resume_exactly_and_export_the_average() {
-    let mut cfg = tiny_config();
+    // Three epochs, stopped after two: the stopped run's average must place persons for its calibration
+    // (after one epoch of 32 steps a 0.99 average is mostly the initial weights, whose samples the
+    // lifter cannot place in front of the camera, so it drops every person).
+    let mut cfg = TrainConfig { epochs: 3, ..tiny_config() };
     cfg.dropout = 0.2;
     cfg.weight_decay = 1e-4;
     cfg.ema_decay = 0.99;
     let dir = std::env::temp_dir().join(format!("pose3d-train-resume-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let whole = train(&fixture(), &cfg, &dir.join("whole"), false, false).expect("regularised run");
-    let first = TrainConfig { epochs: 1, ..cfg.clone() };
+    let first = TrainConfig { epochs: 2, ..cfg.clone() };
     train(&fixture(), &first, &dir.join("split"), false, false).expect("first epoch");
     let resumed = train(&fixture(), &cfg, &dir.join("split"), true, false).expect("resumed run");
-    assert_eq!(resumed.log.len(), 2);
+    assert_eq!(resumed.log.len(), 3);
     assert_eq!(
         resumed.vae.weights_to_bytes(),
         whole.vae.weights_to_bytes(),
         "resumed run differs from the uninterrupted one"
     );
-    assert_eq!(resumed.log[1].val, whole.log[1].val);
+    assert_eq!(resumed.log[2].val, whole.log[2].val);
     // The exported and reloadable model is the average, not the last step's weights.
     let reloaded = pose3d::train::load_trained(&dir.join("whole")).unwrap();
     assert_eq!(reloaded.weights_to_bytes(), whole.vae.weights_to_bytes());
@@ -188,9 +191,9 @@ fn regularised_runs_resume_exactly_and_export_the_average() {
         train(&fixture(), &TrainConfig { ema_decay: 0.0, ..cfg.clone() }, &dir.join("plain"), false, false).unwrap();
     assert_ne!(plain.vae.weights_to_bytes(), whole.vae.weights_to_bytes());
     // Learning still happens with the regularisers on.
-    assert!(whole.log[1].val.gt2d_mpjpe_mm < 350.0, "{:?}", whole.log[1].val);
+    assert!(whole.log[2].val.gt2d_mpjpe_mm < 350.0, "{:?}", whole.log[2].val);
     let e =
-        train(&fixture(), &TrainConfig { epochs: 3, ema_decay: 0.0, ..cfg.clone() }, &dir.join("whole"), true, false)
+        train(&fixture(), &TrainConfig { epochs: 4, ema_decay: 0.0, ..cfg.clone() }, &dir.join("whole"), true, false)
             .err()
             .expect("ema_decay changed on resume");
     assert!(format!("{e:#}").contains("ema_decay was changed"), "{e:#}");
@@ -361,7 +364,9 @@ fn calibration_is_fitted_on_every_held_out_run_pooled() {
 fn keypoint_graph_model_trains_exports_and_matches_in_onnx() {
     let mut cfg = tiny_config();
     cfg.keypoint_graph = vec![8, 8, 4];
-    cfg.epochs = 1;
+    // Two epochs: after one the samples are too wild for the lifter to place the persons its
+    // calibration needs.
+    cfg.epochs = 2;
     let out = std::env::temp_dir().join(format!("pose3d-train-graph-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let o = train(&fixture(), &cfg, &out, false, false).expect("training with the keypoint graph");

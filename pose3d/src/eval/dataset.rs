@@ -241,6 +241,9 @@ pub fn score_dataset_visiting(
                     .collect();
                 let res = lifter.lift(&cam.intrinsics, &persons, (chunk_i * 64) as u64 ^ seq.poses.len() as u64)?;
                 tally.count_dropped(action, res.dropped.len());
+                if let Some(d) = res.dropped.first() {
+                    tally.last_drop = Some(d.reason.clone());
+                }
                 tally.count_outliers(action, res.outliers.iter().map(|o| o.joints.len()).sum());
                 for p in &res.poses {
                     let i: usize = p.id.parse()?;
@@ -256,7 +259,12 @@ pub fn score_dataset_visiting(
     }
     bar.finish_and_clear();
     lifter.config.use_keypoints = use_keypoints;
-    ensure!(tally.all.n > 0, "no frame could be evaluated");
+    ensure!(
+        tally.all.n > 0,
+        "no frame could be evaluated: {} persons dropped by the lifter{}",
+        tally.all.dropped,
+        tally.last_drop.as_ref().map_or(String::new(), |r| format!(" (the last: {r})"))
+    );
     let report = DatasetReport {
         input: match input {
             Input::GroundTruth2d => "gt".into(),
@@ -351,6 +359,8 @@ struct Tally {
     /// True joints inside the 50/90/95 % ellipsoids, of `joints`.
     inside: [usize; 3],
     joints: usize,
+    /// Why the lifter last dropped a person (the error names it when nothing could be scored).
+    last_drop: Option<String>,
 }
 
 const MASSES: [f64; 3] = [0.5, 0.9, 0.95];
