@@ -655,7 +655,7 @@ impl<'m> Lifter<'m> {
             .and_then(|t| reprojection_ms(&rel_mean, &t, &enc.uv, &enc.weight))
             .map_or(f64::NAN, f64::sqrt);
         if !fit_residual.is_finite() {
-            return Err("the mean pose fits the keypoints only behind the camera".into());
+            return Err("the mean pose cannot be placed in front of the camera on these keypoints".into());
         }
         let samples = &mut self.samples[r * k * od..(r + 1) * k * od];
         if self.config.size_std > 0.0 {
