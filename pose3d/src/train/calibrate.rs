@@ -144,7 +144,14 @@ fn fit_temperature_and_spread(run: &Runs, base: &LifterConfig) -> Result<(f64, O
     let mut best: Option<(f64, f64, Option<ShapeSpread>)> = None;
     for tau in [1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0] {
         let by_input = run.spread_evidence_by_input(&LifterConfig { latent_std_scale: tau, ..base.clone() })?;
-        let ends: Vec<usize> = by_input.iter().scan(0, |end, e| Some(*end + e.len()).inspect(|n| *end = *n)).collect();
+        // Where each input's evidence ends in the pooled list (running sums of their lengths).
+        let ends: Vec<usize> = by_input
+            .iter()
+            .scan(0, |end, e| {
+                *end += e.len();
+                Some(*end)
+            })
+            .collect();
         let evidence: Vec<SpreadEvidence> = by_input.into_iter().flatten().collect();
         let spread = match fit_shape_spread(&evidence, 10) {
             Ok((spread, bins)) => {
