@@ -274,9 +274,19 @@ fn all_subject_runs_cite_the_held_out_run_and_keep_the_given_calibration() {
         size_std: 0.04,
         image_weight: 1.0,
         spread: Some(pose3d::pipeline::spread::ShapeSpread { floor: 0.6, per_residual: 40.0, joints: vec![1.2; 16] }),
-        lateral: Some(pose3d::pipeline::cues::RootSpread { floor: 0.001, per_residual: 0.4, residual_offset: 0.004 }),
+        lateral: Some(pose3d::pipeline::cues::RootSpread {
+            floor: 0.001,
+            per_residual: 0.4,
+            residual_offset: 0.004,
+            residual_power: 1.0,
+        }),
         along_scales_pose: true,
-        along: Some(pose3d::pipeline::cues::RootSpread { floor: 0.03, per_residual: 2.0, residual_offset: 0.0 }),
+        along: Some(pose3d::pipeline::cues::RootSpread {
+            floor: 0.03,
+            per_residual: 300.0,
+            residual_offset: 0.0,
+            residual_power: 2.0,
+        }),
         note: "from the held-out run".into(),
     });
     cfg.validation_from = Some(held_out_dir.join("model.yaml").to_string_lossy().into());

@@ -1,7 +1,7 @@
 //! Fits the laws the residual-driven spreads follow against the 2D fit's residual r, from binned
 //! measurements: spread = sqrt(floor^2 + (k r)^2) for the shape (`spread::ShapeSpread`), and for the root
 //! (`cues::RootSpread`) the same with only the residual beyond an offset counted,
-//! sqrt(floor^2 + k^2 max(r^2 - offset^2, 0)).
+//! sqrt(floor^2 + k^2 max(r^2 - offset^2, 0)), or in a power of the residual, sqrt(floor^2 + (k r^p)^2).
 
 /// Weighted least squares of spread^2 = a + b r^2 over `(r, spread, weight)` points, a and b kept >= 0
 /// (where the free line would cross below zero, the line through the origin); returns (floor, k) =
@@ -9,6 +9,18 @@
 pub fn fit_hypot_law(points: &[(f64, f64, f64)]) -> (f64, f64) {
     let squares: Vec<(f64, f64, f64)> = points.iter().map(|&(r, s, w)| (r * r, s * s, w)).collect();
     non_negative_line(&squares).map_or((0.0, 0.0), |(a, b)| (a.sqrt(), b.sqrt()))
+}
+
+/// Fits spread^2 = a + b r^(2 power) over `(r, spread, weight)` points, a, b >= 0, by weighted least
+/// squares on relative errors (as `fit_offset_law`). Returns (floor, k) = (sqrt a, sqrt b): the law
+/// sqrt(floor^2 + (k r^power)^2).
+pub fn fit_power_law(points: &[(f64, f64, f64)], power: f64) -> (f64, f64) {
+    let pts: Vec<(f64, f64, f64)> = points
+        .iter()
+        .filter(|p| p.1 > 0.0 && p.2 > 0.0)
+        .map(|&(r, s, w)| (r.powf(2.0 * power), s * s, w / s.powi(4)))
+        .collect();
+    non_negative_line(&pts).map_or((0.0, 0.0), |(a, b)| (a.sqrt(), b.sqrt()))
 }
 
 /// Fits spread^2 = a + b max(r^2 - o^2, 0) over `(r, spread, weight)` points, a, b >= 0, by weighted
@@ -96,5 +108,17 @@ mod tests {
         let (a, b, o) = fit_offset_law(&[(0.01, 1.2, 1.0), (0.02, 1.0, 1.0)]);
         assert!(a > 1.0 && a < 1.2 && b == 0.0 && o == 0.0, "{a} {b} {o}");
         assert_eq!(fit_offset_law(&[]), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn recovers_a_law_in_the_residuals_square() {
+        let law = |r: f64| 0.06f64.hypot(300.0 * r * r);
+        let pts: Vec<(f64, f64, f64)> = (1..=12).map(|i| (0.003 * i as f64, law(0.003 * i as f64), 1.0)).collect();
+        let (a, b) = fit_power_law(&pts, 2.0);
+        assert!((a - 0.06).abs() < 1e-9 && (b - 300.0).abs() < 1e-6, "{a} {b}");
+        // Power 1 is the plain law.
+        let (a, b) = fit_power_law(&[(0.01, 0.7f64.hypot(0.6), 1.0), (0.02, 0.7f64.hypot(1.2), 1.0)], 1.0);
+        assert!((a - 0.7).abs() < 1e-9 && (b - 60.0).abs() < 1e-6, "{a} {b}");
+        assert_eq!(fit_power_law(&[], 2.0), (0.0, 0.0));
     }
 }

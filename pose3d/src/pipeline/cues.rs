@@ -65,28 +65,48 @@ pub struct RootSpread {
     /// The residual that moves nothing (normalized image coordinates; 0 in cards written before it).
     #[serde(default)]
     pub residual_offset: f64,
+    /// The power of the residual's excess in the law: 1 across the ray; 2 along it, where keypoints that fit
+    /// no pose well misplace the root far more than a linear law says (docs/history.md, session 28). 1 in
+    /// cards written before it.
+    #[serde(default = "linear")]
+    pub residual_power: f64,
+}
+
+fn linear() -> f64 {
+    1.0
 }
 
 impl RootSpread {
-    /// The largest floor and residual term a card may hold (beyond them the samples describe no person).
+    /// The largest floor and residual term a card may hold (beyond them the samples describe no person):
+    /// the residual term at most `MAX_TERM` at a residual of `MAX_RESIDUAL_OFFSET` (100 per unit of
+    /// residual for a linear law).
     pub const MAX_FLOOR: f64 = 0.5;
-    pub const MAX_PER_RESIDUAL: f64 = 100.0;
+    pub const MAX_TERM: f64 = 10.0;
     /// 0.1 in normalized image coordinates is 100 px at f = 1000: no keypoints that far off fit a person.
     pub const MAX_RESIDUAL_OFFSET: f64 = 0.1;
+    pub const MAX_RESIDUAL_POWER: f64 = 4.0;
+
+    /// The largest `per_residual` a card may hold at this law's power.
+    pub fn max_per_residual(&self) -> f64 {
+        Self::MAX_TERM / Self::MAX_RESIDUAL_OFFSET.powf(self.residual_power)
+    }
 
     /// The law within what a card may hold.
     pub fn clamped(&self) -> RootSpread {
+        let residual_power = self.residual_power.clamp(1.0, Self::MAX_RESIDUAL_POWER);
+        let max_per_residual = RootSpread { residual_power, ..*self }.max_per_residual();
         RootSpread {
             floor: self.floor.clamp(0.0, Self::MAX_FLOOR),
-            per_residual: self.per_residual.clamp(0.0, Self::MAX_PER_RESIDUAL),
+            per_residual: self.per_residual.clamp(0.0, max_per_residual),
             residual_offset: self.residual_offset.clamp(0.0, Self::MAX_RESIDUAL_OFFSET),
+            residual_power,
         }
     }
 
     /// The root's standard deviation per axis, m, at depth `z` for a fit residual `r`.
     pub fn std_at(&self, z: f64, r: f64) -> f64 {
         let beyond = (r * r - self.residual_offset * self.residual_offset).max(0.0).sqrt();
-        z * self.floor.hypot(self.per_residual * beyond)
+        z * self.floor.hypot(self.per_residual * beyond.powf(self.residual_power))
     }
 
     /// Values a card may hold; `name` says which law (`lateral`, `along`) in the error.
@@ -98,10 +118,17 @@ impl RootSpread {
             Self::MAX_FLOOR
         );
         anyhow::ensure!(
-            self.per_residual.is_finite() && (0.0..=Self::MAX_PER_RESIDUAL).contains(&self.per_residual),
-            "calibration.{name}.per_residual {} is outside 0..={}",
+            self.residual_power.is_finite() && (1.0..=Self::MAX_RESIDUAL_POWER).contains(&self.residual_power),
+            "calibration.{name}.residual_power {} is outside 1..={}",
+            self.residual_power,
+            Self::MAX_RESIDUAL_POWER
+        );
+        anyhow::ensure!(
+            self.per_residual.is_finite() && (0.0..=self.max_per_residual()).contains(&self.per_residual),
+            "calibration.{name}.per_residual {} is outside 0..={} (at residual_power {})",
             self.per_residual,
-            Self::MAX_PER_RESIDUAL
+            self.max_per_residual(),
+            self.residual_power
         );
         anyhow::ensure!(
             self.residual_offset.is_finite() && (0.0..=Self::MAX_RESIDUAL_OFFSET).contains(&self.residual_offset),
@@ -561,7 +588,7 @@ mod tests {
         }
         let (mut m0, mut c0) = (Vec::new(), Vec::new());
         joint_statistics(&s, NUM_JOINTS, &mut m0, &mut c0);
-        let prior = RootSpread { floor: 0.001, per_residual: 1.0, residual_offset: 0.0 };
+        let prior = RootSpread { floor: 0.001, per_residual: 1.0, residual_offset: 0.0, residual_power: 1.0 };
         let residual = 0.004; // 4 px at f = 1000
         let before = s.clone();
         assert_eq!(calibrate_root(&mut s, residual, &prior, Direction::Across, true), CueUse::Used);
@@ -579,7 +606,7 @@ mod tests {
         // Along the ray: the depth spread becomes the law's; the mean and the sideways spread stay (up to
         // the samples' scaling about the camera centre: 2 cm sideways at 5 m, scaled by a few per cent),
         // and every joint stays on its own ray (a larger person farther away).
-        let along = RootSpread { floor: 0.02, per_residual: 5.0, residual_offset: 0.002 };
+        let along = RootSpread { floor: 0.02, per_residual: 5.0, residual_offset: 0.002, residual_power: 1.0 };
         let before = s.clone();
         assert_eq!(calibrate_root(&mut s, residual, &along, Direction::Along, true), CueUse::Used);
         let (mut m2, mut c2) = (Vec::new(), Vec::new());
@@ -610,7 +637,12 @@ mod tests {
     /// A card's root laws are checked where they are defined, and fits are brought within those bounds.
     #[test]
     fn root_laws_beyond_what_a_card_may_hold_are_refused_or_clamped() {
-        let law = |floor, per_residual, residual_offset| RootSpread { floor, per_residual, residual_offset };
+        let law = |floor, per_residual, residual_offset| RootSpread {
+            floor,
+            per_residual,
+            residual_offset,
+            residual_power: 1.0,
+        };
         assert!(law(0.04, 3.0, 0.003).check("along").is_ok());
         let wide = law(6.7, 1e4, 0.5);
         let err = wide.check("along").unwrap_err().to_string();
@@ -626,5 +658,16 @@ mod tests {
         assert!((l.std_at(2.0, 0.005) - 2.0 * 0.001f64.hypot(0.5 * 0.004)).abs() < 1e-15);
         assert_eq!(l.times_parts(2.0, 3.0).residual_offset, 0.003);
         assert_eq!((l.times_parts(2.0, 3.0).floor, l.times_parts(2.0, 3.0).per_residual), (0.002, 1.5));
+        // A law in the residual's square (along the ray): its bound on the residual term scales with it.
+        let square = RootSpread { residual_power: 2.0, ..law(0.06, 300.0, 0.0) };
+        assert!((square.std_at(2.0, 0.02) - 2.0 * 0.06f64.hypot(300.0 * 0.0004)).abs() < 1e-12);
+        assert!(square.check("along").is_ok());
+        assert!((square.max_per_residual() - 1000.0).abs() < 1e-9);
+        let err = RootSpread { per_residual: 2000.0, ..square }.check("along").unwrap_err().to_string();
+        assert!(err.contains("calibration.along.per_residual 2000"), "{err}");
+        let err = RootSpread { residual_power: 0.5, ..square }.check("along").unwrap_err().to_string();
+        assert!(err.contains("calibration.along.residual_power 0.5"), "{err}");
+        let clamped = RootSpread { residual_power: 9.0, per_residual: 1e9, ..square }.clamped();
+        assert!(clamped.residual_power == 4.0 && (clamped.per_residual / 1e5 - 1.0).abs() < 1e-9, "{clamped:?}");
     }
 }
