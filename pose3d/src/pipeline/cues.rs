@@ -60,7 +60,7 @@ pub struct RootSpread {
     /// Standard deviation per axis and metre of depth (across: radians) at a residual up to the offset.
     pub floor: f64,
     /// Added standard deviation per unit of the fit's RMS residual (normalized image coordinates) beyond
-    /// the offset, in quadrature.
+    /// the offset, that excess raised to `residual_power`, in quadrature.
     pub per_residual: f64,
     /// The residual that moves nothing (normalized image coordinates; 0 in cards written before it).
     #[serde(default)]
