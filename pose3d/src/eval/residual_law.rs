@@ -15,12 +15,15 @@ pub fn fit_hypot_law(points: &[(f64, f64, f64)]) -> (f64, f64) {
 /// squares on relative errors (as `fit_offset_law`). Returns (floor, k) = (sqrt a, sqrt b): the law
 /// sqrt(floor^2 + (k r^power)^2).
 pub fn fit_power_law(points: &[(f64, f64, f64)], power: f64) -> (f64, f64) {
-    let pts: Vec<(f64, f64, f64)> = points
-        .iter()
-        .filter(|p| p.1 > 0.0 && p.2 > 0.0)
-        .map(|&(r, s, w)| (r.powf(2.0 * power), s * s, w / s.powi(4)))
-        .collect();
+    let pts = relative_squares(points, |r| r.powf(2.0 * power));
     non_negative_line(&pts).map_or((0.0, 0.0), |(a, b)| (a.sqrt(), b.sqrt()))
+}
+
+/// `(x(r), spread^2, weight / spread^4)` of the points with a spread and a weight: a line through these by
+/// weighted least squares fits the squares on relative errors (a small spread counts as much as a large
+/// one).
+fn relative_squares(points: &[(f64, f64, f64)], x: impl Fn(f64) -> f64) -> Vec<(f64, f64, f64)> {
+    points.iter().filter(|p| p.1 > 0.0 && p.2 > 0.0).map(|&(r, s, w)| (x(r), s * s, w / s.powi(4))).collect()
 }
 
 /// Fits spread^2 = a + b max(r^2 - o^2, 0) over `(r, spread, weight)` points, a, b >= 0, by weighted
@@ -31,11 +34,7 @@ pub fn fit_power_law(points: &[(f64, f64, f64)], power: f64) -> (f64, f64) {
 pub fn fit_offset_law(points: &[(f64, f64, f64)]) -> (f64, f64, f64) {
     let mut best: Option<(f64, f64, f64, f64)> = None;
     for o in std::iter::once(0.0).chain(points.iter().map(|p| p.0)) {
-        let pts: Vec<(f64, f64, f64)> = points
-            .iter()
-            .filter(|p| p.1 > 0.0 && p.2 > 0.0)
-            .map(|&(r, s, w)| ((r * r - o * o).max(0.0), s * s, w / s.powi(4)))
-            .collect();
+        let pts = relative_squares(points, |r| (r * r - o * o).max(0.0));
         let Some((a, b)) = non_negative_line(&pts) else { continue };
         let sse: f64 = pts.iter().map(|&(x, y, w)| w * (y - a - b * x).powi(2)).sum();
         // A larger offset must fit better, not as well: below the lowest point it changes nothing.

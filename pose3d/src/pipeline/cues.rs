@@ -86,18 +86,17 @@ impl RootSpread {
     pub const MAX_RESIDUAL_OFFSET: f64 = 0.1;
     pub const MAX_RESIDUAL_POWER: f64 = 4.0;
 
-    /// The largest `per_residual` a card may hold at this law's power.
-    pub fn max_per_residual(&self) -> f64 {
-        Self::MAX_TERM / Self::MAX_RESIDUAL_OFFSET.powf(self.residual_power)
+    /// The largest `per_residual` a card may hold for a law of this power.
+    pub fn max_per_residual(power: f64) -> f64 {
+        Self::MAX_TERM / Self::MAX_RESIDUAL_OFFSET.powf(power)
     }
 
     /// The law within what a card may hold.
     pub fn clamped(&self) -> RootSpread {
         let residual_power = self.residual_power.clamp(1.0, Self::MAX_RESIDUAL_POWER);
-        let max_per_residual = RootSpread { residual_power, ..*self }.max_per_residual();
         RootSpread {
             floor: self.floor.clamp(0.0, Self::MAX_FLOOR),
-            per_residual: self.per_residual.clamp(0.0, max_per_residual),
+            per_residual: self.per_residual.clamp(0.0, Self::max_per_residual(residual_power)),
             residual_offset: self.residual_offset.clamp(0.0, Self::MAX_RESIDUAL_OFFSET),
             residual_power,
         }
@@ -124,10 +123,11 @@ impl RootSpread {
             Self::MAX_RESIDUAL_POWER
         );
         anyhow::ensure!(
-            self.per_residual.is_finite() && (0.0..=self.max_per_residual()).contains(&self.per_residual),
+            self.per_residual.is_finite()
+                && (0.0..=Self::max_per_residual(self.residual_power)).contains(&self.per_residual),
             "calibration.{name}.per_residual {} is outside 0..={} (at residual_power {})",
             self.per_residual,
-            self.max_per_residual(),
+            Self::max_per_residual(self.residual_power),
             self.residual_power
         );
         anyhow::ensure!(
@@ -662,7 +662,7 @@ mod tests {
         let square = RootSpread { residual_power: 2.0, ..law(0.06, 300.0, 0.0) };
         assert!((square.std_at(2.0, 0.02) - 2.0 * 0.06f64.hypot(300.0 * 0.0004)).abs() < 1e-12);
         assert!(square.check("along").is_ok());
-        assert!((square.max_per_residual() - 1000.0).abs() < 1e-9);
+        assert!((RootSpread::max_per_residual(2.0) - 1000.0).abs() < 1e-9);
         let err = RootSpread { per_residual: 2000.0, ..square }.check("along").unwrap_err().to_string();
         assert!(err.contains("calibration.along.per_residual 2000"), "{err}");
         let err = RootSpread { residual_power: 0.5, ..square }.check("along").unwrap_err().to_string();
