@@ -415,15 +415,16 @@ pub fn fit_root_law(evidence: &[SpreadEvidence], direction: Direction) -> Option
 /// The power of the residual in the root's law along the ray. Its error there is the person's size read
 /// wrong: flat while the keypoints fit a pose, then fast growing where they fit none well. Measured on
 /// the held-out subjects S1, S5, S6, S7 (and S8) from detections and ground-truth 2D (docs/history.md,
-/// session 28): with the law in the residual's square the 95 % quantile of the error per sigma is within
-/// 0.83-1.06 of the pooled one in every band of residual up to 0.03, where the linear law with an offset
-/// (fitted on the same bands) reaches 1.2 between 0.015 and 0.02 and 1.35-2.6 beyond, and the frames more
-/// than 4 sigmas off drop from 528 to 431 (from 630 with the linear law on these bands).
+/// session 28): the factor each band of residual needs on the law for its own 95 % is 0.83-1.06 in every
+/// band up to 0.03 with the law in the residual's square; the linear law with an offset needs up to 1.2
+/// between 0.015 and 0.02 on these bands and 1.35-2.6 beyond on twelve equal ones; frames more than 4
+/// sigmas off (from detections) 431 against 630 and 528.
 const ALONG_POWER: f64 = 2.0;
 
 /// Bands of the root laws' fit.
 const BANDS: usize = 12;
-/// The fewest persons a band of the residual's tail holds (its median is then within ~20 % of the band's).
+/// The fewest persons a band of the residual's tail holds (the median of 30 half-normal errors has a
+/// standard error of ~21 %).
 const MIN_TAIL_BAND: usize = 30;
 
 /// The edges of the root laws' residual bands over `n` persons sorted by residual: `BANDS` of equal counts,
