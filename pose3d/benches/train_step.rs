@@ -2,7 +2,11 @@
 //! ../shared/notes/platform.md (the Martinez et al. 2017 lifter's shapes: 34 -> 1024, two blocks of two
 //! 1024 linears, -> 51; MSE; Adam), so the choice of training framework rests on a measurement.
 //! Differences: no batch norm or dropout (the VAE does not use them). 2 threads. `cargo bench --bench train_step`.
+//! Then the keypoint graph trunk of a graph lifter (`model::graph`, 17 joints, widths 5 -> 128 x 4 -> 16),
+//! forward and backward, the part of a graph model's step the MLP kit does not have.
 
+use pose3d::geometry::skeleton::H36M17_PARENTS;
+use pose3d::model::graph::{skeleton_adjacency, GraphNet, GraphNetCache};
 use pose3d::model::nn::{Adam, Mlp, MlpCache};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -44,5 +48,28 @@ fn main() {
         steps.sort_by(|a, b| a.partial_cmp(b).unwrap());
         inf.sort_by(|a, b| a.partial_cmp(b).unwrap());
         println!("| {b} | {:.1} | {:.2} |", steps[steps.len() / 2], inf[inf.len() / 2]);
+    }
+    println!();
+    println!("| batch | graph trunk fwd+bwd median (ms) | forward median (ms) |");
+    println!("|---|---|---|");
+    for &b in &[256usize, 64] {
+        let net = GraphNet::new(&skeleton_adjacency(&H36M17_PARENTS), &[5, 128, 128, 128, 128, 16], &mut rng);
+        let x: Vec<f32> = (0..b * 17 * 5).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let gy: Vec<f32> = (0..b * 17 * 16).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let (mut cache, mut g) = (GraphNetCache::default(), net.zeros_like());
+        let (mut steps, mut fwd) = (Vec::new(), Vec::new());
+        for i in 0..60 {
+            let t = Instant::now();
+            let _ = net.forward(&x, b, &mut cache);
+            let f = t.elapsed().as_secs_f64() * 1e3;
+            net.backward(&gy, b, &cache, &mut g, None);
+            if i >= 10 {
+                steps.push(t.elapsed().as_secs_f64() * 1e3);
+                fwd.push(f);
+            }
+        }
+        steps.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        fwd.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!("| {b} | {:.1} | {:.2} |", steps[steps.len() / 2], fwd[fwd.len() / 2]);
     }
 }

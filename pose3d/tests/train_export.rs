@@ -427,3 +427,43 @@ fn conditional_decoder_model_trains_exports_and_matches_in_onnx() {
     // Absent keypoints are not read: rows 1 and 2 have the same pose and different (absent) keypoints.
     assert!(max_diff(&m_rt[48..96], &m_rt[96..144]) < 1e-6);
 }
+
+/// A seconds-long run of a decoder that reads the keypoint graph's features: the exported graph (features
+/// computed once per person, the first layer's feature part added to each sample) equals the trainer's
+/// forward pass, and absent keypoints are not read.
+#[test]
+fn graph_reading_decoder_model_trains_exports_and_matches_in_onnx() {
+    let mut cfg = tiny_config();
+    cfg.keypoint_graph = vec![8, 8, 4];
+    cfg.decoder_reads_graph = true;
+    cfg.epochs = 2;
+    let out = std::env::temp_dir().join(format!("pose3d-train-graph-dec-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = train(&fixture(), &cfg, &out, false, false).expect("training with a graph-reading decoder");
+    assert!(o.log[1].val.gt2d_mpjpe_mm.is_finite());
+    let vae = &o.vae;
+    let l = vae.config.latent;
+    assert_eq!(vae.decoder.inp(), l + 17 * 4, "the decoder reads the latent and 4 graph features per joint");
+    let mut rt = ModelRuntime::load(&o.onnx, &RuntimeOptions::default()).expect("runtime loads the model");
+    let (rows, k) = (4, 3);
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(16);
+    let mut kp: Vec<f32> = (0..rows * 53).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let pose: Vec<f32> = (0..rows * 48)
+        .map(|_| 0.3 * <StandardNormal as Distribution<f32>>::sample(&StandardNormal, &mut rng))
+        .collect();
+    let eps: Vec<f32> = (0..rows * k * l).map(|_| StandardNormal.sample(&mut rng)).collect();
+    // Rows: keypoints only, pose only (twice, the second with other keypoints, unread), both.
+    kp.copy_within(53..106, 106);
+    kp[106] += 1.0;
+    let mut pose2 = pose.clone();
+    pose2.copy_within(48..96, 96);
+    let presence = [1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0];
+    let (_, m_rt) = onnx_matches_trainer(&mut rt, vae, &[&kp, &pose2], &presence, &eps, rows, k);
+    assert!(max_diff(&m_rt[48..96], &m_rt[96..144]) < 1e-6, "absent keypoints are not read");
+    // A config that asks for the graph's features without a graph is refused with the reason.
+    let mut bad = tiny_config();
+    bad.decoder_reads_graph = true;
+    let Err(err) = train(&fixture(), &bad, &out, false, false) else { panic!("no graph to read") };
+    assert!(format!("{err:#}").contains("keypoint_graph"), "{err:#}");
+    let _ = std::fs::remove_dir_all(&out);
+}

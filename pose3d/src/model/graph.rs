@@ -91,8 +91,12 @@ impl GraphConv {
         cache.xw.clear();
         cache.xw.resize(samples * j * out, 0.0);
         gemm(samples * j, inp, out, x, false, &self.lin.w, false, 0.0, &mut cache.xw);
+        // Element-wise steps by whole samples and joints (an index modulo per value cost as much as the
+        // products).
         cache.z.clear();
-        cache.z.extend(cache.xw.iter().enumerate().map(|(i, v)| v * self.modulation[i % (j * out)]));
+        for xw in cache.xw.chunks_exact(j * out) {
+            cache.z.extend(xw.iter().zip(&self.modulation).map(|(v, m)| v * m));
+        }
         y.clear();
         for _ in 0..samples * j {
             y.extend_from_slice(&self.bias);
@@ -121,13 +125,14 @@ impl GraphConv {
             gemm(j, out, j, &gy[block.clone()], false, &cache.z[block.clone()], true, 1.0, &mut g.learned_adjacency);
             gemm(j, j, out, &mix, true, &gy[block.clone()], false, 0.0, &mut gz[block]);
         }
-        for (i, v) in gy.iter().enumerate() {
-            g.bias[i % out] += v;
+        for gy in gy.chunks_exact(out) {
+            g.bias.iter_mut().zip(gy).for_each(|(b, v)| *b += v);
         }
-        for (i, (gzv, xw)) in gz.iter_mut().zip(&cache.xw).enumerate() {
-            let m = i % (j * out);
-            g.modulation[m] += *gzv * xw;
-            *gzv *= self.modulation[m];
+        for (gz, xw) in gz.chunks_exact_mut(j * out).zip(cache.xw.chunks_exact(j * out)) {
+            for (((gzv, xw), gm), m) in gz.iter_mut().zip(xw).zip(g.modulation.iter_mut()).zip(&self.modulation) {
+                *gm += *gzv * xw;
+                *gzv *= m;
+            }
         }
         // gz is now d(X W).
         gemm(inp, samples * j, out, &cache.x, true, &gz, false, 1.0, &mut g.lin.w);

@@ -82,6 +82,7 @@ mod tests {
             expert_hidden: Default::default(),
             keypoint_graph: None,
             decoder_reads: None,
+            decoder_reads_graph: false,
         };
         let mut vae = Vae::new(cfg, &mut rng);
         // Every root fit succeeds on such poses.

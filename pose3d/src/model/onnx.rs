@@ -243,7 +243,7 @@ impl Graph {
 /// A decoder that reads modality `c`'s input beside the latent. Its first layer splits into the latent's
 /// rows and the input's: the input's part (with the bias) is computed once per person and added to each
 /// of the K samples' latent part, so the samples cost what an unconditional decoder's do.
-fn conditional_decoder(g: &mut Graph, vae: &Vae, c: usize, z: &str, mu: &str, out_shape: &str) {
+fn conditional_decoder(g: &mut Graph, vae: &Vae, (c, read): (usize, &str), z: &str, mu: &str, out_shape: &str) {
     let (l, dec) = (vae.config.latent, &vae.decoder);
     let (first, n) = (&dec.layers[0], dec.layers.len());
     assert!(!dec.is_residual(0), "a conditional decoder's first layer changes width");
@@ -254,9 +254,8 @@ fn conditional_decoder(g: &mut Graph, vae: &Vae, c: usize, z: &str, mu: &str, ou
         g.init_f32(&format!("decoder.{i}.w"), &[layer.inp as i64, layer.out as i64], &layer.w);
         g.init_f32(&format!("decoder.{i}.b"), &[layer.out as i64], &layer.b);
     }
-    let name = &vae.config.modalities[c].0;
     let a = g.slice("presence", c as i64, c as i64 + 1, 1);
-    let input = g.node("Mul", &[name, &a], &[], None);
+    let input = g.node("Mul", &[read, &a], &[], None);
     let hc = g.node("Gemm", &[&input, &wc, &b0], &[], None);
     // The first layer's pre-activation, then the rest of the decoder (the activation only if it is hidden).
     let rest = |g: &mut Graph, pre: String, out_name: Option<&str>| -> String {
@@ -316,6 +315,8 @@ pub fn export(vae: &Vae, doc: &str) -> Vec<u8> {
     // mean = sum(a_i m_i exp(-lv_i)) / P.
     let mut precision = one.clone();
     let mut weighted: Option<String> = None;
+    // What a conditional decoder reads: the modality's input, or its graph features when it reads those.
+    let mut decoder_reads = vae.decoder_reads_index().map(|c| (c, cfg.modalities[c].0.clone()));
     for (i, ((name, _), expert)) in cfg.modalities.iter().zip(&vae.experts).enumerate() {
         let input = match (&vae.trunk, &vae.graph, &cfg.keypoint_graph) {
             (Some(t), _, _) if vae.image_index() == Some(i) => g.trunk(&format!("expert.{name}.trunk"), t, name),
@@ -324,6 +325,10 @@ pub fn export(vae: &Vae, doc: &str) -> Vec<u8> {
             }
             _ => name.clone(),
         };
+        if let Some((c, read)) = decoder_reads.as_mut().filter(|(c, _)| *c == i && cfg.decoder_reads_graph) {
+            assert!(vae.graph_index() == Some(*c), "a decoder reading graph features has the graph trunk");
+            *read = input.clone();
+        }
         let out = g.mlp(&format!("expert.{name}"), expert, &input);
         let m = g.slice(&out, 0, l, 1);
         let lv = g.slice(&out, l, 2 * l, 1);
@@ -352,7 +357,7 @@ pub fn export(vae: &Vae, doc: &str) -> Vec<u8> {
     let bk = g.slice(&eps_shape, 0, 2, 0);
     let out_dim = g.init_i64("out_dim", &[cfg.output as i64]);
     let out_shape = g.node("Concat", &[&bk, &out_dim], &[("axis", Attr::Int(0))], None);
-    match vae.decoder_reads_index() {
+    match decoder_reads {
         None => {
             let flat_shape = g.init_i64("flat_shape", &[-1, l]);
             let zf = g.node("Reshape", &[&z, &flat_shape], &[], None);
@@ -361,7 +366,7 @@ pub fn export(vae: &Vae, doc: &str) -> Vec<u8> {
             // The decoder's weights are shared initializers; the mean path reuses them by name.
             g.mlp_nodes("decoder", &vae.decoder, &mu, Some("mean"));
         }
-        Some(c) => conditional_decoder(&mut g, vae, c, &z, &mu, &out_shape),
+        Some((c, read)) => conditional_decoder(&mut g, vae, (c, &read), &z, &mu, &out_shape),
     }
 
     let mut graph = Pb::default();

@@ -42,6 +42,11 @@ pub struct VaeConfig {
     /// through the latent, whose KL term prices it.
     #[serde(default)]
     pub decoder_reads: Option<String>,
+    /// The conditional decoder reads the keypoint graph trunk's per-joint features of `decoder_reads`
+    /// instead of its raw input: a graph lifter (features mixed along the skeleton) whose mean pose need
+    /// not pass through the latent, and whose features the node computes once per person, not per sample.
+    #[serde(default)]
+    pub decoder_reads_graph: bool,
 }
 
 /// The keypoint expert's graph trunk: the flat input (x, y, present per joint, then values every joint
@@ -121,6 +126,10 @@ pub struct Workspace {
     /// The decoder's input rows (latent, then the conditioning input) and its gradient.
     dec_in: Vec<f32>,
     g_dec_in: Vec<f32>,
+    /// The graph trunk's output (rows x features) of the last `encode`, and the gradient the decoder sends
+    /// back to it when it reads those features.
+    graph_out: Vec<f32>,
+    g_graph_out: Vec<f32>,
 }
 
 impl Workspace {
@@ -200,8 +209,15 @@ impl Vae {
                 m
             })
             .collect();
-        let cond = config.decoder_reads.as_ref().map_or(0, |name| {
-            config.modalities.iter().find(|(n, _)| n == name).expect("decoder_reads names one of the modalities").1
+        let cond = config.decoder_reads.as_ref().map_or(0, |name| match &config.keypoint_graph {
+            Some(g) if config.decoder_reads_graph => {
+                assert_eq!(&g.modality, name, "the decoder reads the graph of the modality it names");
+                g.joints() * g.widths.last().copied().unwrap_or(0)
+            }
+            _ => {
+                assert!(!config.decoder_reads_graph, "decoder_reads_graph needs a keypoint graph");
+                config.modalities.iter().find(|(n, _)| n == name).expect("decoder_reads names one of the modalities").1
+            }
         });
         let mut sizes = vec![config.latent + cond];
         sizes.extend(&config.decoder_hidden);
@@ -307,24 +323,26 @@ impl Vae {
         self.config.decoder_reads.as_ref().and_then(|n| self.modality_index(n))
     }
 
-    /// The decoder's input rows into `out`: each latent row of `z`, then (for a conditional decoder) the
-    /// input row `source[i]` of the modality it reads, zeroed where that modality is absent.
-    fn decoder_input(&self, z: &[f32], source: &[usize], inputs: &[&[f32]], presence: &[f32], out: &mut Vec<f32>) {
+    /// The decoder's input rows into `out`: each latent row of `z`, then (for a conditional decoder) row
+    /// `source[i]` of what it reads (`cond`: the modality's input, or its graph features), scaled by the
+    /// modality's presence and zeroed where it is absent.
+    fn decoder_input(&self, z: &[f32], source: &[usize], cond: &[f32], presence: &[f32], out: &mut Vec<f32>) {
         let l = self.config.latent;
         out.clear();
         let Some(c) = self.decoder_reads_index() else {
             out.extend_from_slice(&z[..source.len() * l]);
             return;
         };
-        let (d, m) = (self.config.modalities[c].1, self.experts.len());
+        let (d, m) = (self.decoder.inp() - l, self.experts.len());
         for (i, &r) in source.iter().enumerate() {
             out.extend_from_slice(&z[i * l..(i + 1) * l]);
             let a = presence[r * m + c];
-            out.extend(inputs[c][r * d..(r + 1) * d].iter().map(|v| if a > 0.0 { v * a } else { 0.0 }));
+            out.extend(cond[r * d..(r + 1) * d].iter().map(|v| if a > 0.0 { v * a } else { 0.0 }));
         }
     }
 
-    /// Decodes latent rows `z`, row i conditioned on input row `source[i]` (see `decoder_input`).
+    /// Decodes latent rows `z`, row i conditioned on input row `source[i]` (see `decoder_input`); a
+    /// decoder that reads graph features takes them from the last `encode`.
     fn decode<'w>(
         &self,
         z: &[f32],
@@ -334,21 +352,45 @@ impl Vae {
         ws: &'w mut Workspace,
     ) -> &'w [f32] {
         let mut x = std::mem::take(&mut ws.dec_in);
-        self.decoder_input(z, source, inputs, presence, &mut x);
+        let cond = match self.decoder_reads_index() {
+            Some(_) if self.config.decoder_reads_graph => ws.graph_out.as_slice(),
+            Some(c) => inputs[c],
+            None => &[],
+        };
+        self.decoder_input(z, source, cond, presence, &mut x);
         ws.dec_in = x;
         self.decoder.forward(&ws.dec_in, source.len(), &mut ws.dec_cache)
     }
 
-    /// The decoder's backward pass from `gy` for the `rows` of the last `decode`: weight gradients into
-    /// `grads`, the latent's gradient (rows x latent) into `gz` (the conditioning input has no parameters).
-    fn decode_backward(&self, gy: &[f32], rows: usize, grads: &mut Vae, gz: &mut Vec<f32>, ws: &mut Workspace) {
-        let l = self.config.latent;
+    /// The decoder's backward pass from `gy` for the rows `source` of the last `decode`: weight gradients
+    /// into `grads`, the latent's gradient (rows x latent) into `gz`; a decoder that reads graph features
+    /// adds their gradient into `ws.g_graph_out` (raw inputs have no parameters).
+    fn decode_backward(
+        &self,
+        gy: &[f32],
+        source: &[usize],
+        presence: &[f32],
+        grads: &mut Vae,
+        gz: &mut Vec<f32>,
+        ws: &mut Workspace,
+    ) {
+        let (l, rows) = (self.config.latent, source.len());
         let mut gx = std::mem::take(&mut ws.g_dec_in);
         self.decoder.backward(gy, rows, &mut ws.dec_cache, &mut grads.decoder, Some(&mut gx));
         let w = self.decoder.inp();
         gz.clear();
         for r in 0..rows {
             gz.extend_from_slice(&gx[r * w..r * w + l]);
+        }
+        if let (Some(c), true) = (self.decoder_reads_index(), self.config.decoder_reads_graph) {
+            let (d, m) = (w - l, self.experts.len());
+            for (i, &r) in source.iter().enumerate() {
+                let a = presence[r * m + c];
+                if a > 0.0 {
+                    let g = &mut ws.g_graph_out[r * d..(r + 1) * d];
+                    g.iter_mut().zip(&gx[i * w + l..(i + 1) * w]).for_each(|(g, v)| *g += v * a);
+                }
+            }
         }
         ws.g_dec_in = gx;
     }
@@ -388,6 +430,10 @@ impl Vae {
             {
                 g.joint_features(inputs[i], rows, self.config.modalities[i].1, &mut ws.graph_in);
                 let feat = net.forward(&ws.graph_in, rows, &mut ws.graph_cache);
+                if self.config.decoder_reads_graph {
+                    ws.graph_out.clear();
+                    ws.graph_out.extend_from_slice(feat);
+                }
                 let out = e.forward(feat, rows, &mut ws.expert_cache[i]);
                 ws.outs[i].clear();
                 ws.outs[i].extend_from_slice(out);
@@ -466,8 +512,10 @@ impl Vae {
             }
             loss.mpjpe += err / (out_dim / 3 + 1) as f64; // the root's error is 0 by construction
         }
+        ws.g_graph_out.clear();
+        ws.g_graph_out.resize(ws.graph_out.len(), 0.0);
         let (gy, mut gz) = (std::mem::take(&mut ws.gy), std::mem::take(&mut ws.gz));
-        self.decode_backward(&gy, rows, grads, &mut gz, ws);
+        self.decode_backward(&gy, &all, presence, grads, &mut gz, ws);
         (ws.gy, ws.gz) = (gy, gz);
         ws.go.resize_with(m, Vec::new);
         for g in ws.go.iter_mut() {
@@ -547,6 +595,9 @@ impl Vae {
                             &mut grads.experts[i],
                             Some(&mut gfeat),
                         );
+                        if self.config.decoder_reads_graph {
+                            gfeat.iter_mut().zip(&ws.g_graph_out).for_each(|(g, d)| *g += d);
+                        }
                         net.backward(&gfeat, rows, &ws.graph_cache, gnet.expect("gradients have the graph"), None);
                         ws.gfeat = gfeat;
                     }
@@ -683,7 +734,7 @@ impl Vae {
             }
         }
         let mut gz = Vec::new();
-        self.decode_backward(&gy, n, grads, &mut gz, ws);
+        self.decode_backward(&gy, &chosen_rows, presence, grads, &mut gz, ws);
         for (i, &r) in chosen_rows.iter().enumerate() {
             for d in 0..l {
                 let (mu, sd) = (mean[i * l + d], std[i * l + d]);
@@ -811,6 +862,7 @@ mod tests {
             expert_hidden: if residual { [("b".to_string(), vec![4, 4])].into() } else { Default::default() },
             keypoint_graph: None,
             decoder_reads: decoder_reads.map(String::from),
+            decoder_reads_graph: false,
         };
         let mut v = Vae::new(cfg, &mut rng);
         // Make the experts' variances matter for the test.
@@ -962,6 +1014,7 @@ mod tests {
             expert_hidden: Default::default(),
             keypoint_graph: None,
             decoder_reads: None,
+            decoder_reads_graph: false,
         };
         let vae = Vae::new(cfg, &mut rng);
         assert_eq!(vae.experts[1].inp(), vae.trunk.as_ref().unwrap().out());
@@ -1006,6 +1059,7 @@ mod tests {
             expert_hidden: Default::default(),
             keypoint_graph: Some(graph),
             decoder_reads: None,
+            decoder_reads_graph: false,
         };
         let mut vae = Vae::new(cfg, &mut rng);
         assert_eq!((vae.graph_index(), vae.experts[0].inp()), (Some(0), 3 * 2));
@@ -1016,6 +1070,43 @@ mod tests {
         let n = vae.tensors().len();
         let checked = check_gradients(&vae, 0..n, |v, g| batch.pass(v, (0.5, 0.8), None, None, g).total);
         assert_eq!(checked, 3 * n);
+    }
+
+    /// A decoder that reads the graph trunk's features: the gradients reach the trunk from the decoder as
+    /// well as from the expert, through the ELBO, the conditional KL and the best-of-K terms.
+    #[test]
+    fn a_decoder_reading_graph_features_gradients_match_finite_differences() {
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(17);
+        let graph = KeypointGraph { modality: "a".into(), parents: vec![-1, 0, 1], widths: vec![4, 4, 2] };
+        let cfg = VaeConfig {
+            modalities: vec![("a".into(), 11), ("b".into(), 3)],
+            latent: 3,
+            encoder_hidden: vec![5],
+            decoder_hidden: vec![5],
+            output: 6,
+            logvar_clip: 8.0,
+            image: None,
+            residual: false,
+            expert_hidden: Default::default(),
+            keypoint_graph: Some(graph),
+            decoder_reads: Some("a".into()),
+            decoder_reads_graph: true,
+        };
+        let mut vae = Vae::new(cfg, &mut rng);
+        assert_eq!(vae.decoder.inp(), 3 + 3 * 2, "the latent and two features of each of three joints");
+        for w in vae.experts[0].layers.last_mut().unwrap().w.iter_mut() {
+            *w *= 10.0;
+        }
+        // With the expert's last layer at zero the trunk gets gradient from the decoder only: it must not
+        // be zero (the features do reach the pose).
+        let mut silent = vae.clone();
+        silent.experts[0].layers.last_mut().unwrap().w.iter_mut().for_each(|w| *w = 0.0);
+        let batch = RandomBatch::new(&silent, &[1.0, 1.0, 1.0, 0.0, 0.0, 1.0], &mut rng);
+        let mut g = silent.zeros_like();
+        batch.pass(&silent, (0.5, 0.8), None, None, &mut g);
+        let trunk = g.graph.as_ref().unwrap().tensors();
+        assert!(trunk.iter().any(|t| t.iter().any(|v| v.abs() > 1e-6)));
+        elbo_gradients_match(vae);
     }
 
     #[test]

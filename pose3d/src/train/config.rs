@@ -30,6 +30,10 @@ pub struct TrainConfig {
     /// The decoder also reads the keypoints (a conditional decoder): the mean pose no longer has to pass
     /// through the latent, which then carries what the 2D cannot tell (depth order, size).
     pub decoder_reads_keypoints: bool,
+    /// With `keypoint_graph`: the decoder reads the graph trunk's per-joint features instead (implies a
+    /// conditional decoder), so the mean pose comes from features mixed along the skeleton, as a graph
+    /// lifter's does, while the node still computes them once per person and only the latent per sample.
+    pub decoder_reads_graph: bool,
     /// Residual MLPs: same-width hidden layers add their input (lets the lifter go deeper).
     pub residual: bool,
     /// Expert log-variances are clipped to [-logvar_clip, logvar_clip]: bounds how sharp one expert can be.
@@ -167,6 +171,7 @@ impl Default for TrainConfig {
             expert_hidden: Default::default(),
             keypoint_graph: Vec::new(),
             decoder_reads_keypoints: false,
+            decoder_reads_graph: false,
             residual: false,
             logvar_clip: 8.0,
             beta: 1.0,
@@ -221,7 +226,8 @@ pub fn vae_config(cfg: &TrainConfig) -> VaeConfig {
             parents: crate::geometry::skeleton::H36M17_PARENTS.to_vec(),
             widths: cfg.keypoint_graph.clone(),
         }),
-        decoder_reads: cfg.decoder_reads_keypoints.then(|| "kp2d".to_string()),
+        decoder_reads: (cfg.decoder_reads_keypoints || cfg.decoder_reads_graph).then(|| "kp2d".to_string()),
+        decoder_reads_graph: cfg.decoder_reads_graph,
     }
 }
 
@@ -253,6 +259,10 @@ impl TrainConfig {
             self.weight_decay
         );
         ensure!((0.0..1.0).contains(&self.ema_decay), "ema_decay must be in [0, 1), got {}", self.ema_decay);
+        ensure!(
+            !self.decoder_reads_graph || !self.keypoint_graph.is_empty(),
+            "decoder_reads_graph reads the keypoint graph's features: set keypoint_graph too"
+        );
         let inputs = self
             .calibration_inputs
             .iter()
