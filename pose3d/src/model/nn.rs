@@ -208,6 +208,23 @@ impl Mlp {
         }
         &cache.acts[n]
     }
+    /// Inference from layer `start` on (its input `x`, rows x that layer's width), with the activations and
+    /// skips `forward` applies there; no cache, no dropout.
+    pub fn infer_from(&self, start: usize, x: &[f32], rows: usize) -> Vec<f32> {
+        let n = self.layers.len();
+        let (mut h, mut y) = (x[..rows * self.layers[start].inp].to_vec(), Vec::new());
+        for i in start..n {
+            self.layers[i].forward(&h, rows, &mut y);
+            if i + 1 < n {
+                y.iter_mut().filter(|v| **v < 0.0).for_each(|v| *v *= LEAKY_SLOPE);
+            }
+            if self.is_residual(i) {
+                y.iter_mut().zip(&h).for_each(|(v, x)| *v += x);
+            }
+            std::mem::swap(&mut h, &mut y);
+        }
+        h
+    }
     /// Backward from dY; accumulates parameter gradients into `g`; returns dX in `gx` if asked.
     pub fn backward(&self, gy: &[f32], rows: usize, cache: &mut MlpCache, g: &mut Mlp, gx: Option<&mut Vec<f32>>) {
         let n = self.layers.len();

@@ -9,7 +9,7 @@
 
 use crate::model::conv::{ConvCache, ConvNet};
 use crate::model::graph::{skeleton_adjacency, GraphNet, GraphNetCache};
-use crate::model::nn::{Mlp, MlpCache};
+use crate::model::nn::{gemm, Mlp, MlpCache, LEAKY_SLOPE};
 use crate::pipeline::crop::ImageSpec;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -352,14 +352,53 @@ impl Vae {
         ws: &'w mut Workspace,
     ) -> &'w [f32] {
         let mut x = std::mem::take(&mut ws.dec_in);
-        let cond = match self.decoder_reads_index() {
-            Some(_) if self.config.decoder_reads_graph => ws.graph_out.as_slice(),
-            Some(c) => inputs[c],
-            None => &[],
-        };
+        let cond = self.decoder_reads_index().map_or(&[][..], |c| self.conditioning(c, inputs, ws));
         self.decoder_input(z, source, cond, presence, &mut x);
         ws.dec_in = x;
         self.decoder.forward(&ws.dec_in, source.len(), &mut ws.dec_cache)
+    }
+
+    /// Decodes `k` latents per row of `rows` (`z`: rows x k x latent), forward only. A conditional
+    /// decoder's first layer is split as in the exported graph (`model::onnx`): the part of what it reads
+    /// once per row, the latent's part per sample (the best-of-K term decodes 32 samples per row).
+    fn decode_k(
+        &self,
+        z: &[f32],
+        rows: &[usize],
+        k: usize,
+        inputs: &[&[f32]],
+        presence: &[f32],
+        ws: &mut Workspace,
+    ) -> Vec<f32> {
+        let Some(c) = self.decoder_reads_index() else {
+            let source: Vec<usize> = rows.iter().flat_map(|&r| std::iter::repeat_n(r, k)).collect();
+            return self.decode(z, &source, inputs, presence, ws).to_vec();
+        };
+        let (l, first) = (self.config.latent, &self.decoder.layers[0]);
+        let (d, out) = (first.inp - l, first.out);
+        let mut cond = Vec::new();
+        self.decoder_input(&vec![0.0; rows.len() * l], rows, self.conditioning(c, inputs, ws), presence, &mut cond);
+        // Each row's latent part is zero above, so the first layer of these rows is the conditioning's part.
+        let mut hc: Vec<f32> = rows.iter().flat_map(|_| first.b.iter().copied()).collect();
+        gemm(rows.len(), l + d, out, &cond, false, &first.w, false, 1.0, &mut hc);
+        let mut h: Vec<f32> =
+            hc.chunks_exact(out).flat_map(|row| (0..k).flat_map(move |_| row.iter().copied())).collect();
+        gemm(rows.len() * k, l, out, z, false, &first.w[..l * out], false, 1.0, &mut h);
+        if self.decoder.layers.len() == 1 {
+            return h;
+        }
+        h.iter_mut().filter(|v| **v < 0.0).for_each(|v| *v *= LEAKY_SLOPE);
+        self.decoder.infer_from(1, &h, rows.len() * k)
+    }
+
+    /// What a conditional decoder reading modality `c` reads: its input, or the graph trunk's features
+    /// from the last `encode`.
+    fn conditioning<'a>(&self, c: usize, inputs: &[&'a [f32]], ws: &'a Workspace) -> &'a [f32] {
+        if self.config.decoder_reads_graph {
+            &ws.graph_out
+        } else {
+            inputs[c]
+        }
     }
 
     /// The decoder's backward pass from `gy` for the rows `source` of the last `decode`: weight gradients
@@ -707,8 +746,7 @@ impl Vae {
                 }
             }
         }
-        let source: Vec<usize> = chosen_rows.iter().flat_map(|&r| std::iter::repeat_n(r, k)).collect();
-        let y = self.decode(&z, &source, inputs, presence, ws).to_vec();
+        let y = self.decode_k(&z, &chosen_rows, k, inputs, presence, ws);
         let best: Vec<usize> = chosen_rows
             .iter()
             .enumerate()
@@ -787,8 +825,8 @@ impl Vae {
         }
         let z = std::mem::take(&mut ws.z);
         samples.clear();
-        let source: Vec<usize> = (0..rows).flat_map(|r| std::iter::repeat_n(r, k)).collect();
-        samples.extend_from_slice(self.decode(&z, &source, inputs, presence, ws));
+        let all: Vec<usize> = (0..rows).collect();
+        samples.extend(self.decode_k(&z, &all, k, inputs, presence, ws));
         ws.z = z;
     }
 
@@ -1072,11 +1110,8 @@ mod tests {
         assert_eq!(checked, 3 * n);
     }
 
-    /// A decoder that reads the graph trunk's features: the gradients reach the trunk from the decoder as
-    /// well as from the expert, through the ELBO, the conditional KL and the best-of-K terms.
-    #[test]
-    fn a_decoder_reading_graph_features_gradients_match_finite_differences() {
-        let mut rng = rand_pcg::Pcg64::seed_from_u64(17);
+    /// A model whose decoder reads the graph trunk's features of modality a (11 inputs: three joints).
+    fn tiny_reading_graph(rng: &mut rand_pcg::Pcg64) -> Vae {
         let graph = KeypointGraph { modality: "a".into(), parents: vec![-1, 0, 1], widths: vec![4, 4, 2] };
         let cfg = VaeConfig {
             modalities: vec![("a".into(), 11), ("b".into(), 3)],
@@ -1092,7 +1127,15 @@ mod tests {
             decoder_reads: Some("a".into()),
             decoder_reads_graph: true,
         };
-        let mut vae = Vae::new(cfg, &mut rng);
+        Vae::new(cfg, rng)
+    }
+
+    /// A decoder that reads the graph trunk's features: the gradients reach the trunk from the decoder as
+    /// well as from the expert, through the ELBO, the conditional KL and the best-of-K terms.
+    #[test]
+    fn a_decoder_reading_graph_features_gradients_match_finite_differences() {
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(17);
+        let mut vae = tiny_reading_graph(&mut rng);
         assert_eq!(vae.decoder.inp(), 3 + 3 * 2, "the latent and two features of each of three joints");
         for w in vae.experts[0].layers.last_mut().unwrap().w.iter_mut() {
             *w *= 10.0;
@@ -1107,6 +1150,29 @@ mod tests {
         let trunk = g.graph.as_ref().unwrap().tensors();
         assert!(trunk.iter().any(|t| t.iter().any(|v| v.abs() > 1e-6)));
         elbo_gradients_match(vae);
+    }
+
+    /// Decoding K samples per row with the conditioning's part of the first layer computed once per row
+    /// equals decoding every sample in full, for decoders that read nothing, an input, or graph features.
+    #[test]
+    fn decoding_k_samples_per_row_equals_decoding_each() {
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(19);
+        for vae in [tiny_with(true), tiny_reading(true, Some("a")), tiny_reading_graph(&mut rng)] {
+            // Rows: both modalities, a only, b only (the conditioning absent).
+            let batch = RandomBatch::new(&vae, &[1.0, 1.0, 1.0, 0.0, 0.0, 1.0], &mut rng);
+            let inputs: Vec<&[f32]> = batch.inputs.iter().map(Vec::as_slice).collect();
+            let (k, l) = (4, vae.config.latent);
+            let z: Vec<f32> = (0..3 * k * l).map(|_| StandardNormal.sample(&mut rng)).collect();
+            let mut ws = Workspace::default();
+            vae.encode(&inputs, &batch.presence, 3, &mut ws);
+            let rows = [0, 1, 2];
+            let split = vae.decode_k(&z, &rows, k, &inputs, &batch.presence, &mut ws);
+            let source: Vec<usize> = rows.iter().flat_map(|&r| std::iter::repeat_n(r, k)).collect();
+            let full = vae.decode(&z, &source, &inputs, &batch.presence, &mut ws).to_vec();
+            assert_eq!(split.len(), full.len());
+            let diff = split.iter().zip(&full).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(diff < 1e-5, "{diff}");
+        }
     }
 
     #[test]
