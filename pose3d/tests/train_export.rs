@@ -246,6 +246,47 @@ fn image_model_trains_exports_and_matches_in_onnx() {
     assert!(max_diff(&m_rt[48..96], &m_rt[144..192]) > 1e-4);
 }
 
+/// The fused model of the graph recipe: the image expert added to a run whose decoder reads the keypoint
+/// graph's features (`init_from` it). The exported graph equals the trainer's forward pass on every mix of
+/// modalities, an image-only row (no keypoints, so no features to read) still decodes from the image.
+#[test]
+fn image_model_on_a_graph_reading_decoder_trains_exports_and_matches_in_onnx() {
+    let dir = std::env::temp_dir().join(format!("pose3d-train-image-graph-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut kp_cfg = tiny_config();
+    kp_cfg.keypoint_graph = vec![8, 8, 4];
+    kp_cfg.decoder_reads_graph = true;
+    kp_cfg.epochs = 2;
+    train(&fixture(), &kp_cfg, &dir.join("keypoints"), false, false).expect("the keypoint run");
+    let mut cfg: TrainConfig = serde_yaml::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_tiny_image.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    (cfg.latent, cfg.encoder_hidden, cfg.decoder_hidden) =
+        (kp_cfg.latent, kp_cfg.encoder_hidden.clone(), kp_cfg.decoder_hidden.clone());
+    cfg.keypoint_graph = kp_cfg.keypoint_graph.clone();
+    cfg.decoder_reads_graph = true;
+    cfg.init_from = Some(dir.join("keypoints").to_string_lossy().into_owned());
+    let o = train(&fixture(), &cfg, &dir.join("fused"), false, false).expect("the image run on the graph model");
+    let vae = &o.vae;
+    assert!(o.log.last().unwrap().val.fused_mpjpe_mm.is_some_and(f64::is_finite));
+
+    let mut rt = ModelRuntime::load(&o.onnx, &RuntimeOptions::default()).expect("runtime loads the model");
+    let (rows, k, l) = (4, 3, vae.config.latent);
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(21);
+    let kp: Vec<f32> = (0..rows * 53).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let pose = vec![0f32; rows * 48];
+    let img: Vec<f32> = (0..rows * 768).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let eps: Vec<f32> = (0..rows * k * l).map(|_| StandardNormal.sample(&mut rng)).collect();
+    // Rows: keypoints only, image only, both, none.
+    let presence = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0];
+    let (_, m_rt) = onnx_matches_trainer(&mut rt, vae, &[&kp, &pose, &img], &presence, &eps, rows, k);
+    assert!(max_diff(&m_rt[48..96], &m_rt[144..192]) > 1e-4, "the image reaches an image-only row");
+    assert!(max_diff(&m_rt[0..48], &m_rt[96..144]) > 1e-4, "the image reaches a row with keypoints");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn cuda_training_without_a_gpu_fails_with_the_reason() {
     let mut cfg = tiny_config();
