@@ -20,6 +20,15 @@ fn tiny_config() -> TrainConfig {
     .unwrap()
 }
 
+/// The image modality's seconds-long run (rendered crops of the fixture).
+fn tiny_image_config() -> TrainConfig {
+    serde_yaml::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_tiny_image.yaml"))
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
 }
@@ -207,14 +216,24 @@ fn regularised_runs_resume_exactly_and_export_the_average() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs a trained image model (kp2d 53, pose3d 48, a 16 x 16 crop), exported and in the trainer, on four
+/// rows: keypoints only, image only, both, none; asserts they agree and returns the runtime's means.
+fn image_model_means(o: &pose3d::train::TrainOutcome, seed: u64) -> Vec<f32> {
+    let mut rt = ModelRuntime::load(&o.onnx, &RuntimeOptions::default()).expect("runtime loads the model");
+    let (rows, k, l) = (4, 3, o.vae.config.latent);
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+    let kp: Vec<f32> = (0..rows * 53).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let pose = vec![0f32; rows * 48];
+    let img: Vec<f32> = (0..rows * 768).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let eps: Vec<f32> = (0..rows * k * l).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let presence = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0];
+    onnx_matches_trainer(&mut rt, &o.vae, &[&kp, &pose, &img], &presence, &eps, rows, k).1
+}
+
 /// A seconds-long run with the image expert (rendered crops): exported Conv graph == trainer's forward.
 #[test]
 fn image_model_trains_exports_and_matches_in_onnx() {
-    let cfg: TrainConfig = serde_yaml::from_str(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_tiny_image.yaml"))
-            .unwrap(),
-    )
-    .unwrap();
+    let cfg = tiny_image_config();
     let out = std::env::temp_dir().join(format!("pose3d-train-image-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let o = train(&fixture(), &cfg, &out, false, false).expect("training with images");
@@ -231,17 +250,7 @@ fn image_model_trains_exports_and_matches_in_onnx() {
         [("kp2d", 53), ("pose3d", 48), ("image", 768)]
     );
 
-    let mut rt = ModelRuntime::load(&o.onnx, &RuntimeOptions::default()).expect("runtime loads the Conv graph");
-    let vae = &o.vae;
-    let (rows, k, l) = (4, 3, vae.config.latent);
-    let mut rng = rand_pcg::Pcg64::seed_from_u64(8);
-    let kp: Vec<f32> = (0..rows * 53).map(|_| StandardNormal.sample(&mut rng)).collect();
-    let pose = vec![0f32; rows * 48];
-    let img: Vec<f32> = (0..rows * 768).map(|_| StandardNormal.sample(&mut rng)).collect();
-    let eps: Vec<f32> = (0..rows * k * l).map(|_| StandardNormal.sample(&mut rng)).collect();
-    // Rows: keypoints only, image only, both, none.
-    let presence = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0];
-    let (_, m_rt) = onnx_matches_trainer(&mut rt, vae, &[&kp, &pose, &img], &presence, &eps, rows, k);
+    let m_rt = image_model_means(&o, 8);
     // The image reaches the output: the image-only row differs from the no-modality row.
     assert!(max_diff(&m_rt[48..96], &m_rt[144..192]) > 1e-4);
 }
@@ -258,30 +267,16 @@ fn image_model_on_a_graph_reading_decoder_trains_exports_and_matches_in_onnx() {
     kp_cfg.decoder_reads_graph = true;
     kp_cfg.epochs = 2;
     train(&fixture(), &kp_cfg, &dir.join("keypoints"), false, false).expect("the keypoint run");
-    let mut cfg: TrainConfig = serde_yaml::from_str(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_tiny_image.yaml"))
-            .unwrap(),
-    )
-    .unwrap();
+    let mut cfg = tiny_image_config();
     (cfg.latent, cfg.encoder_hidden, cfg.decoder_hidden) =
         (kp_cfg.latent, kp_cfg.encoder_hidden.clone(), kp_cfg.decoder_hidden.clone());
     cfg.keypoint_graph = kp_cfg.keypoint_graph.clone();
     cfg.decoder_reads_graph = true;
     cfg.init_from = Some(dir.join("keypoints").to_string_lossy().into_owned());
     let o = train(&fixture(), &cfg, &dir.join("fused"), false, false).expect("the image run on the graph model");
-    let vae = &o.vae;
     assert!(o.log.last().unwrap().val.fused_mpjpe_mm.is_some_and(f64::is_finite));
 
-    let mut rt = ModelRuntime::load(&o.onnx, &RuntimeOptions::default()).expect("runtime loads the model");
-    let (rows, k, l) = (4, 3, vae.config.latent);
-    let mut rng = rand_pcg::Pcg64::seed_from_u64(21);
-    let kp: Vec<f32> = (0..rows * 53).map(|_| StandardNormal.sample(&mut rng)).collect();
-    let pose = vec![0f32; rows * 48];
-    let img: Vec<f32> = (0..rows * 768).map(|_| StandardNormal.sample(&mut rng)).collect();
-    let eps: Vec<f32> = (0..rows * k * l).map(|_| StandardNormal.sample(&mut rng)).collect();
-    // Rows: keypoints only, image only, both, none.
-    let presence = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0];
-    let (_, m_rt) = onnx_matches_trainer(&mut rt, vae, &[&kp, &pose, &img], &presence, &eps, rows, k);
+    let m_rt = image_model_means(&o, 21);
     assert!(max_diff(&m_rt[48..96], &m_rt[144..192]) > 1e-4, "the image reaches an image-only row");
     assert!(max_diff(&m_rt[0..48], &m_rt[96..144]) > 1e-4, "the image reaches a row with keypoints");
     let _ = std::fs::remove_dir_all(&dir);
