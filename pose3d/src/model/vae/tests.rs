@@ -205,21 +205,7 @@ fn keypoint_graph_gradients_match_finite_differences() {
     let row: Vec<f32> = (0..11).map(|i| i as f32).collect();
     graph.joint_features(&row, 1, 11, &mut feats);
     assert_eq!(feats, [0., 1., 2., 9., 10., 3., 4., 5., 9., 10., 6., 7., 8., 9., 10.]);
-    let cfg = VaeConfig {
-        modalities: vec![("a".into(), 11), ("b".into(), 3)],
-        latent: 3,
-        encoder_hidden: vec![5],
-        decoder_hidden: vec![5],
-        output: 6,
-        logvar_clip: 8.0,
-        image: None,
-        residual: false,
-        expert_hidden: Default::default(),
-        keypoint_graph: Some(graph),
-        decoder_reads: None,
-        decoder_reads_graph: false,
-    };
-    let mut vae = Vae::new(cfg, &mut rng);
+    let mut vae = tiny_graph(false, &mut rng);
     assert_eq!((vae.graph_index(), vae.experts[0].inp()), (Some(0), 3 * 2));
     for w in vae.experts[0].layers.last_mut().unwrap().w.iter_mut() {
         *w *= 10.0;
@@ -230,8 +216,9 @@ fn keypoint_graph_gradients_match_finite_differences() {
     assert_eq!(checked, 3 * n);
 }
 
-/// A model whose decoder reads the graph trunk's features of modality a (11 inputs: three joints).
-fn tiny_reading_graph(rng: &mut rand_pcg::Pcg64) -> Vae {
+/// A model with a graph trunk on modality a (11 inputs: three joints), whose decoder reads the trunk's
+/// features if `reads`.
+fn tiny_graph(reads: bool, rng: &mut rand_pcg::Pcg64) -> Vae {
     let graph = KeypointGraph { modality: "a".into(), parents: vec![-1, 0, 1], widths: vec![4, 4, 2] };
     let cfg = VaeConfig {
         modalities: vec![("a".into(), 11), ("b".into(), 3)],
@@ -244,8 +231,8 @@ fn tiny_reading_graph(rng: &mut rand_pcg::Pcg64) -> Vae {
         residual: false,
         expert_hidden: Default::default(),
         keypoint_graph: Some(graph),
-        decoder_reads: Some("a".into()),
-        decoder_reads_graph: true,
+        decoder_reads: reads.then(|| "a".into()),
+        decoder_reads_graph: reads,
     };
     Vae::new(cfg, rng)
 }
@@ -255,7 +242,7 @@ fn tiny_reading_graph(rng: &mut rand_pcg::Pcg64) -> Vae {
 #[test]
 fn a_decoder_reading_graph_features_gradients_match_finite_differences() {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(17);
-    let mut vae = tiny_reading_graph(&mut rng);
+    let mut vae = tiny_graph(true, &mut rng);
     assert_eq!(vae.decoder.inp(), 3 + 3 * 2, "the latent and two features of each of three joints");
     for w in vae.experts[0].layers.last_mut().unwrap().w.iter_mut() {
         *w *= 10.0;
@@ -277,7 +264,7 @@ fn a_decoder_reading_graph_features_gradients_match_finite_differences() {
 #[test]
 fn decoding_k_samples_per_row_equals_decoding_each() {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(19);
-    for vae in [tiny_with(true), tiny_reading(true, Some("a")), tiny_reading_graph(&mut rng)] {
+    for vae in [tiny_with(true), tiny_reading(true, Some("a")), tiny_graph(true, &mut rng)] {
         // Rows: both modalities, a only, b only (the conditioning absent).
         let batch = RandomBatch::new(&vae, &[1.0, 1.0, 1.0, 0.0, 0.0, 1.0], &mut rng);
         let inputs: Vec<&[f32]> = batch.inputs.iter().map(Vec::as_slice).collect();
