@@ -3,7 +3,7 @@
 //! is the Linear's plus a scatter). Activations are NHWC, OpenCV's pixel order; the ONNX export
 //! transposes to Conv's NCHW.
 
-use crate::model::nn::{Linear, LEAKY_SLOPE};
+use crate::model::nn::{leaky_relu, Linear, LEAKY_SLOPE};
 use rand::Rng;
 
 /// One 3x3 stride-2 convolution. `lin.w` is [(ky * 3 + kx) * cin + c][cout].
@@ -119,11 +119,7 @@ impl ConvNet {
             let input: &[f32] = if i == 0 { &x[..rows * self.inp()] } else { &done[i - 1] };
             l.im2col(input, rows, &mut cache.cols[i]);
             l.lin.forward(&cache.cols[i], rows * ho * wo, &mut rest[0]);
-            for v in rest[0].iter_mut() {
-                if *v < 0.0 {
-                    *v *= LEAKY_SLOPE;
-                }
-            }
+            leaky_relu(&mut rest[0]);
         }
         &cache.acts[n - 1]
     }

@@ -7,6 +7,11 @@ use rand_distr::{Distribution, Normal};
 
 pub const LEAKY_SLOPE: f32 = 0.1;
 
+/// The hidden layers' activation, in place: negative values scaled by `LEAKY_SLOPE`.
+pub fn leaky_relu(y: &mut [f32]) {
+    y.iter_mut().filter(|v| **v < 0.0).for_each(|v| *v *= LEAKY_SLOPE);
+}
+
 /// y = x W + b, with W stored row-major as [inp][out] (ONNX Gemm's B without transpose).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Linear {
@@ -181,11 +186,7 @@ impl Mlp {
             let (before, after) = cache.acts.split_at_mut(i + 1);
             l.forward(&before[i], rows, &mut after[0]);
             if i + 1 < n {
-                for v in after[0].iter_mut() {
-                    if *v < 0.0 {
-                        *v *= LEAKY_SLOPE;
-                    }
-                }
+                leaky_relu(&mut after[0]);
                 if let Some((p, rng)) = &mut cache.dropout {
                     // Inverted dropout: kept units are scaled by 1 / (1 - p), so inference needs no change.
                     cache.masks.resize_with(n, Vec::new);
@@ -216,7 +217,7 @@ impl Mlp {
         for i in start..n {
             self.layers[i].forward(&h, rows, &mut y);
             if i + 1 < n {
-                y.iter_mut().filter(|v| **v < 0.0).for_each(|v| *v *= LEAKY_SLOPE);
+                leaky_relu(&mut y);
             }
             if self.is_residual(i) {
                 y.iter_mut().zip(&h).for_each(|(v, x)| *v += x);

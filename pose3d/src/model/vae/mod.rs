@@ -9,7 +9,7 @@
 
 use crate::model::conv::{ConvCache, ConvNet};
 use crate::model::graph::{skeleton_adjacency, GraphNet, GraphNetCache};
-use crate::model::nn::{gemm, Mlp, MlpCache, LEAKY_SLOPE};
+use crate::model::nn::{gemm, leaky_relu, Mlp, MlpCache};
 use crate::pipeline::crop::ImageSpec;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -352,7 +352,7 @@ impl Vae {
         if self.decoder.layers.len() == 1 {
             return h;
         }
-        h.iter_mut().filter(|v| **v < 0.0).for_each(|v| *v *= LEAKY_SLOPE);
+        leaky_relu(&mut h);
         self.decoder.infer_from(1, &h, rows.len() * k)
     }
 
