@@ -489,7 +489,6 @@ impl Vae {
         }
         let z = std::mem::take(&mut ws.z);
         samples.clear();
-        let all: Vec<usize> = (0..rows).collect();
         samples.extend(self.decode_k(&z, &all, k, inputs, presence, ws));
         ws.z = z;
     }
