@@ -10,10 +10,10 @@ use crate::formats::dataset::{to_camera, Dataset, DatasetCamera, Sequence};
 use crate::geometry::distribution::{joint_statistics, relative_covariances};
 use crate::geometry::ground::Ground;
 use crate::geometry::skeleton::{Kp, NUM_JOINTS, ROOT};
-use crate::pipeline::activity::{Activity, Adaptation};
-use crate::pipeline::bandwidth::Bandwidth;
 use crate::pipeline::cues::{apply_cues, depth_measurement, median_spread, CueUse, Cues, DepthPrior};
 use crate::pipeline::lifter::{Lifter, PersonIn, PoseOut};
+use crate::pipeline::tracking::activity::{Activity, Adaptation};
+use crate::pipeline::tracking::bandwidth::Bandwidth;
 use crate::pipeline::tracking::{
     across_variance, keypoint_box, MotionModel, Observed, RootErrors, TrackState, Tracker, TrackerConfig, TrackingModel,
 };

@@ -1,7 +1,5 @@
 //! The runtime pipeline: everything the node needs per message, and nothing from training.
 
-pub mod activity;
-pub mod bandwidth;
 pub mod crop;
 pub mod cues;
 pub mod detectors;
