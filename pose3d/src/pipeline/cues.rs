@@ -2,7 +2,9 @@
 //! registered depth image. Each gives a measurement of the person's depth along the camera rays; it is
 //! fused with the samples' own depths by their uncertainties (each sample moves along its rays, so its
 //! projection is kept), and refused when it disagrees with them beyond a gate, because then it does not
-//! hold (a jump, a person sitting high, a depth image of something in front).
+//! hold (a jump, a person sitting high, a depth image of something in front). The floor is refused only
+//! on the side feet off the floor explain (`Refuse::Farther`): nearer than the samples, it is the size
+//! prior that fails (a child), and the floor is what places the person.
 
 use crate::geometry::camera::Camera;
 use crate::geometry::ground::Ground;
@@ -375,21 +377,47 @@ fn rescale(samples: &mut [[f64; 3]], target: &[f64]) {
     }
 }
 
+/// Which disagreements with the samples refuse a cue (`fuse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refuse {
+    /// Beyond the gate either way: a depth image (something in front of the person, the background
+    /// through a hole or an edge).
+    EitherWay,
+    /// Beyond the gate only farther than the samples: the floor. Feet off the floor (a jump, a seat, a
+    /// stair) make it place a person too far, never too near: the ray through a foot above the floor
+    /// meets the floor beyond it. Nearer than the samples by more than their spread allows, it is their
+    /// size prior that fails (a person smaller than the training subjects: a child), and the floor is used
+    /// with the samples' depth variance widened to the disagreement (it is one standard deviation then),
+    /// down to `SMALLEST` of the samples' depth.
+    Farther,
+}
+
+/// The nearest a floor may place a person, as a share of the samples' depth: a person half the size of
+/// the people the model was trained on. Nearer, something else is wrong (a foot keypoint far below the
+/// foot, a camera height given too low).
+const SMALLEST: f64 = 0.5;
+
 /// Fuses per-sample depth measurements `(z_i, std_i)` with the samples' root depths, whose spread is the
 /// prior: each sample's depth moves toward its measurement by the Kalman gain, then the samples' spread
 /// about their new mean is set to the posterior's (moving every sample by the gain alone would shrink
 /// it by (1 - gain)^2 instead of (1 - gain) and claim more certainty than the two sources give). Refused
-/// when the mean measurement is further than `gate` standard deviations from the samples' mean.
-fn fuse(samples: &mut [[f64; 3]], measured: &[(f64, f64)], gate: f64) -> CueUse {
+/// when the mean measurement is further than `gate` standard deviations from the samples' mean, on the
+/// sides `refuse` names.
+fn fuse(samples: &mut [[f64; 3]], measured: &[(f64, f64)], gate: f64, refuse: Refuse) -> CueUse {
     let z = root_depths(samples);
     let (mz, var) = mean_var(&z);
     // The spread of K samples can be near zero; a 1 cm floor keeps the gain finite.
     let var = var.max(1e-4);
     let (mm, _) = mean_var(&measured.iter().map(|m| m.0).collect::<Vec<_>>());
     let mvar = measured.iter().map(|m| m.1 * m.1).sum::<f64>() / measured.len() as f64;
-    if (mm - mz).abs() > gate * (var + mvar).sqrt() {
+    let d = mm - mz;
+    let var = if d.abs() <= gate * (var + mvar).sqrt() {
+        var
+    } else if refuse == Refuse::Farther && d < 0.0 && mm >= SMALLEST * mz {
+        var.max(d * d - mvar)
+    } else {
         return CueUse::Rejected;
-    }
+    };
     let mut target: Vec<f64> =
         z.iter().zip(measured).map(|(zi, (mi, si))| zi + var / (var + si * si) * (mi - zi)).collect();
     let (mt, vt) = mean_var(&target);
@@ -404,7 +432,8 @@ fn fuse(samples: &mut [[f64; 3]], measured: &[(f64, f64)], gate: f64) -> CueUse 
     CueUse::Used
 }
 
-/// The floor as a measurement: each sample's lower ankle on the floor gives that sample's depth.
+/// The floor as a measurement: each sample's lower ankle on the floor gives that sample's depth (refused
+/// only when it places the person farther than the samples: `Refuse::Farther`).
 pub fn fuse_ground(samples: &mut [[f64; 3]], prior: &GroundPrior) -> CueUse {
     let measured: Option<Vec<(f64, f64)>> = samples
         .chunks_exact(NUM_JOINTS)
@@ -419,7 +448,7 @@ pub fn fuse_ground(samples: &mut [[f64; 3]], prior: &GroundPrior) -> CueUse {
         })
         .collect();
     match measured {
-        Some(m) if !m.is_empty() => fuse(samples, &m, prior.gate),
+        Some(m) if !m.is_empty() => fuse(samples, &m, prior.gate, Refuse::Farther),
         _ => CueUse::Unused,
     }
 }
@@ -430,7 +459,7 @@ pub fn fuse_depth(samples: &mut [[f64; 3]], measured: (f64, f64), gate: f64) -> 
     if n == 0 {
         return CueUse::Unused;
     }
-    fuse(samples, &vec![measured; n], gate)
+    fuse(samples, &vec![measured; n], gate, Refuse::EitherWay)
 }
 
 /// Absolute cues for one message; none by default.
@@ -470,6 +499,12 @@ mod tests {
     /// A standing person (feet at the floor) 5 m in front of a camera 1.6 m high, as K samples whose size
     /// (and so depth) is off by a factor in 0.85..1.05.
     fn samples(e: &Extrinsics, k: usize) -> (Vec<[f64; 3]>, f64) {
+        person(e, k, 1.0)
+    }
+
+    /// As `samples`, for a person `size` times as large (about the floor, ankles 0.1 m above it) lifted by
+    /// samples of the usual size: each sample is the same image of a larger person farther away.
+    fn person(e: &Extrinsics, k: usize, size: f64) -> (Vec<[f64; 3]>, f64) {
         let world: Vec<Vector3<f64>> = (0..NUM_JOINTS)
             .map(|j| {
                 let h = match j {
@@ -478,14 +513,15 @@ mod tests {
                     0 | 1 | 4 => 0.95,
                     _ => 1.0 + 0.05 * j as f64,
                 };
-                Vector3::new(if [1, 2, 3, 11, 12, 13].contains(&j) { -0.15 } else { 0.15 }, 0.0, h)
+                let x = if [1, 2, 3, 11, 12, 13].contains(&j) { -0.15 } else { 0.15 };
+                Vector3::new(x * size, 0.0, 0.1 + (h - 0.1) * size)
             })
             .collect();
         let cam: Vec<Vector3<f64>> = world.iter().map(|w| e.to_camera(w)).collect();
         let truth = cam[ROOT].z;
         let mut out = Vec::new();
         for i in 0..k {
-            let f = 0.85 + 0.2 * i as f64 / (k - 1) as f64;
+            let f = (0.85 + 0.2 * i as f64 / (k - 1) as f64) / size;
             out.extend(cam.iter().map(|p| [p.x * f, p.y * f, p.z * f]));
         }
         (out, truth)
@@ -522,6 +558,28 @@ mod tests {
         let copy = s.clone();
         assert_eq!(fuse_ground(&mut s, &prior), CueUse::Rejected);
         assert_eq!(s, copy);
+    }
+
+    /// A child (0.7 of the samples' size) on the floor: the samples place it ~35 % too far, beyond the
+    /// gate, and the floor places it, with the floor's spread. Nearer than half the samples' depth (a
+    /// person of 0.4) the floor is refused; a depth image that near is refused too (something in front).
+    #[test]
+    fn the_floor_places_a_person_smaller_than_the_samples_down_to_half_their_size() {
+        let (e, prior) = setup();
+        let (mut s, truth) = person(&e, 16, 0.7);
+        let (z0, var0) = mean_var(&root_depths(&s));
+        assert!((z0 / truth - 0.95 / 0.7).abs() < 0.01, "{z0} vs {truth}");
+        assert!(z0 - truth > prior.gate * var0.sqrt(), "beyond the gate: {z0} vs {truth}, std {}", var0.sqrt());
+        assert_eq!(fuse_ground(&mut s, &prior), CueUse::Used);
+        let (z1, var1) = mean_var(&root_depths(&s));
+        assert!((z1 - truth).abs() < 0.05, "{z1} vs {truth}");
+        assert!(var1.sqrt() < 0.1 && var1.sqrt() < 0.3 * var0.sqrt(), "the floor's spread: {}", var1.sqrt());
+        let (mut tiny, _) = person(&e, 16, 0.4);
+        let copy = tiny.clone();
+        assert_eq!(fuse_ground(&mut tiny, &prior), CueUse::Rejected);
+        assert_eq!(tiny, copy);
+        let (mut s, truth) = samples(&e, 16);
+        assert_eq!(fuse_depth(&mut s, (0.6 * truth, 0.03), prior.gate), CueUse::Rejected);
     }
 
     #[test]

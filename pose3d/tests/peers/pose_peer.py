@@ -53,9 +53,15 @@ def main():
     ap.add_argument("--no-camera-info", action="store_true", help="never publish camera_info")
     ap.add_argument("--burst", action="store_true", help="publish all keypoint messages back to back")
     ap.add_argument("--anonymous", action="store_true", help="persons without ids (the node's tracker names them)")
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="body size: each pose scaled about the floor point below its root (0.8: a child)")
     a = ap.parse_args()
 
     poses = np.load(f"{a.data}/poses_3d17_world_mm_25hz.npz")[a.sequence] / 1000.0
+    if a.scale != 1.0:
+        # About the floor (z = 0) below each frame's root: a smaller body on the same path, feet on the floor.
+        base = poses[:, :1, :] * np.array([1.0, 1.0, 0.0])
+        poses = base + (poses - base) * a.scale
     rclpy.init()
     node = rclpy.create_node("pose_peer")
     qos = QoSProfile(depth=10)
