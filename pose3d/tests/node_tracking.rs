@@ -13,7 +13,7 @@ use pose3d::formats::dataset::Dataset;
 use pose3d::pipeline::tracking::TrackingModel;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// H36M-17 indices of the ankles.
@@ -151,9 +151,12 @@ fn cmu_floor(name: &str, scale: f64) -> (PathBuf, f64) {
     (path, height)
 }
 
-/// The node's floor parameters for the peer's camera, with the tracking file `model`.
-fn floor_args(model: &Path) -> Vec<String> {
-    [
+/// The walkers at body size `scale` with the floor given (the peer camera's height and pitch, and the CMU
+/// skeleton's foot height at that size): two track ids, the floor used in at least 90 % of the confirmed
+/// outputs. Returns the scores, the outputs and the foot height (m).
+fn on_the_floor(domain: u32, name: &str, scale: f64) -> (Scored, Value, f64) {
+    let (model, foot) = cmu_floor(&format!("{name}_model"), scale);
+    let args: Vec<String> = [
         "use_ground:=true".to_string(),
         format!("camera_height:={HEIGHT}"),
         format!("camera_pitch:={PITCH}"),
@@ -161,7 +164,12 @@ fn floor_args(model: &Path) -> Vec<String> {
     ]
     .into_iter()
     .flat_map(|p| ["-p".to_string(), p])
-    .collect()
+    .collect();
+    let (json, log) = run(domain, name, scale, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let g = score(&json);
+    assert_eq!(g.ids.len(), 2, "{:?}\n{log}", g.ids);
+    assert!(g.ground_used * 10 >= g.confirmed * 9, "floor used in {} of {} outputs", g.ground_used, g.confirmed);
+    (g, json, foot)
 }
 
 /// Anonymous walkers get two track ids, each following one person throughout, and the velocity after a
@@ -182,12 +190,7 @@ fn anonymous_walkers_are_tracked_with_velocity_and_placed_on_the_floor() {
     assert!(vel < 0.4, "median velocity error {vel:.3} m/s");
     let root_plain = median(&mut p.root_err);
 
-    let (floor, foot) = cmu_floor("track_ground_model", 1.0);
-    let args = floor_args(&floor);
-    let (ground, log) = run(129, "track_ground", 1.0, &args.iter().map(String::as_str).collect::<Vec<_>>());
-    let mut g = score(&ground);
-    assert_eq!(g.ids.len(), 2, "{:?}\n{log}", g.ids);
-    assert!(g.ground_used * 10 >= g.confirmed * 9, "floor used in {} of {} outputs", g.ground_used, g.confirmed);
+    let (mut g, ground, foot) = on_the_floor(129, "track_ground", 1.0);
     let root_ground = median(&mut g.root_err);
     let frame_ground = median(&mut g.frame_root_err);
     let vel_g = median(&mut g.vel_err);
@@ -218,12 +221,7 @@ fn the_floor_places_children_the_size_prior_puts_too_far() {
     let (plain, log) = run(133, "track_child_plain", CHILD, &[]);
     let mut p = score(&plain);
     assert!(p.confirmed > 100, "confirmed track outputs: {}\n{log}", p.confirmed);
-    let (floor, foot) = cmu_floor("track_child_model", CHILD);
-    let args = floor_args(&floor);
-    let (ground, log) = run(134, "track_child_ground", CHILD, &args.iter().map(String::as_str).collect::<Vec<_>>());
-    let mut g = score(&ground);
-    assert_eq!(g.ids.len(), 2, "{:?}\n{log}", g.ids);
-    assert!(g.ground_used * 10 >= g.confirmed * 9, "floor used in {} of {} outputs", g.ground_used, g.confirmed);
+    let (mut g, _, foot) = on_the_floor(134, "track_child_ground", CHILD);
     let (root_plain, root_ground) = (median(&mut p.root_err), median(&mut g.root_err));
     eprintln!(
         "children: median root error {:.0} mm without the floor, {:.0} mm with (foot height {:.0} mm)",
