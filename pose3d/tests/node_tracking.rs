@@ -151,20 +151,27 @@ fn cmu_floor(name: &str, scale: f64) -> (PathBuf, f64) {
     (path, height)
 }
 
-/// The walkers at body size `scale` with the floor given (the peer camera's height and pitch, and the CMU
-/// skeleton's foot height at that size): two track ids, the floor used in at least 90 % of the confirmed
-/// outputs. Returns the scores, the outputs and the foot height (m).
-fn on_the_floor(domain: u32, name: &str, scale: f64) -> (Scored, Value, f64) {
+/// The node's parameters for the floor of a camera `height` m above it, pitched `pitch` rad down, with
+/// the CMU skeleton's foot height at body size `scale` (`cmu_floor`); and that foot height (m).
+fn floor_args(name: &str, height: f64, pitch: f64, scale: f64) -> (Vec<String>, f64) {
     let (model, foot) = cmu_floor(&format!("{name}_model"), scale);
-    let args: Vec<String> = [
+    let args = [
         "use_ground:=true".to_string(),
-        format!("camera_height:={HEIGHT}"),
-        format!("camera_pitch:={PITCH}"),
+        format!("camera_height:={height}"),
+        format!("camera_pitch:={pitch}"),
         format!("tracking_model:={}", model.display()),
     ]
     .into_iter()
     .flat_map(|p| ["-p".to_string(), p])
     .collect();
+    (args, foot)
+}
+
+/// The walkers at body size `scale` with the floor given (the peer camera's height and pitch, and the CMU
+/// skeleton's foot height at that size): two track ids, the floor used in at least 90 % of the confirmed
+/// outputs. Returns the scores, the outputs and the foot height (m).
+fn on_the_floor(domain: u32, name: &str, scale: f64) -> (Scored, Value, f64) {
+    let (args, foot) = floor_args(name, HEIGHT, PITCH, scale);
     let (json, log) = run(domain, name, scale, &args.iter().map(String::as_str).collect::<Vec<_>>());
     let g = score(&json);
     assert_eq!(g.ids.len(), 2, "{:?}\n{log}", g.ids);
@@ -254,13 +261,8 @@ fn replay(domain: u32, name: &str, node_args: &[&str]) -> Value {
 #[test]
 fn the_floor_places_the_bundled_recording() {
     let plain = replay(130, "replay_plain", &[]);
-    let (floor, _) = cmu_floor("replay_ground_model", 1.0);
-    let tracking = format!("tracking_model:={}", floor.display());
-    let ground = replay(
-        131,
-        "replay_ground",
-        &["-p", "use_ground:=true", "-p", "camera_height:=1.5", "-p", "camera_pitch:=0.0906", "-p", &tracking],
-    );
+    let (args, _) = floor_args("replay_ground", 1.5, 0.0906, 1.0);
+    let ground = replay(131, "replay_ground", &args.iter().map(String::as_str).collect::<Vec<_>>());
     let (a, b) = (plain["root_abs_error_mm"].as_f64().unwrap(), ground["root_abs_error_mm"].as_f64().unwrap());
     eprintln!("root error {a:.1} mm without the floor, {b:.1} mm with");
     assert!(plain["persons_scored"].as_u64().unwrap() >= 400 && ground["persons_scored"].as_u64().unwrap() >= 400);
